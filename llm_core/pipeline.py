@@ -1,0 +1,56 @@
+"""Plan a run: which stages, in what order, with which artifact keys, before any work starts.
+
+Keys depend only on configs and upstream keys, so the whole DAG's keys are known up front: a finished stage is a
+cache hit, and `llmpipe stage NAME` knows exactly which upstream artifacts it needs.
+"""
+
+from __future__ import annotations
+
+from llm_core.config import ConfigError
+from llm_core.pipeline_config import PipelineConfig
+from llm_core.registry import STAGES
+from llm_core.stage import Stage, StageContext
+from llm_core.store import ArtifactStore, artifact_key
+
+
+def stage_config(config: PipelineConfig, name: str):
+    return getattr(config, name)
+
+
+def enabled_stages(config: PipelineConfig) -> list[str]:
+    return [name for name in STAGES if stage_config(config, name).enabled]
+
+
+def plan(config: PipelineConfig, targets: list[str] | None = None) -> dict[str, StageContext]:
+    """Contexts of `targets` and everything upstream of them (all enabled stages if None), in run order."""
+    unknown = [t for t in targets or [] if t not in STAGES]
+    if unknown:
+        raise ConfigError(f"unknown stage(s) {unknown}; stages are {list(STAGES)}")
+    store = ArtifactStore(config.run.artifact_root, config.run.storage_options)
+    contexts: dict[str, StageContext] = {}
+
+    def resolve(name: str, chain: tuple[str, ...]) -> StageContext:
+        if name in contexts:
+            return contexts[name]
+        if name in chain:
+            raise ConfigError(f"stage cycle: {' -> '.join((*chain, name))}")
+        stage: Stage = STAGES[name]
+        cfg = stage_config(config, name)
+        if not cfg.enabled:
+            needed_by = f" (needed by {chain[-1]!r})" if chain else ""
+            raise ConfigError(f"stage {name!r} is disabled{needed_by}: set {name}.enabled=true")
+        inputs = {
+            input_name: resolve(upstream, (*chain, name)).output
+            for input_name, upstream in stage.input_stages(config).items()
+        }
+        key = artifact_key(
+            name, stage.key_config(cfg, config.run), {k: r.key for k, r in inputs.items()}, stage.version
+        )
+        ctx = StageContext(stage=name, config=cfg, run=config.run, inputs=inputs, output=store.ref(name, key))
+        contexts[name] = ctx
+        return ctx
+
+    for name in targets or enabled_stages(config):
+        resolve(name, ())
+    order = list(STAGES)
+    return dict(sorted(contexts.items(), key=lambda item: order.index(item[0])))

@@ -1,0 +1,56 @@
+"""The Parquet schemas of the data contracts (DESIGN.md), defined once."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+RAW_PAGES = pa.schema(
+    [
+        ("url", pa.string()),
+        ("fetched_at", pa.timestamp("us", tz="UTC")),
+        ("status", pa.int32()),
+        ("content_type", pa.string()),
+        ("charset", pa.string()),
+        ("body", pa.binary()),
+        ("warc_record_id", pa.string()),
+        ("source", pa.string()),
+    ]
+)
+
+DOCUMENTS = pa.schema(
+    [
+        ("doc_id", pa.string()),
+        ("url", pa.string()),
+        ("text", pa.string()),
+        ("title", pa.string()),
+        ("source", pa.string()),
+        ("extracted_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+# Records dropped by a stage, with why. `detail` holds what identifies a record that never became a document
+# (e.g. a WARC record id and its content type).
+REJECTED = pa.schema([*DOCUMENTS, ("reason", pa.string()), ("detail", pa.string())])
+
+FILTERED_DOCUMENTS = pa.schema(
+    [
+        *DOCUMENTS,
+        ("language", pa.string()),
+        ("language_score", pa.float32()),
+        ("pii_redactions", pa.map_(pa.string(), pa.int32())),
+        ("quality", pa.map_(pa.string(), pa.float32())),
+    ]
+)
+
+MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
+
+CONVERSATIONS = pa.schema([("messages", pa.list_(MESSAGE)), ("source", pa.string())])
+
+PREFERENCES = pa.schema(
+    [
+        ("prompt", pa.list_(MESSAGE)),
+        ("chosen", pa.string()),
+        ("rejected", pa.string()),
+        ("source", pa.string()),
+    ]
+)

@@ -1,0 +1,199 @@
+"""How a stage is declared and run, without Prefect.
+
+A stage is a function of (its config, its input artifacts, an output writer) that returns a small `StageResult`.
+Two shapes:
+
+- `Stage.run(ctx)`: one piece of work (training, a tokenizer).
+- `ShardedStage`: `plan(ctx)` lists shard ids, `run_shard(ctx, shard)` processes one and returns counts,
+  `finalize(ctx, stats)` does any global step (dedup) and builds the result. Each finished shard leaves
+  `_shards/{shard}.json`, so a retried stage skips it; shards run in parallel on a process pool (or, through
+  the tasks layer, as mapped Prefect tasks on Dask/Ray).
+
+`run_stage` is the Prefect-free driver used by tests and by the tasks layer: cache hit -> return the manifest,
+else run, then commit the manifest last.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextvars
+import logging
+import multiprocessing as mp
+import os
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import Executor, ProcessPoolExecutor
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from llm_core.config import RunConfig, StageConfig
+from llm_core.store import ArtifactReader, ArtifactRef, ArtifactStore, ArtifactWriter, Manifest
+
+SHARD_STATS_DIR = "_shards"
+
+
+class StageResult(BaseModel):
+    """What a stage reports: counts (records in/out, per reason), metrics, and what a person should see."""
+
+    counts: dict[str, int] = Field(default_factory=dict)
+    metrics: dict[str, float] = Field(default_factory=dict)
+    tables: dict[str, list[dict[str, Any]]] = Field(default_factory=dict, description="name -> rows, for the UI")
+    markdown: str = ""
+    extra: dict[str, Any] = Field(default_factory=dict, description="anything else worth keeping in the manifest")
+
+
+ProgressFn = Callable[[str, float, float, dict[str, float]], None]  # (stage, done, total, metrics)
+_progress_sink: contextvars.ContextVar[ProgressFn | None] = contextvars.ContextVar("progress_sink", default=None)
+
+
+def set_progress_sink(fn: ProgressFn | None) -> contextvars.Token:
+    """Install a callback (CLI progress bar, Prefect progress artifact) for long-running work in this context."""
+    return _progress_sink.set(fn)
+
+
+class StageContext(BaseModel):
+    """Everything a stage needs, small and picklable (it travels to worker processes)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    stage: str
+    config: StageConfig
+    run: RunConfig
+    inputs: dict[str, ArtifactRef]
+    output: ArtifactRef
+
+    def store(self) -> ArtifactStore:
+        return ArtifactStore(self.run.artifact_root, self.run.storage_options)
+
+    def reader(self, input_name: str) -> ArtifactReader:
+        if input_name not in self.inputs:
+            raise KeyError(f"stage {self.stage!r} has no input {input_name!r}; it has {sorted(self.inputs)}")
+        return self.store().reader(self.inputs[input_name])
+
+    def writer(self) -> ArtifactWriter:
+        return self.store().writer(self.output)
+
+    @property
+    def log(self) -> logging.Logger:
+        return logging.getLogger(f"llm_core.{self.stage}")
+
+    def progress(self, done: float, total: float, **metrics: float) -> None:
+        sink = _progress_sink.get()
+        if sink is not None:
+            sink(self.stage, done, total, metrics)
+
+    @property
+    def workers(self) -> int:
+        return self.run.workers or os.cpu_count() or 1
+
+
+class Stage(abc.ABC):
+    """A pipeline stage. Subclasses set `name`, `config_model`, `version` and implement `run` (or use ShardedStage).
+
+    `version` is part of the artifact key: bump it when a code change alters what the stage produces.
+    """
+
+    name: ClassVar[str]
+    config_model: ClassVar[type[StageConfig]]
+    version: ClassVar[str] = "1"
+    uses_seed: ClassVar[bool] = False
+
+    def input_stages(self, config: Any) -> dict[str, str]:
+        """Input name -> upstream stage name, given the whole pipeline config (so a stage can fall back to
+        another source when a stage is switched off)."""
+        return {}
+
+    @abc.abstractmethod
+    def run(self, ctx: StageContext) -> StageResult:
+        """Do the stage's work into `ctx.writer()`; the caller commits the manifest."""
+
+    def key_config(self, ctx_config: StageConfig, run: RunConfig) -> dict[str, Any]:
+        cfg = ctx_config.key_config()
+        if self.uses_seed:
+            cfg["seed"] = run.seed
+        return cfg
+
+
+class ShardedStage(Stage):
+    """A stage whose work splits into independent shards, then an optional global step."""
+
+    @abc.abstractmethod
+    def plan(self, ctx: StageContext) -> list[str]:
+        """Shard ids, deterministic for a given input (they name the output files and completion markers)."""
+
+    @abc.abstractmethod
+    def run_shard(self, ctx: StageContext, shard: str) -> dict[str, int]:
+        """Process one shard into the artifact; return its counts (summed over shards)."""
+
+    def finalize(self, ctx: StageContext, stats: dict[str, dict[str, int]]) -> StageResult:
+        return StageResult(counts=sum_counts(stats.values()))
+
+    def run(self, ctx: StageContext) -> StageResult:
+        shards = self.plan(ctx)
+        if len(shards) <= 1 or ctx.workers == 1:
+            stats = {s: process_shard(self, ctx, s) for s in shards}
+        else:
+            with local_pool(min(ctx.workers, len(shards))) as pool:
+                futures = {s: pool.submit(process_shard, self, ctx, s) for s in shards}
+                stats = {}
+                for i, (s, fut) in enumerate(futures.items()):
+                    stats[s] = fut.result()
+                    ctx.progress(i + 1, len(shards))
+        return self.finalize(ctx, stats)
+
+
+def sum_counts(stats: Iterable[dict[str, int]]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for s in stats:
+        for k, v in s.items():
+            total[k] = total.get(k, 0) + v
+    return total
+
+
+def shard_stats_name(shard: str) -> str:
+    return f"{SHARD_STATS_DIR}/{shard}.json"
+
+
+def process_shard(stage: ShardedStage, ctx: StageContext, shard: str) -> dict[str, int]:
+    """Run one shard unless a previous attempt finished it; its stats file is its completion marker."""
+    writer = ctx.writer()
+    marker = shard_stats_name(shard)
+    if writer.exists(marker):
+        return writer.read_json(marker)["counts"]
+    t0 = time.perf_counter()
+    counts = stage.run_shard(ctx, shard)
+    writer.write_json(marker, {"shard": shard, "counts": counts, "seconds": round(time.perf_counter() - t0, 3)})
+    return counts
+
+
+def local_pool(workers: int) -> Executor:
+    """A process pool for CPU-bound per-shard work. forkserver: safe beside threads (Prefect, torch)."""
+    return ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("forkserver"))
+
+
+def run_stage(stage: Stage, ctx: StageContext) -> tuple[Manifest, bool]:
+    """Run a stage into its artifact unless already committed. Returns (manifest, cache_hit)."""
+    store = ctx.store()
+    if store.is_committed(ctx.output):
+        return store.manifest(ctx.output), True
+    t0 = time.perf_counter()
+    result = stage.run(ctx)
+    return commit_stage(stage, ctx, result, time.perf_counter() - t0), False
+
+
+def commit_stage(stage: Stage, ctx: StageContext, result: StageResult, seconds: float) -> Manifest:
+    extra = dict(result.extra)
+    if result.tables:
+        extra["tables"] = result.tables
+    if result.markdown:
+        extra["markdown"] = result.markdown
+    return ctx.writer().commit(
+        version=stage.version,
+        config=stage.key_config(ctx.config, ctx.run),
+        inputs=ctx.inputs,
+        counts=result.counts,
+        metrics=result.metrics,
+        timings={"seconds": round(seconds, 3)},
+        extra=extra,
+    )
