@@ -10,7 +10,7 @@ from llm_core.config import ConfigError
 from llm_core.pipeline_config import PipelineConfig
 from llm_core.registry import STAGES
 from llm_core.stage import Stage, StageContext
-from llm_core.store import ArtifactStore, artifact_key
+from llm_core.store import ArtifactRef, ArtifactStore, artifact_key
 
 
 def stage_config(config: PipelineConfig, name: str):
@@ -19,6 +19,32 @@ def stage_config(config: PipelineConfig, name: str):
 
 def enabled_stages(config: PipelineConfig) -> list[str]:
     return [name for name in STAGES if stage_config(config, name).enabled]
+
+
+def make_context(
+    config: PipelineConfig, name: str, inputs: dict[str, ArtifactRef], store: ArtifactStore | None = None
+) -> StageContext:
+    """The context of stage `name` reading `inputs`; its output key follows from both."""
+    store = store or ArtifactStore(config.run.artifact_root, config.run.storage_options)
+    stage: Stage = STAGES[name]
+    cfg = stage_config(config, name)
+    key = artifact_key(name, stage.key_config(cfg, config.run), {k: r.key for k, r in inputs.items()}, stage.version)
+    return StageContext(stage=name, config=cfg, run=config.run, inputs=inputs, output=store.ref(name, key))
+
+
+def with_inputs(config: PipelineConfig, name: str, given: dict[str, str]) -> StageContext:
+    """The context of one stage reading explicitly named artifacts ('input=KEY'), e.g. an older snapshot."""
+    store = ArtifactStore(config.run.artifact_root, config.run.storage_options)
+    expected = STAGES[name].input_stages(config)
+    unknown = sorted(set(given) - set(expected))
+    if unknown:
+        raise ConfigError(f"stage {name!r} has no input(s) {unknown}; its inputs are {sorted(expected)}")
+    planned = plan(config, [name])[name].inputs
+    inputs = {k: (store.find(given[k]) if k in given else planned[k]) for k in expected}
+    for input_name, ref in inputs.items():
+        if ref.stage != expected[input_name]:
+            raise ConfigError(f"input {input_name!r} of {name!r} must come from stage {expected[input_name]!r}, got {ref}")
+    return make_context(config, name, inputs, store)
 
 
 def plan(config: PipelineConfig, targets: list[str] | None = None) -> dict[str, StageContext]:
@@ -35,20 +61,15 @@ def plan(config: PipelineConfig, targets: list[str] | None = None) -> dict[str, 
         if name in chain:
             raise ConfigError(f"stage cycle: {' -> '.join((*chain, name))}")
         stage: Stage = STAGES[name]
-        cfg = stage_config(config, name)
-        if not cfg.enabled:
+        if not stage_config(config, name).enabled:
             needed_by = f" (needed by {chain[-1]!r})" if chain else ""
             raise ConfigError(f"stage {name!r} is disabled{needed_by}: set {name}.enabled=true")
         inputs = {
             input_name: resolve(upstream, (*chain, name)).output
             for input_name, upstream in stage.input_stages(config).items()
         }
-        key = artifact_key(
-            name, stage.key_config(cfg, config.run), {k: r.key for k, r in inputs.items()}, stage.version
-        )
-        ctx = StageContext(stage=name, config=cfg, run=config.run, inputs=inputs, output=store.ref(name, key))
-        contexts[name] = ctx
-        return ctx
+        contexts[name] = make_context(config, name, inputs, store)
+        return contexts[name]
 
     for name in targets or enabled_stages(config):
         resolve(name, ())

@@ -16,7 +16,6 @@ else run, then commit the manifest last.
 from __future__ import annotations
 
 import abc
-import contextvars
 import logging
 import multiprocessing as mp
 import os
@@ -44,12 +43,17 @@ class StageResult(BaseModel):
 
 
 ProgressFn = Callable[[str, float, float, dict[str, float]], None]  # (stage, done, total, metrics)
-_progress_sink: contextvars.ContextVar[ProgressFn | None] = contextvars.ContextVar("progress_sink", default=None)
+_progress_listeners: list[ProgressFn] = []
 
 
-def set_progress_sink(fn: ProgressFn | None) -> contextvars.Token:
-    """Install a callback (CLI progress bar, Prefect progress artifact) for long-running work in this context."""
-    return _progress_sink.set(fn)
+def add_progress_listener(fn: ProgressFn) -> None:
+    """Register a callback (CLI progress bar, Prefect progress artifact) for progress reported in this process."""
+    _progress_listeners.append(fn)
+
+
+def remove_progress_listener(fn: ProgressFn) -> None:
+    if fn in _progress_listeners:
+        _progress_listeners.remove(fn)
 
 
 class StageContext(BaseModel):
@@ -79,9 +83,8 @@ class StageContext(BaseModel):
         return logging.getLogger(f"llm_core.{self.stage}")
 
     def progress(self, done: float, total: float, **metrics: float) -> None:
-        sink = _progress_sink.get()
-        if sink is not None:
-            sink(self.stage, done, total, metrics)
+        for fn in list(_progress_listeners):
+            fn(self.stage, done, total, metrics)
 
     @property
     def workers(self) -> int:
@@ -170,6 +173,18 @@ def process_shard(stage: ShardedStage, ctx: StageContext, shard: str) -> dict[st
 def local_pool(workers: int) -> Executor:
     """A process pool for CPU-bound per-shard work. forkserver: safe beside threads (Prefect, torch)."""
     return ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("forkserver"))
+
+
+_shared_pools: dict[int, ProcessPoolExecutor] = {}
+
+
+def run_shard_in_shared_pool(stage: ShardedStage, ctx: StageContext, shard: str) -> dict[str, int]:
+    """`process_shard` on a long-lived process pool of `ctx.workers` processes, shared by concurrent callers
+    (the orchestrator's shard tasks are threads); a pool broken by a dead worker is replaced on the next call."""
+    pool = _shared_pools.get(ctx.workers)
+    if pool is None or getattr(pool, "_broken", False):
+        pool = _shared_pools[ctx.workers] = local_pool(ctx.workers)  # type: ignore[assignment]
+    return pool.submit(process_shard, stage, ctx, shard).result()
 
 
 def run_stage(stage: Stage, ctx: StageContext) -> tuple[Manifest, bool]:

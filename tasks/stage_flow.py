@@ -1,0 +1,99 @@
+"""The one way every stage runs under Prefect.
+
+`stage_flow(ctx)` is a subflow named after the stage:
+- cache hit (the artifact's manifest exists): returns at once, in a state named `Cached`, and says so in the UI;
+- a sharded stage: one `shard` task per shard, `.map`ped on the configured task runner, each with retries; finished
+  shards are skipped on a retry (their completion markers are in the artifact), then `finalize` commits;
+- any other stage: one `run` task with retries (training resumes from its last checkpoint inside the artifact).
+Every commit publishes the stage's counts table, tables and markdown summary as Prefect artifacts.
+"""
+
+from __future__ import annotations
+
+import time
+
+from prefect import flow, get_run_logger, task, unmapped
+from prefect.states import Completed
+
+from llm_core.registry import STAGES
+from llm_core.stage import (
+    ShardedStage,
+    StageContext,
+    add_progress_listener,
+    commit_stage,
+    process_shard,
+    remove_progress_listener,
+    run_shard_in_shared_pool,
+)
+from llm_core.store import ArtifactRef
+from tasks.publish import ProgressArtifact, publish_manifest
+from tasks.runners import make_task_runner, runs_shards_in_local_pool
+
+
+@task(name="shard", task_run_name="{ctx.stage}:{shard}")
+def shard_task(ctx: StageContext, shard: str) -> dict[str, int]:
+    stage = STAGES[ctx.stage]
+    assert isinstance(stage, ShardedStage)
+    if runs_shards_in_local_pool(ctx.run) and ctx.workers > 1:
+        return run_shard_in_shared_pool(stage, ctx, shard)
+    return process_shard(stage, ctx, shard)
+
+
+@task(name="finalize", task_run_name="{ctx.stage}:finalize")
+def finalize_task(ctx: StageContext, stats: dict[str, dict[str, int]], started: float) -> ArtifactRef:
+    stage = STAGES[ctx.stage]
+    assert isinstance(stage, ShardedStage)
+    result = stage.finalize(ctx, stats)
+    return _commit_and_publish(ctx, result, time.time() - started)
+
+
+@task(name="run", task_run_name="{ctx.stage}:run")
+def run_task(ctx: StageContext) -> ArtifactRef:
+    progress = ProgressArtifact(ctx.stage)
+    add_progress_listener(progress)
+    started = time.time()
+    try:
+        result = STAGES[ctx.stage].run(ctx)
+    finally:
+        remove_progress_listener(progress)
+    return _commit_and_publish(ctx, result, time.time() - started)
+
+
+def _commit_and_publish(ctx: StageContext, result, seconds: float) -> ArtifactRef:
+    manifest = commit_stage(STAGES[ctx.stage], ctx, result, seconds)
+    publish_manifest(manifest, ctx.output.uri, cached=False)
+    get_run_logger().info("%s committed %s: %s", ctx.stage, ctx.output.key, manifest.counts)
+    return ctx.output
+
+
+def _stage_flow(ctx: StageContext):
+    logger = get_run_logger()
+    store = ctx.store()
+    if store.is_committed(ctx.output):
+        manifest = store.manifest(ctx.output)
+        publish_manifest(manifest, ctx.output.uri, cached=True)
+        logger.info("%s %s: cache hit, skipped", ctx.stage, ctx.output.key)
+        return Completed(name="Cached", message=f"cache hit: {ctx.output}", data=ctx.output)
+    stage = STAGES[ctx.stage]
+    retry = {"retries": ctx.run.retries, "retry_delay_seconds": ctx.run.retry_delay_s}
+    if not isinstance(stage, ShardedStage):
+        return run_task.with_options(**retry)(ctx)
+    started = time.time()
+    shards = stage.plan(ctx)
+    logger.info("%s %s: %d shards", ctx.stage, ctx.output.key, len(shards))
+    futures = shard_task.with_options(**retry).map(unmapped(ctx), shards)
+    stats = dict(zip(shards, futures.result()))
+    return finalize_task.with_options(**retry)(ctx, stats, started)
+
+
+def run_stage_flow(ctx: StageContext) -> ArtifactRef:
+    """Run one stage as a subflow on the task runner its config names."""
+    stage_flow = flow(
+        _stage_flow,
+        name=ctx.stage,
+        flow_run_name=f"{ctx.stage}-{ctx.output.key}",
+        task_runner=make_task_runner(ctx.run),
+        validate_parameters=False,  # the context holds the stage's own config subclass: keep it as it is
+        log_prints=True,
+    )
+    return stage_flow(ctx)
