@@ -1,0 +1,321 @@
+"""A decoder-only GPT in one file: config, blocks, model, KV cache, generation, save/load.
+
+It follows nanoGPT's layout with the changes modern small models share (nanochat, Llama, OLMo):
+
+- RMSNorm (with a learned gain) before attention and MLP and before the head; no biases anywhere.
+- Rotary position embeddings (no learned position table), so the KV cache needs no position bookkeeping beyond an
+  offset.
+- QK-norm: queries and keys are RMS-normalised per head before attention, which keeps attention logits bounded and
+  training stable at higher learning rates.
+- MLP: GELU (4x), SwiGLU (8/3 x, rounded to a multiple of 64) or ReLU^2 (4x).
+- Optional tying of the token embedding and the output head.
+- `F.scaled_dot_product_attention` (flash / memory-efficient kernels on GPU).
+- `GPTConfig.from_depth(depth, ...)`: one dial for people who don't want to tune: width = 64 * depth, one head per
+  64 channels.
+
+What a post-training stage needs sits here too: `trunk()` gives the final hidden states (a reward or value head sits
+on them), `token_logprobs()` the log-probability of each target token, and `generate()` samples with a KV cache.
+Weights are saved as safetensors beside a `config.json`; loading never unpickles anything.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, fields
+from typing import Literal
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from safetensors.torch import load_model, save_model
+
+IGNORE_INDEX = -100  # targets with this value take no part in the loss (prompt tokens in SFT, padding)
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int
+    block_size: int = 256
+    n_layer: int = 6
+    n_head: int = 6
+    n_embd: int = 384
+    mlp: Literal["gelu", "swiglu", "relu2"] = "gelu"
+    tie_embeddings: bool = True
+    dropout: float = 0.0
+    rope_theta: float = 10000.0
+    norm_eps: float = 1e-6
+
+    def __post_init__(self) -> None:
+        assert self.n_embd % self.n_head == 0, f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}"
+        assert (self.n_embd // self.n_head) % 2 == 0, "head size must be even for rotary embeddings"
+        assert self.mlp in ("gelu", "swiglu", "relu2"), f"mlp must be gelu, swiglu or relu2, not {self.mlp!r}"
+
+    @classmethod
+    def from_depth(cls, depth: int, vocab_size: int, block_size: int = 256, **overrides) -> GPTConfig:
+        """The single dial: `depth` layers, 64 * depth channels, heads of 64 channels."""
+        n_embd = 64 * depth
+        return cls(vocab_size=vocab_size, block_size=block_size, n_layer=depth, n_head=depth, n_embd=n_embd,
+                   **overrides)
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+    @property
+    def mlp_hidden(self) -> int:
+        if self.mlp == "swiglu":
+            return 64 * math.ceil(8 * self.n_embd / 3 / 64)
+        return 4 * self.n_embd
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.rms_norm(x, (x.size(-1),), self.weight, self.eps)
+
+
+def rotary_tables(head_dim: int, length: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of shape (length, head_dim // 2) for rotary position embeddings."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+    angles = torch.outer(torch.arange(length, dtype=torch.float32), inv_freq)
+    return angles.cos(), angles.sin()
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate channel pairs (first half, second half) of x (B, T, H, D) by position-dependent angles."""
+    d = x.size(-1) // 2
+    x1, x2 = x[..., :d], x[..., d:]
+    cos, sin = cos[None, :, None, :].to(x.dtype), sin[None, :, None, :].to(x.dtype)
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
+class KVCache:
+    """Keys and values of every layer for `max_len` positions; `pos` is how many positions are filled."""
+
+    def __init__(self, config: GPTConfig, batch_size: int, max_len: int, device, dtype=torch.float32):
+        shape = (config.n_layer, batch_size, config.n_head, max_len, config.head_dim)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.max_len = max_len
+        self.pos = 0
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store k, v (B, H, T, D) at the current position; return all keys and values so far."""
+        end = self.pos + k.size(2)
+        assert end <= self.max_len, f"KV cache holds {self.max_len} positions; {end} were asked for"
+        self.k[layer, :, :, self.pos:end] = k
+        self.v[layer, :, :, self.pos:end] = v
+        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+
+    def reset(self) -> None:
+        self.pos = 0
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: GPTConfig, layer: int):
+        super().__init__()
+        self.layer, self.n_head, self.head_dim = layer, config.n_head, config.head_dim
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=False)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=False)
+        self.q_norm = RMSNorm(self.head_dim, config.norm_eps)
+        self.k_norm = RMSNorm(self.head_dim, config.norm_eps)
+        self.dropout = config.dropout
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | None) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).view(B, T, 3, self.n_head, self.head_dim).unbind(2)
+        q = apply_rotary(self.q_norm(q), cos, sin).transpose(1, 2)  # (B, H, T, D)
+        k = apply_rotary(self.k_norm(k), cos, sin).transpose(1, 2)
+        v = v.transpose(1, 2)
+        mask, causal = None, True
+        if cache is not None:
+            start = cache.pos
+            k, v = cache.update(self.layer, k, v)
+            if start > 0:  # queries at positions start..start+T-1 see every key up to their own position
+                causal = False
+                if T > 1:
+                    mask = torch.arange(k.size(2), device=x.device)[None, :] <= (
+                        start + torch.arange(T, device=x.device)[:, None])
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal,
+                                           dropout_p=self.dropout if self.training else 0.0)
+        return self.c_proj(y.transpose(1, 2).reshape(B, T, C))
+
+
+class MLP(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.kind = config.mlp
+        hidden = config.mlp_hidden
+        self.c_fc = nn.Linear(config.n_embd, 2 * hidden if self.kind == "swiglu" else hidden, bias=False)
+        self.c_proj = nn.Linear(hidden, config.n_embd, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.c_fc(x)
+        if self.kind == "swiglu":
+            gate, up = h.chunk(2, dim=-1)
+            h = F.silu(gate) * up
+        elif self.kind == "relu2":
+            h = F.relu(h).square()
+        else:
+            h = F.gelu(h)
+        return self.c_proj(h)
+
+
+class Block(nn.Module):
+    def __init__(self, config: GPTConfig, layer: int):
+        super().__init__()
+        self.ln_1 = RMSNorm(config.n_embd, config.norm_eps)
+        self.attn = CausalSelfAttention(config, layer)
+        self.ln_2 = RMSNorm(config.n_embd, config.norm_eps)
+        self.mlp = MLP(config)
+        self.drop = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | None) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.ln_1(x), cos, sin, cache))
+        return x + self.drop(self.mlp(self.ln_2(x)))
+
+
+class GPT(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.config = config
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
+        self.ln_f = RMSNorm(config.n_embd, config.norm_eps)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        if config.tie_embeddings:
+            self.lm_head.weight = self.wte.weight
+        cos, sin = rotary_tables(config.head_dim, config.block_size, config.rope_theta)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():  # GPT-2: residual projections scaled down by depth
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    # -- forward passes
+    def trunk(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        """Final hidden states (B, T, n_embd), after the last norm: what the LM head, a reward head or a value head
+        reads. With a cache, `idx` continues the cached positions and the cache advances."""
+        T = idx.size(1)
+        start = cache.pos if cache is not None else 0
+        assert start + T <= self.config.block_size, (
+            f"sequence of {start + T} tokens is longer than block_size={self.config.block_size}")
+        cos, sin = self.rope_cos[start:start + T], self.rope_sin[start:start + T]
+        x = self.drop(self.wte(idx))
+        for block in self.blocks:
+            x = block(x, cos, sin, cache)
+        if cache is not None:
+            cache.pos += T
+        return self.ln_f(x)
+
+    def forward(
+        self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits (B, T, vocab) and, given targets, the mean cross-entropy over targets != IGNORE_INDEX."""
+        logits = self.lm_head(self.trunk(idx, cache)).float()
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX)
+        return logits, loss
+
+    def token_logprobs(self, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """log p(targets[b, t] | idx[b, :t+1]) for every position, shape (B, T); 0 where targets == IGNORE_INDEX."""
+        logits, _ = self(idx)
+        safe = targets.clamp_min(0)
+        logp = torch.log_softmax(logits, dim=-1).gather(-1, safe.unsqueeze(-1)).squeeze(-1)
+        return logp.masked_fill(targets == IGNORE_INDEX, 0.0)
+
+    # -- generation
+    @torch.no_grad()
+    def generate(
+        self,
+        idx: torch.Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        generator: torch.Generator | None = None,
+        stop_token: int | None = None,
+    ) -> torch.Tensor:
+        """Append up to `max_new_tokens` sampled tokens to idx (B, T), using a KV cache. temperature=0 is greedy.
+        Once the context fills `block_size`, each step recomputes the last `block_size` tokens (as nanoGPT crops).
+        With `stop_token`, stops when every row has produced it (rows that stopped keep emitting it)."""
+        block = self.config.block_size
+        B = idx.size(0)
+        param = next(self.parameters())
+        cache = KVCache(self.config, B, block, idx.device, param.dtype)
+        done = torch.zeros(B, dtype=torch.bool, device=idx.device)
+        logits, _ = self(idx[:, -block:], cache=cache)
+        for _ in range(max_new_tokens):
+            next_id = sample_next(logits[:, -1, :], temperature, top_k, generator)
+            if stop_token is not None:
+                next_id = torch.where(done[:, None], torch.full_like(next_id, stop_token), next_id)
+                done |= next_id[:, 0] == stop_token
+            idx = torch.cat([idx, next_id], dim=1)
+            if stop_token is not None and bool(done.all()):
+                break
+            if cache.pos < block:
+                logits, _ = self(next_id, cache=cache)
+            else:
+                cache.reset()
+                logits, _ = self(idx[:, -block:], cache=cache)
+        return idx
+
+    # -- sizes
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def flops_per_token(self, seq_len: int | None = None) -> float:
+        """Training FLOPs per token (forward + backward), as in the PaLM appendix / nanoGPT: 6 N for the matmuls
+        (N excludes an untied embedding table, a lookup) plus 12 L T C for attention scores and values."""
+        c = self.config
+        n = self.num_params() - (0 if c.tie_embeddings else self.wte.weight.numel())
+        return 6 * n + 12 * c.n_layer * c.n_embd * (seq_len or c.block_size)
+
+    # -- persistence
+    def save(self, directory: str) -> None:
+        """Write `model.safetensors` and `config.json` into a local directory."""
+        os.makedirs(directory, exist_ok=True)
+        save_model(self, os.path.join(directory, WEIGHTS_FILE))
+        with open(os.path.join(directory, CONFIG_FILE), "w", encoding="utf-8") as f:
+            json.dump(asdict(self.config), f, indent=2)
+
+    @classmethod
+    def load(cls, directory: str, device: str | torch.device = "cpu") -> GPT:
+        """Load a model saved by `save` (safetensors only, no pickle)."""
+        with open(os.path.join(directory, CONFIG_FILE), encoding="utf-8") as f:
+            raw = json.load(f)
+        known = {f.name for f in fields(GPTConfig)}
+        unknown = set(raw) - known
+        assert not unknown, f"{directory}/{CONFIG_FILE} has keys this GPTConfig does not know: {sorted(unknown)}"
+        model = cls(GPTConfig(**raw))
+        load_model(model, os.path.join(directory, WEIGHTS_FILE), device=str(device))
+        return model.to(device)
+
+
+def sample_next(
+    logits: torch.Tensor, temperature: float, top_k: int | None, generator: torch.Generator | None
+) -> torch.Tensor:
+    """One token id per row (B, 1) from last-position logits (B, vocab)."""
+    if temperature <= 0:
+        return logits.argmax(dim=-1, keepdim=True)
+    logits = logits / temperature
+    if top_k is not None:
+        kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = torch.softmax(logits, dim=-1)
+    return torch.multinomial(probs, 1, generator=generator)

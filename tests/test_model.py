@@ -1,0 +1,110 @@
+"""The GPT model: shapes, causality, KV-cache generation, log-probs, sizes, save/load."""
+
+import json
+
+import pytest
+import torch
+
+from llm_core.model import GPT, IGNORE_INDEX, GPTConfig, KVCache
+
+
+def tiny_config(**overrides) -> GPTConfig:
+    base = dict(vocab_size=97, block_size=32, n_layer=2, n_head=2, n_embd=32)
+    return GPTConfig(**{**base, **overrides})
+
+
+@pytest.fixture(params=["gelu", "swiglu", "relu2"])
+def model(request) -> GPT:
+    torch.manual_seed(0)
+    return GPT(tiny_config(mlp=request.param)).eval()
+
+
+def test_shapes_and_loss(model):
+    idx = torch.randint(0, 97, (3, 20))
+    logits, loss = model(idx, torch.randint(0, 97, (3, 20)))
+    assert logits.shape == (3, 20, 97)
+    assert model.trunk(idx).shape == (3, 20, 32)
+    # a freshly initialised model predicts close to uniform
+    assert abs(loss.item() - torch.log(torch.tensor(97.0)).item()) < 0.3
+
+
+def test_no_future_leakage(model):
+    idx = torch.randint(0, 97, (2, 24))
+    changed = idx.clone()
+    changed[:, 15:] = torch.randint(0, 97, (2, 9))
+    a, _ = model(idx)
+    b, _ = model(changed)
+    torch.testing.assert_close(a[:, :15], b[:, :15])
+    assert not torch.allclose(a[:, 15:], b[:, 15:])
+
+
+def test_cached_forward_equals_full_forward(model):
+    idx = torch.randint(0, 97, (2, 20))
+    full, _ = model(idx)
+    cache = KVCache(model.config, 2, 32, "cpu")
+    parts = [model(idx[:, :7], cache=cache)[0], model(idx[:, 7:8], cache=cache)[0], model(idx[:, 8:], cache=cache)[0]]
+    torch.testing.assert_close(torch.cat(parts, dim=1), full, atol=1e-5, rtol=1e-5)
+
+
+def test_greedy_generation_equals_full_recompute(model):
+    prompt = torch.randint(0, 97, (2, 5))
+    out = model.generate(prompt, max_new_tokens=40, temperature=0)  # runs past block_size=32
+    idx = prompt
+    for _ in range(40):
+        logits, _ = model(idx[:, -32:])
+        idx = torch.cat([idx, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
+    assert torch.equal(out, idx)
+
+
+def test_sampling_is_reproducible_and_stops():
+    torch.manual_seed(0)
+    model = GPT(tiny_config()).eval()
+    prompt = torch.zeros(3, 2, dtype=torch.long)
+    a = model.generate(prompt, 10, temperature=1.0, top_k=5, generator=torch.Generator().manual_seed(1))
+    b = model.generate(prompt, 10, temperature=1.0, top_k=5, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a, b) and a.shape == (3, 12)
+    stop = int(a[0, 2])
+    c = model.generate(prompt, 10, temperature=1.0, top_k=5, generator=torch.Generator().manual_seed(1),
+                       stop_token=stop)
+    assert torch.equal(c[:, :3], a[:, :3]) and (c[0, 2:] == stop).all()
+    for row in c[:, 2:]:  # once a row has produced the stop token, it only repeats it
+        hits = (row == stop).nonzero()
+        assert len(hits) == 0 or (row[hits[0, 0]:] == stop).all()
+
+
+def test_token_logprobs_match_loss(model):
+    idx = torch.randint(0, 97, (2, 16))
+    targets = torch.randint(0, 97, (2, 16))
+    targets[0, :4] = IGNORE_INDEX
+    _, loss = model(idx, targets)
+    logp = model.token_logprobs(idx, targets)
+    assert logp.shape == (2, 16) and (logp[0, :4] == 0).all()
+    torch.testing.assert_close(-logp.sum() / (targets != IGNORE_INDEX).sum(), loss)
+
+
+def test_depth_dial_and_counts():
+    config = GPTConfig.from_depth(4, vocab_size=1000, block_size=128)
+    assert (config.n_layer, config.n_embd, config.n_head, config.head_dim) == (4, 256, 4, 64)
+    model = GPT(config)
+    # embedding 1000x256 (tied) + 4 x (attn 4*256^2 + mlp 8*256^2 + norms) + final norm
+    expected = 1000 * 256 + 4 * (12 * 256 * 256 + 2 * 256 + 2 * 64) + 256
+    assert model.num_params() == expected
+    assert model.flops_per_token() == 6 * expected + 12 * 4 * 256 * 128
+    untied = GPT(GPTConfig.from_depth(4, vocab_size=1000, tie_embeddings=False))
+    assert untied.num_params() == expected + 1000 * 256
+
+
+def test_save_load_roundtrip(tmp_path):
+    torch.manual_seed(0)
+    model = GPT(tiny_config(mlp="swiglu", tie_embeddings=True)).eval()
+    model.save(str(tmp_path))
+    assert json.loads((tmp_path / "config.json").read_text())["mlp"] == "swiglu"
+    loaded = GPT.load(str(tmp_path)).eval()
+    assert loaded.lm_head.weight.data_ptr() == loaded.wte.weight.data_ptr()
+    idx = torch.randint(0, 97, (2, 10))
+    torch.testing.assert_close(loaded(idx)[0], model(idx)[0])
+
+
+def test_bad_config_is_explained():
+    with pytest.raises(AssertionError, match="divisible by n_head"):
+        GPTConfig(vocab_size=10, n_embd=30, n_head=4)
