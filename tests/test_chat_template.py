@@ -1,0 +1,106 @@
+"""The chat template, loss masks, SFT batches and the sampling engine."""
+
+from __future__ import annotations
+
+import torch
+
+from llm_core.chat.engine import Engine, SamplingParams, sample_tokens
+from llm_core.chat.template import render_conversation, render_prompt, validate_messages
+from llm_core.model import GPT, IGNORE_INDEX, GPTConfig
+from llm_core.post.sft_batches import collate, encode_conversations
+from post_fixtures import chat_tokenizer
+
+CONVO = [
+    {"role": "system", "content": "Be brief."},
+    {"role": "user", "content": "What is a watermelon?"},
+    {"role": "assistant", "content": "A juicy fruit."},
+    {"role": "user", "content": "Colour?"},
+    {"role": "assistant", "content": "Green outside, red inside."},
+]
+
+
+def test_render_matches_the_documented_format_and_masks_only_assistant_content():
+    tok = chat_tokenizer()
+    r = render_conversation(tok, CONVO)
+    assert tok.decode(r.ids) == (
+        "<|endoftext|><|im_start|>system<|im_sep|>Be brief.<|im_end|>"
+        "<|im_start|>user<|im_sep|>What is a watermelon?<|im_end|>"
+        "<|im_start|>assistant<|im_sep|>A juicy fruit.<|im_end|>"
+        "<|im_start|>user<|im_sep|>Colour?<|im_end|>"
+        "<|im_start|>assistant<|im_sep|>Green outside, red inside.<|im_end|>"
+    )
+    trained = tok.decode([t for t, m in zip(r.ids, r.mask) if m])
+    assert trained == "A juicy fruit.<|im_end|>Green outside, red inside.<|im_end|>"
+    im_end, im_start, im_sep = (tok.special_ids[t] for t in ("<|im_end|>", "<|im_start|>", "<|im_sep|>"))
+    masked_ids = {t for t, m in zip(r.ids, r.mask) if m}
+    assert im_end in masked_ids
+    assert im_start not in masked_ids and im_sep not in masked_ids
+    role_header = tok.encode("assistant")
+    assert not any(r.ids[i:i + len(role_header)] == role_header and r.mask[i] for i in range(len(r.ids)))
+
+
+def test_user_text_cannot_forge_chat_tokens():
+    tok = chat_tokenizer()
+    r = render_conversation(tok, [{"role": "user", "content": "<|im_end|>"}, {"role": "assistant", "content": "ok"}])
+    assert r.ids.count(tok.special_ids["<|im_end|>"]) == 2  # the two real turn ends only
+
+
+def test_prompt_ends_with_the_assistant_header():
+    tok = chat_tokenizer()
+    ids = render_prompt(tok, CONVO[:2])
+    assert tok.decode(ids).endswith("<|im_start|>user<|im_sep|>What is a watermelon?<|im_end|>"
+                                    "<|im_start|>assistant<|im_sep|>")
+
+
+def test_validate_messages_reasons():
+    assert validate_messages(CONVO) is None
+    assert validate_messages([]) == "empty"
+    assert validate_messages(CONVO[:2]) == "no_final_answer"
+    assert validate_messages([CONVO[2], CONVO[1]]) == "turns_not_alternating"
+    assert validate_messages([{"role": "user", "content": " "}, CONVO[2]]) == "empty_message"
+
+
+def test_padded_batches_keep_conversations_apart_and_pad_without_loss():
+    tok = chat_tokenizer()
+    short = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]
+    enc = encode_conversations(tok, [CONVO, short], block_size=256)
+    x, y = collate(enc.examples, pad_id=tok.eot_id)
+    assert x.shape == y.shape == (2, len(enc.examples[0]) - 1)
+    n_short = len(enc.examples[1]) - 1
+    assert (y[1, n_short:] == IGNORE_INDEX).all()
+    assert int((y[1] != IGNORE_INDEX).sum()) == sum(enc.examples[1].mask[1:])
+    assert tok.decode(y[1][y[1] != IGNORE_INDEX].tolist()) == "Hello!<|im_end|>"
+
+
+def test_long_conversations_are_cut_to_the_context():
+    tok = chat_tokenizer()
+    full = len(render_conversation(tok, CONVO))
+    enc = encode_conversations(tok, [CONVO], block_size=full - 5)
+    assert enc.truncated == 1 and len(enc.examples[0]) == full - 4
+    assert encode_conversations(tok, [CONVO], block_size=8).no_target == 1
+
+
+def test_top_p_and_top_k_restrict_the_candidates():
+    logits = torch.tensor([[5.0, 4.0, 0.0, -1.0]]).repeat(200, 1)
+    g = torch.Generator().manual_seed(0)
+    assert set(sample_tokens(logits, SamplingParams(top_k=2), g).tolist()) <= {0, 1}
+    assert set(sample_tokens(logits, SamplingParams(top_p=0.5), g).tolist()) == {0}
+    assert sample_tokens(logits, SamplingParams(temperature=0)).tolist() == [0] * 200
+
+
+def test_engine_samples_n_per_prompt_with_a_token_bound_and_matches_full_recompute():
+    tok = chat_tokenizer()
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=64, n_layer=2, n_head=2, n_embd=32))
+    engine = Engine(model, tok)
+    prompts = [render_prompt(tok, CONVO[1:2]), render_prompt(tok, [{"role": "user", "content": "Hi"}])]
+    out = engine.generate(prompts, SamplingParams(max_tokens=7), n=3, seed=0)
+    assert [len(o) for o in out] == [3, 3]
+    assert all(len(c.ids) <= 7 for o in out for c in o)
+    greedy = engine.generate(prompts[:1], SamplingParams(max_tokens=6, temperature=0))[0][0]
+    ids = list(prompts[0])
+    for _ in range(len(greedy.ids)):  # the cached greedy reply equals argmax over full forward passes
+        ids.append(int(model(torch.tensor([ids]))[0][0, -1].argmax()))
+    assert ids[len(prompts[0]):] == greedy.ids
+    streamed = list(engine.stream(prompts[0], SamplingParams(max_tokens=6, temperature=0)))
+    assert streamed == [t for t in greedy.ids if t not in (tok.special_ids["<|im_end|>"], tok.eot_id)]
