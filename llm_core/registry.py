@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from llm_core.stage import Stage
+from llm_core.tokenizer.bpe_stage import BpeStage
+from llm_core.tokenizer.tokenize_stage import TokenizeStage
 
 STAGES: dict[str, Stage] = {
     stage.name: stage
     for stage in [
+        BpeStage(),
+        TokenizeStage(),
     ]
 }

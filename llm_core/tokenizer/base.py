@@ -1,0 +1,56 @@
+"""The `Tokenizer` interface every stage uses, and the special tokens of the chat format.
+
+A tokenizer maps text to ids and back. Ordinary text never yields a special id: a special token's string written
+inside user text (say, a user typing "<|im_end|>") is encoded as ordinary text, piece by piece, so only code that
+asks for a special id with `encode_special` can produce one. This is what keeps user input from forging chat
+structure.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+
+ENDOFTEXT = "<|endoftext|>"
+IM_START = "<|im_start|>"
+IM_SEP = "<|im_sep|>"
+IM_END = "<|im_end|>"
+SPECIAL_TOKENS: tuple[str, ...] = (ENDOFTEXT, IM_START, IM_SEP, IM_END)
+
+
+class Tokenizer(abc.ABC):
+    """Text <-> token ids, with a fixed set of special tokens (each a single id)."""
+
+    def __init__(self, special_ids: dict[str, int]):
+        missing = [t for t in SPECIAL_TOKENS if t not in special_ids]
+        if missing:
+            raise ValueError(f"tokenizer lacks the special tokens {missing}; every tokenizer needs {SPECIAL_TOKENS}")
+        self.special_ids: dict[str, int] = dict(special_ids)
+
+    @property
+    @abc.abstractmethod
+    def vocab_size(self) -> int:
+        """Number of ids (max id + 1), special tokens included."""
+
+    @property
+    def eot_id(self) -> int:
+        """Id of `<|endoftext|>`, the separator between documents."""
+        return self.special_ids[ENDOFTEXT]
+
+    def encode_special(self, name: str) -> int:
+        """The single id of a special token, e.g. `encode_special("<|im_start|>")`."""
+        if name not in self.special_ids:
+            raise KeyError(f"{name!r} is not a special token of this tokenizer; it has {sorted(self.special_ids)}")
+        return self.special_ids[name]
+
+    @abc.abstractmethod
+    def encode(self, text: str) -> list[int]:
+        """Ids of ordinary text; never a special id."""
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        """`encode` over many texts (subclasses parallelise)."""
+        return [self.encode(t) for t in texts]
+
+    @abc.abstractmethod
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text of ids; special ids are rendered as their token strings."""

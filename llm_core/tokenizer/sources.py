@@ -1,0 +1,113 @@
+"""The text a tokenizer is trained on and the token shards are made of: documents from an upstream artifact plus
+curated text files configured by path (`TextSource`), and the deterministic hash split used to hold text back.
+
+A curated file is cut into documents by a regex (`split_on`; none = the whole file is one document), e.g. `\\n%\\n`
+for fortune files or blank lines for plays. Paths are fsspec paths or globs, relative to the working directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator
+from typing import NamedTuple
+
+import fsspec
+import pyarrow.parquet as pq
+from pydantic import Field, field_validator
+
+from llm_core.config import StrictModel
+from llm_core.store import ArtifactReader
+
+DOCUMENTS_GLOB = "documents/part-*.parquet"
+UNKNOWN_LANGUAGE = "und"
+
+
+class TextSource(StrictModel):
+    """A curated text file (or glob of files), cut into documents."""
+
+    name: str = Field(pattern=r"^[a-z0-9_]+$", description="short id, names the source's shard")
+    path: str = Field(description="file path or glob (fsspec), relative to the working directory")
+    language: str = Field("en", description="language code, for the per-language compression report")
+    split_on: str | None = Field(None, description="regex cutting the text into documents; None = whole file")
+
+    @field_validator("split_on")
+    @classmethod
+    def _valid_regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as e:
+                raise ValueError(f"not a valid regex: {e}") from e
+        return value
+
+    def files(self) -> list[str]:
+        fs, _, paths = fsspec.get_fs_token_paths(self.path)
+        paths = [p for p in paths if fs.isfile(p)]
+        if not paths:
+            raise FileNotFoundError(f"text source {self.name!r}: no file matches {self.path!r}")
+        return sorted(paths)
+
+    def digest(self) -> str:
+        """sha256 over the source's files, so a changed file makes a new artifact key."""
+        h = hashlib.sha256()
+        fs = fsspec.get_fs_token_paths(self.path)[0]
+        for path in self.files():
+            with fs.open(path, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    h.update(chunk)
+        return h.hexdigest()[:16]
+
+    def documents(self) -> Iterator[str]:
+        fs = fsspec.get_fs_token_paths(self.path)[0]
+        for path in self.files():
+            with fs.open(path, "rb") as f:
+                text = f.read().decode("utf-8", errors="replace")
+            yield from (re.split(self.split_on, text) if self.split_on else [text])
+
+
+class Document(NamedTuple):
+    text: str
+    language: str
+
+
+def artifact_documents(reader: ArtifactReader, pattern: str = DOCUMENTS_GLOB) -> Iterator[Document]:
+    """Documents (text, language) of a documents artifact; `language` is `und` where the artifact has none."""
+    for name in reader.files(pattern):
+        yield from parquet_documents(reader, name)
+
+
+def parquet_documents(reader: ArtifactReader, name: str) -> Iterator[Document]:
+    with reader.open(name) as f:
+        columns = ["text", "language"] if "language" in pq.ParquetFile(f).schema_arrow.names else ["text"]
+    for batch in reader.iter_batches(name, columns=columns, batch_size=512):
+        texts = batch.column("text").to_pylist()
+        langs = batch.column("language").to_pylist() if "language" in columns else [None] * len(texts)
+        for text, lang in zip(texts, langs):
+            yield Document(text or "", lang or UNKNOWN_LANGUAGE)
+
+
+def source_documents(source: TextSource) -> Iterator[Document]:
+    for text in source.documents():
+        yield Document(text, source.language)
+
+
+def hash_fraction(text: str, salt: str) -> float:
+    """A deterministic number in [0, 1) per (text, salt): the same document always falls on the same side."""
+    digest = hashlib.blake2b(text.encode("utf-8", errors="replace"), digest_size=8, person=salt.encode()[:16])
+    return int.from_bytes(digest.digest(), "big") / 2**64
+
+
+def upstream_documents(pipeline_config: object) -> dict[str, str]:
+    """`{"documents": stage}` for the first enabled documents stage (filter, else extract), or `{}` if neither is
+    configured and enabled (then only the curated sources are used). Stage names only: no stage module needed."""
+    for stage in ("filter", "extract"):
+        section = getattr(pipeline_config, stage, None)
+        if section is not None and section.enabled:
+            return {"documents": stage}
+    return {}
+
+
+def sources_digest(sources: list[TextSource]) -> dict[str, str]:
+    """Source name -> content digest, added to a stage's artifact key."""
+    return {s.name: s.digest() for s in sources}
