@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from llm_core.crawl import CrawlStage
 from llm_core.stage import Stage
 from llm_core.tokenizer.bpe_stage import BpeStage
 from llm_core.tokenizer.tokenize_stage import TokenizeStage
@@ -9,6 +10,7 @@ from llm_core.tokenizer.tokenize_stage import TokenizeStage
 STAGES: dict[str, Stage] = {
     stage.name: stage
     for stage in [
+        CrawlStage(),
         BpeStage(),
         TokenizeStage(),
     ]

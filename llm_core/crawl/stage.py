@@ -1,0 +1,134 @@
+"""The `crawl` stage: WARC files, a live crawl, local HTML folders and text corpora into one artifact.
+
+Artifact layout (`{root}/crawl/{key}/`):
+
+| file | schema | what |
+|---|---|---|
+| `sources.json` | - | the shard list this artifact was built from (globs and listings resolved) |
+| `pages/{shard}-NNNN.parquet` | RAW_PAGES | raw pages, for the extract stage |
+| `documents/{shard}-NNNN.parquet` | DOCUMENTS | records of text corpora, which skip extraction |
+| `skipped/{shard}-NNNN.parquet` | REJECTED | records not kept, with `reason` and `detail` |
+| `warc/crawl-NNNNN.warc.gz` | WARC | everything the live crawl received, to replay it |
+| `_shards/{shard}.json` | - | per-shard counts (completion markers) |
+
+Shards: `warc-NNNNN` (one per WARC file), `html-NNNNN` (`records_per_shard` HTML files each), `dataset-NNNNN`
+(one per text corpus), `live-00000` (the whole live crawl, so a rerun after a kill crawls again from the seeds
+and publishes the same files). Counts: `records` = `pages` + `documents` + `skipped`, `skipped:REASON`,
+`truncated`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import fsspec
+
+from llm_core.config import ConfigError
+from llm_core.crawl.config import CrawlConfig
+from llm_core.crawl.live import SOURCE as LIVE_SOURCE
+from llm_core.crawl.live import LiveCrawler
+from llm_core.crawl.local import read_html_files, read_text_dataset
+from llm_core.crawl.output import ShardOutput
+from llm_core.crawl.sources import plan_shards, warc_source_label
+from llm_core.crawl.warc_reader import Page, read_archive
+from llm_core.crawl.warc_writer import WarcFiles
+from llm_core.stage import ShardedStage, StageContext, StageResult, sum_counts
+
+SOURCES_FILE = "sources.json"
+
+
+class CrawlStage(ShardedStage):
+    name = "crawl"
+    config_model = CrawlConfig
+    version = "1"
+
+    # -- planning
+    def plan(self, ctx: StageContext) -> list[str]:
+        return [shard["id"] for shard in self._shards(ctx)]
+
+    def _shards(self, ctx: StageContext) -> list[dict[str, Any]]:
+        """The shard list, resolved on the first attempt and read back on retries."""
+        writer = ctx.writer()
+        if writer.exists(SOURCES_FILE):
+            return writer.read_json(SOURCES_FILE)
+        config: CrawlConfig = ctx.config
+        if not config.has_sources():
+            raise ConfigError("crawl: no source set: give crawl.warc, warc_paths, live, html_dirs or text_datasets")
+        shards = plan_shards(config)
+        writer.write_json(SOURCES_FILE, shards)
+        return shards
+
+    # -- work
+    def run_shard(self, ctx: StageContext, shard: str) -> dict[str, int]:
+        spec = next(s for s in self._shards(ctx) if s["id"] == shard)
+        config: CrawlConfig = ctx.config
+        with ShardOutput(ctx.writer(), shard, config.records_per_shard) as out:
+            if spec["kind"] == "warc":
+                self._read_warc(config, spec["location"], out)
+            elif spec["kind"] == "html":
+                for item in read_html_files(spec["files"], spec["source"], config.max_body_bytes):
+                    out.add(item, spec["source"])
+            elif spec["kind"] == "dataset":
+                source = config.text_datasets[spec["index"]]
+                for item in read_text_dataset(source):
+                    if isinstance(item, dict):
+                        out.document(item)
+                    else:
+                        out.skip(item, source.label)
+            else:
+                self._crawl_live(ctx, config, out)
+        return out.result()
+
+    def _read_warc(self, config: CrawlConfig, location: str, out: ShardOutput) -> None:
+        source = warc_source_label(location)
+        with fsspec.open(location, "rb", **config.storage_options) as stream:
+            for item in read_archive(
+                stream,
+                name=location,
+                source=source,
+                content_types=config.content_types,
+                max_body_bytes=config.max_body_bytes,
+            ):
+                out.add(item, source)
+
+    def _crawl_live(self, ctx: StageContext, config: CrawlConfig, out: ShardOutput) -> None:
+        live = config.live
+        writer = ctx.writer()
+        with WarcFiles(writer.open_atomic, "warc/crawl", live.pages_per_warc) as warc:
+            for step in LiveCrawler(live).crawl():
+                record_id = warc.write(step.fetch) if step.fetch is not None and step.fetch.complete else None
+                item = step.outcome(record_id)
+                out.add(item, LIVE_SOURCE)
+                if isinstance(item, Page) and step.fetch.truncated:
+                    out.counts["truncated"] += 1
+
+    # -- summary
+    def finalize(self, ctx: StageContext, stats: dict[str, dict[str, int]]) -> StageResult:
+        counts = sum_counts(stats.values())
+        records = counts.get("records", 0)
+        kept = counts.get("pages", 0) + counts.get("documents", 0)
+        if kept + counts.get("skipped", 0) != records:
+            raise RuntimeError(f"crawl accounting broken: {kept} kept + {counts.get('skipped', 0)} skipped != {records}")
+        reasons = sorted(
+            ((k.removeprefix("skipped:"), v) for k, v in counts.items() if k.startswith("skipped:")),
+            key=lambda kv: -kv[1],
+        )
+        shard_rows = [{"shard": s, **{k: c.get(k, 0) for k in ("records", "pages", "documents", "skipped")}} for s, c in stats.items()]
+        markdown = "\n".join(
+            [
+                f"**crawl**: {records} records seen, {counts.get('pages', 0)} raw pages, "
+                f"{counts.get('documents', 0)} documents, {counts.get('skipped', 0)} skipped.",
+                "",
+                "| skip reason | records |",
+                "|---|---|",
+                *(f"| `{reason}` | {n} |" for reason, n in reasons),
+            ]
+        )
+        return StageResult(
+            counts=counts,
+            metrics={"kept_fraction": kept / records if records else 0.0},
+            tables={"skip_reasons": [{"reason": r, "records": n} for r, n in reasons], "shards": shard_rows},
+            markdown=markdown,
+            extra={"layout": {"pages": "pages/*.parquet", "documents": "documents/*.parquet",
+                              "skipped": "skipped/*.parquet", "warc": "warc/*.warc.gz"}},
+        )
