@@ -1,0 +1,24 @@
+"""Config of the `extract` stage (pages -> documents)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import Field
+
+from llm_core.config import StageConfig
+
+
+class ExtractConfig(StageConfig):
+    """trafilatura settings and the per-document bounds. All of them change which documents come out, so all
+    take part in the artifact key except `batch_rows` (how many records are read at a time)."""
+
+    timeout_s: float = Field(10.0, gt=0, description="wall-clock bound per document; over it -> extract:timeout")
+    max_bytes: int = Field(5_000_000, gt=0, description="bigger bodies are rejected as extract:too_large")
+    favor_precision: bool = True
+    include_comments: bool = False
+    include_tables: bool = True
+    deduplicate: bool = Field(True, description="drop repeated paragraphs and documents within a shard")
+    batch_rows: int = Field(64, gt=0, description="records read per batch (memory ~ batch_rows x page size)")
+
+    runtime_fields: ClassVar[frozenset[str]] = frozenset({"batch_rows"})

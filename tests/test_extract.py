@@ -1,0 +1,236 @@
+"""The `extract` stage on real pages: English and Chinese text and titles, legacy encodings, every rejection
+reason, curated documents passed through, counts that add up, and resume after a crash."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from llm_core.config import RunConfig
+from llm_core.extract import ExtractConfig, ExtractStage
+from llm_core.extract.page import PageExtractor
+from llm_core.schemas import DOCUMENTS, RAW_PAGES
+from llm_core.stage import StageContext, run_stage
+from llm_core.store import ArtifactStore, ParquetShardWriter
+from test_extract_charset import SOSEKI, with_meta
+
+FETCHED = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+EN_PAGES = ["about.html", "tutorial__appetite.html", "using__editors.html", "library__crypt.html"]
+ZH_PAGES = ["apa.zh-cn.html", "pr01.zh-cn.html"]
+
+
+def page(url: str, body: bytes, content_type: str | None = "text/html", charset: str | None = None,
+         status: int | None = 200) -> dict:
+    return {"url": url, "fetched_at": FETCHED, "status": status, "content_type": content_type, "charset": charset,
+            "body": body, "warc_record_id": f"<urn:uuid:{abs(hash(url)):032x}>", "source": "test"}
+
+
+def html_page(data_dir: Path, lang: str, name: str, **kw) -> dict:
+    return page(f"http://docs.example/{lang}/{name}", (data_dir / "html" / lang / name).read_bytes(), **kw)
+
+
+def crawl_artifact(root: Path, shards: dict[str, list[dict]], curated: dict[str, list[dict]] | None = None):
+    """A committed crawl artifact holding the given raw-pages (and curated documents) shards."""
+    store = ArtifactStore(str(root))
+    ref = store.ref("crawl", "test" + str(abs(hash(tuple(shards))))[:8])
+    writer = store.writer(ref)
+    for name, rows in shards.items():
+        with ParquetShardWriter(writer, f"pages/{name}.parquet", RAW_PAGES) as out:
+            for row in rows:
+                out.write(row)
+    for name, rows in (curated or {}).items():
+        with ParquetShardWriter(writer, f"documents/{name}.parquet", DOCUMENTS) as out:
+            for row in rows:
+                out.write(row)
+    writer.commit(version="1", config={}, inputs={})
+    return ref
+
+
+def run_extract(root: Path, pages_ref, workers: int = 1, key: str = "k1", **cfg):
+    run = RunConfig(artifact_root=str(root), workers=workers)
+    store = ArtifactStore(str(root))
+    ctx = StageContext(stage="extract", config=ExtractConfig(**cfg), run=run, inputs={"pages": pages_ref},
+                       output=store.ref("extract", key))
+    manifest, _ = run_stage(ExtractStage(), ctx)
+    return manifest, store.reader(ctx.output)
+
+
+def rows(reader, pattern: str) -> list[dict]:
+    return list(reader.iter_rows(pattern))
+
+
+@pytest.mark.slow
+def test_english_and_chinese_pages_on_two_workers(tmp_path, data_dir):
+    pages_ref = crawl_artifact(tmp_path, {
+        "warc-0000": [html_page(data_dir, "en", n) for n in EN_PAGES],
+        "warc-0001": [html_page(data_dir, "zh", n) for n in ZH_PAGES],
+    })
+    manifest, reader = run_extract(tmp_path, pages_ref, workers=2)
+
+    assert manifest.counts["input"] == 6 and manifest.counts["kept"] == 6 and manifest.counts["rejected"] == 0
+    assert reader.files("documents/*") == ["documents/warc-0000.parquet", "documents/warc-0001.parquet"]
+    assert reader.files("rejected/*") == ["rejected/warc-0000.parquet", "rejected/warc-0001.parquet"]
+    docs = {d["url"].rsplit("/", 1)[1]: d for d in rows(reader, "documents/*.parquet")}
+    appetite = docs["tutorial__appetite.html"]
+    assert appetite["title"].startswith("1. Whetting Your Appetite")
+    assert "eventually you find that there’s some task you’d like to automate" in appetite["text"]
+    assert "<div" not in appetite["text"] and "Navigation" not in appetite["text"]
+    assert docs["apa.zh-cn.html"]["title"] == "附录 A. 附录"
+    assert "Linux 系统是一个面向网络计算机的功能强大的计算平台" in docs["apa.zh-cn.html"]["text"]
+    assert docs["pr01.zh-cn.html"]["title"] == "序言"
+    assert "本书的目标读者：愿意学习 shell 脚本" in docs["pr01.zh-cn.html"]["text"]
+    assert all(len(d["doc_id"]) == 32 and d["source"] == "test" for d in docs.values())
+    assert manifest.extra["markdown"].startswith("**extract**: 6 records in 2 shards -> 6 documents")
+
+
+def test_legacy_encodings_with_and_without_declarations(tmp_path, data_dir):
+    zh = (data_dir / "html/zh/pr01.zh-cn.html").read_text(encoding="utf-8")
+    ja = f"<html><head><title>吾輩は猫である</title></head><body><article><p>{SOSEKI}</p><p>{SOSEKI}</p></article></body></html>"
+    ja_meta = ja.replace("<head>", '<head><meta charset="euc-jp">')
+    gbk = lambda s, enc="gbk": s.encode(enc, errors="xmlcharrefreplace")  # noqa: E731
+    pages_ref = crawl_artifact(tmp_path, {"mixed-0000": [
+        page("http://zh/gbk-header", gbk(zh), charset="GBK"),
+        page("http://zh/gb2312-meta", gbk(with_meta(zh, "gb2312"), "gb2312")),
+        page("http://zh/gbk-undeclared", gbk(with_meta(zh, None))),
+        page("http://ja/sjis-header", ja.encode("shift_jis"), content_type="text/html; charset=Shift_JIS"),
+        page("http://ja/eucjp-meta", ja_meta.encode("euc-jp")),
+        page("http://ja/sjis-undeclared", ja.encode("shift_jis")),
+    ]})
+    manifest, reader = run_extract(tmp_path, pages_ref, deduplicate=False)
+
+    assert manifest.counts["kept"] == 6, rows(reader, "rejected/*.parquet")
+    docs = {d["url"]: d for d in rows(reader, "documents/*.parquet")}
+    for url in ("http://zh/gbk-header", "http://zh/gb2312-meta", "http://zh/gbk-undeclared"):
+        assert docs[url]["title"] == "序言"
+        assert "本书的目标读者：愿意学习 shell 脚本" in docs[url]["text"]
+    for url in ("http://ja/sjis-header", "http://ja/eucjp-meta", "http://ja/sjis-undeclared"):
+        assert docs[url]["title"] == "吾輩は猫である"
+        assert "名前はまだ無い。どこで生れたかとんと見当がつかぬ。" in docs[url]["text"]
+
+
+def test_every_rejection_reason_is_counted(tmp_path, data_dir):
+    good = html_page(data_dir, "en", "using__editors.html")
+    pages_ref = crawl_artifact(tmp_path, {"edge-0000": [
+        good,
+        page("http://x/404", good["body"], status=404),
+        page("http://x/image.png", b"\x89PNG\r\n\x1a\n" + bytes(200), content_type="image/png"),
+        page("http://x/untyped-binary", bytes(range(256)), content_type=None),
+        page("http://x/empty", b"   \n", content_type="text/html"),
+        page("http://x/no-text", b"<html><head><title>t</title></head><body><div></div></body></html>"),
+        page("http://x/huge", b"<html><body><p>" + b"word " * 40_000 + b"</p></body></html>"),
+        page("http://x/binary-as-html", bytes(range(128, 256)) * 64),
+    ]})
+    manifest, reader = run_extract(tmp_path, pages_ref, max_bytes=100_000)
+
+    counts = manifest.counts
+    assert counts["input"] == 8 and counts["kept"] == 1 and counts["rejected"] == 7
+    assert counts["kept"] + counts["rejected"] == counts["input"]
+    rejected = {r["url"]: r for r in rows(reader, "rejected/*.parquet")}
+    assert {url: r["reason"] for url, r in rejected.items()} == {
+        "http://x/404": "extract:http_status",
+        "http://x/image.png": "extract:not_html",
+        "http://x/untyped-binary": "extract:not_html",
+        "http://x/empty": "extract:empty",
+        "http://x/no-text": "extract:empty",
+        "http://x/huge": "extract:too_large",
+        "http://x/binary-as-html": "extract:decode_error",
+    }
+    assert "status=404" in rejected["http://x/404"]["detail"]
+    assert "warc_record_id=<urn:uuid:" in rejected["http://x/404"]["detail"]
+    assert counts["rejected:extract:empty"] == 2 and counts["rejected:extract:too_large"] == 1
+    assert sum(v for k, v in counts.items() if k.startswith("rejected:")) == counts["rejected"]
+    assert {r["reason"]: r["records"] for r in manifest.extra["tables"]["rejected_by_reason"]}["extract:empty"] == 2
+
+
+def test_a_page_that_hangs_is_interrupted(tmp_path, data_dir, monkeypatch):
+    real_extract = PageExtractor.extract
+
+    def hang_on_slow_pages(self, html, url):
+        if "slow" in (url or ""):
+            while True:  # pure-Python busy loop, as a pathological page makes trafilatura spin
+                time.sleep(0.001)
+        return real_extract(self, html, url)
+
+    monkeypatch.setattr(PageExtractor, "extract", hang_on_slow_pages)
+    good = html_page(data_dir, "en", "about.html")
+    pages_ref = crawl_artifact(tmp_path, {"t-0000": [page("http://x/slow", good["body"]), good]})
+    t0 = time.perf_counter()
+    manifest, reader = run_extract(tmp_path, pages_ref, timeout_s=0.5)
+
+    assert time.perf_counter() - t0 < 60
+    assert manifest.counts["rejected:extract:timeout"] == 1 and manifest.counts["kept"] == 1
+    (rejected,) = rows(reader, "rejected/*.parquet")
+    assert rejected["url"] == "http://x/slow" and rejected["reason"] == "extract:timeout"
+    assert "About these documents" in rows(reader, "documents/*.parquet")[0]["text"]
+
+
+def test_curated_documents_pass_through_unchanged(tmp_path, data_dir):
+    poem = {"doc_id": "tang-1", "url": None, "text": (data_dir / "chinese_text").glob("*.txt").__next__()
+            .read_text(encoding="utf-8")[:500], "title": "唐诗", "source": "tang300", "extracted_at": FETCHED}
+    pages_ref = crawl_artifact(
+        tmp_path, {"text-0000": [html_page(data_dir, "en", "about.html")]}, curated={"text-0000": [poem]}
+    )
+    manifest, reader = run_extract(tmp_path, pages_ref)
+
+    assert manifest.counts["input"] == 2 and manifest.counts["kept"] == 2 and manifest.counts["passthrough"] == 1
+    assert reader.files("documents/*") == ["documents/text-0000-curated.parquet", "documents/text-0000.parquet"]
+    assert rows(reader, "documents/text-0000-curated.parquet") == [poem]
+
+
+def _shard_outputs(reader) -> dict[str, list[tuple]]:
+    """Every output file's rows, without the extraction time."""
+    out = {}
+    for name in reader.files("*/*.parquet"):
+        out[name] = [tuple(v for k, v in r.items() if k != "extracted_at") for r in rows(reader, name)]
+    return out
+
+
+def test_resume_after_a_crash_redoes_only_unfinished_shards(tmp_path, data_dir, monkeypatch):
+    shards = {f"warc-{i:04d}": [html_page(data_dir, "en", n)] for i, n in enumerate(EN_PAGES[:3])}
+    shards["warc-0003"] = [html_page(data_dir, "zh", "apa.zh-cn.html")]
+    pages_ref = crawl_artifact(tmp_path, shards)
+    _, reference = run_extract(tmp_path, pages_ref, key="clean")
+
+    real_extract = ExtractStage._extract
+
+    def crash_on_third(self, ctx, shard, name):
+        if shard == "warc-0002":
+            raise RuntimeError("killed")
+        return real_extract(self, ctx, shard, name)
+
+    monkeypatch.setattr(ExtractStage, "_extract", crash_on_third)
+    with pytest.raises(RuntimeError, match="killed"):
+        run_extract(tmp_path, pages_ref, key="crash")
+    store = ArtifactStore(str(tmp_path))
+    partial = store.writer(store.ref("extract", "crash"))
+    assert partial.files("_shards/*") == ["_shards/warc-0000.json", "_shards/warc-0001.json"]
+    assert not partial.files("documents/warc-0002*") and not partial.files(".tmp-*")
+    finished = {n: Path(partial.path(n)).stat().st_mtime_ns for n in partial.files("*/warc-000[01]*")}
+
+    monkeypatch.setattr(ExtractStage, "_extract", real_extract)
+    manifest, reader = run_extract(tmp_path, pages_ref, key="crash")
+
+    assert {n: Path(partial.path(n)).stat().st_mtime_ns for n in finished} == finished
+    assert manifest.counts["input"] == 4 and manifest.counts["kept"] == 4
+    assert _shard_outputs(reader) == _shard_outputs(reference)
+
+
+def test_runs_from_a_thread_where_signals_cannot_interrupt(tmp_path, data_dir):
+    """A thread task runner calls the stage off the main thread: the shard moves to a child process."""
+    pages_ref = crawl_artifact(tmp_path, {"t-0000": [html_page(data_dir, "en", "about.html")]})
+    with ThreadPoolExecutor(1) as pool:
+        manifest, reader = pool.submit(run_extract, tmp_path, pages_ref).result()
+    assert manifest.counts["kept"] == 1
+    assert "These documents are generated from reStructuredText" in rows(reader, "documents/*.parquet")[0]["text"]
+
+
+def test_bad_config_values_are_rejected():
+    with pytest.raises(ValueError, match="timeout_s"):
+        ExtractConfig(timeout_s=0)
+    with pytest.raises(ValueError, match="unknown|extra"):
+        ExtractConfig(favour_precision=True)
