@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from llm_core.crawl import CrawlStage
+from llm_core.extract import ExtractStage
 from llm_core.stage import Stage
 from llm_core.tokenizer.bpe_stage import BpeStage
 from llm_core.tokenizer.tokenize_stage import TokenizeStage
@@ -11,6 +12,7 @@ STAGES: dict[str, Stage] = {
     stage.name: stage
     for stage in [
         CrawlStage(),
+        ExtractStage(),
         BpeStage(),
         TokenizeStage(),
     ]

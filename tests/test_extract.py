@@ -73,8 +73,10 @@ def test_english_and_chinese_pages_on_two_workers(tmp_path, data_dir):
     manifest, reader = run_extract(tmp_path, pages_ref, workers=2)
 
     assert manifest.counts["input"] == 6 and manifest.counts["kept"] == 6 and manifest.counts["rejected"] == 0
-    assert reader.files("documents/*") == ["documents/warc-0000.parquet", "documents/warc-0001.parquet"]
-    assert reader.files("rejected/*") == ["rejected/warc-0000.parquet", "rejected/warc-0001.parquet"]
+    assert reader.files("documents/*") == ["documents/part-00000.parquet", "documents/part-00001.parquet"]
+    assert reader.files("rejected/*") == ["rejected/part-00000.parquet", "rejected/part-00001.parquet"]
+    assert [s["input_file"] for s in manifest.extra["tables"]["shards"]] == ["pages/warc-0000.parquet",
+                                                                             "pages/warc-0001.parquet"]
     docs = {d["url"].rsplit("/", 1)[1]: d for d in rows(reader, "documents/*.parquet")}
     appetite = docs["tutorial__appetite.html"]
     assert appetite["title"].startswith("1. Whetting Your Appetite")
@@ -178,8 +180,8 @@ def test_curated_documents_pass_through_unchanged(tmp_path, data_dir):
     manifest, reader = run_extract(tmp_path, pages_ref)
 
     assert manifest.counts["input"] == 2 and manifest.counts["kept"] == 2 and manifest.counts["passthrough"] == 1
-    assert reader.files("documents/*") == ["documents/text-0000-curated.parquet", "documents/text-0000.parquet"]
-    assert rows(reader, "documents/text-0000-curated.parquet") == [poem]
+    assert reader.files("documents/*") == ["documents/part-00000.parquet", "documents/part-00001.parquet"]
+    assert rows(reader, "documents/part-00001.parquet") == [poem]
 
 
 def _shard_outputs(reader) -> dict[str, list[tuple]]:
@@ -199,7 +201,7 @@ def test_resume_after_a_crash_redoes_only_unfinished_shards(tmp_path, data_dir, 
     real_extract = ExtractStage._extract
 
     def crash_on_third(self, ctx, shard, name):
-        if shard == "warc-0002":
+        if shard == "part-00002":
             raise RuntimeError("killed")
         return real_extract(self, ctx, shard, name)
 
@@ -208,9 +210,9 @@ def test_resume_after_a_crash_redoes_only_unfinished_shards(tmp_path, data_dir, 
         run_extract(tmp_path, pages_ref, key="crash")
     store = ArtifactStore(str(tmp_path))
     partial = store.writer(store.ref("extract", "crash"))
-    assert partial.files("_shards/*") == ["_shards/warc-0000.json", "_shards/warc-0001.json"]
-    assert not partial.files("documents/warc-0002*") and not partial.files(".tmp-*")
-    finished = {n: Path(partial.path(n)).stat().st_mtime_ns for n in partial.files("*/warc-000[01]*")}
+    assert partial.files("_shards/*") == ["_shards/part-00000.json", "_shards/part-00001.json"]
+    assert not partial.files("documents/part-00002*") and not partial.files(".tmp-*")
+    finished = {n: Path(partial.path(n)).stat().st_mtime_ns for n in partial.files("*/part-0000[01]*")}
 
     monkeypatch.setattr(ExtractStage, "_extract", real_extract)
     manifest, reader = run_extract(tmp_path, pages_ref, key="crash")
@@ -234,3 +236,26 @@ def test_bad_config_values_are_rejected():
         ExtractConfig(timeout_s=0)
     with pytest.raises(ValueError, match="unknown|extra"):
         ExtractConfig(favour_precision=True)
+
+
+def test_crawl_then_extract_through_the_pipeline_plan(tmp_path, data_dir):
+    """The registered stage behind the real crawl stage: config section, input wiring, shard names."""
+    from llm_core.config import ConfigError, load_config
+    from llm_core.pipeline import plan
+    from llm_core.registry import STAGES
+
+    html = tmp_path / "html"
+    html.mkdir()
+    for name in ZH_PAGES:
+        (html / name).write_bytes((data_dir / "html/zh" / name).read_bytes())
+    config = load_config(data={"run": {"artifact_root": str(tmp_path / "a"), "workers": 1},
+                               "crawl": {"html_dirs": [str(html)]}}, overrides=["extract.timeout_s=5"])
+    contexts = plan(config, ["extract"])
+    assert list(contexts) == ["crawl", "extract"]
+    for name, ctx in contexts.items():
+        manifest, _ = run_stage(STAGES[name], ctx)
+    assert manifest.counts == {**manifest.counts, "input": 2, "kept": 2, "rejected": 0}
+    reader = contexts["extract"].store().reader(contexts["extract"].output)
+    assert {d["title"] for d in rows(reader, "documents/part-*.parquet")} == {"附录 A. 附录", "序言"}
+    with pytest.raises(ConfigError, match="extract.timeout_s"):
+        load_config(overrides=["extract.timeout_s=0"])

@@ -3,10 +3,11 @@
 Input artifact (`pages`, from `crawl`): `pages/S.parquet` (RAW_PAGES) and, for curated sources that enter as
 text, `documents/S.parquet` (DOCUMENTS).
 
-Output artifact, one shard per input file, named like it:
-- `documents/S.parquet` (DOCUMENTS): the documents extracted from `pages/S.parquet`; curated documents pass
-  through unchanged;
-- `rejected/S.parquet` (REJECTED): every page that did not become a document, with its reason
+Output artifact, one shard `part-NNNNN` per input file (numbered in name order, pages files first; the shard
+table of the result maps each to its input file):
+- `documents/part-NNNNN.parquet` (DOCUMENTS): the documents extracted from one pages file, or one curated
+  documents file passed through unchanged;
+- `rejected/part-NNNNN.parquet` (REJECTED): every page that did not become a document, with its reason
   (`extract:http_status`, `extract:not_html`, `extract:too_large`, `extract:empty`, `extract:decode_error`,
   `extract:timeout`, `extract:error`) and a detail naming the record.
 
@@ -32,23 +33,16 @@ from llm_core.store import ArtifactReader, ParquetShardWriter
 INPUT = "pages"
 PAGES_GLOB = "pages/*.parquet"
 CURATED_GLOB = "documents/*.parquet"
-DOCUMENTS_GLOB = "documents/*.parquet"  # what downstream stages read from this stage's artifact
-REJECTED_GLOB = "rejected/*.parquet"
+DOCUMENTS_GLOB = "documents/part-*.parquet"  # what downstream stages read from this stage's artifact
+REJECTED_GLOB = "rejected/part-*.parquet"
 
 
 def shard_sources(reader: ArtifactReader) -> dict[str, tuple[str, str]]:
-    """Shard id -> (kind, input file). A shard's id is its input file's name without `.parquet`, so
-    `pages/S.parquet` becomes `documents/S.parquet` + `rejected/S.parquet`; a curated `documents/S.parquet`
-    whose name is also a pages shard gets the id `S-curated`."""
-    shards = {_stem(name): ("pages", name) for name in reader.files(PAGES_GLOB)}
-    for name in reader.files(CURATED_GLOB):
-        shard = _stem(name)
-        shards[f"{shard}-curated" if shard in shards else shard] = ("documents", name)
-    return shards
-
-
-def _stem(name: str) -> str:
-    return name.rsplit("/", 1)[-1].removesuffix(".parquet")
+    """Shard id `part-NNNNN` -> (kind, input file): the input's pages files in name order, then its curated
+    documents files. The input artifact is immutable, so the numbering is stable across retries."""
+    inputs = [("pages", name) for name in reader.files(PAGES_GLOB)]
+    inputs += [("documents", name) for name in reader.files(CURATED_GLOB)]
+    return {f"part-{i:05d}": source for i, source in enumerate(inputs)}
 
 
 def _rejected_row(page: dict[str, Any], rejection: Rejection, now: dt.datetime) -> dict[str, Any]:
@@ -155,6 +149,11 @@ class ExtractStage(ShardedStage):
         )
         keep_rate = counts["kept"] / counts["input"] if counts["input"] else 0.0
         table = [{"reason": r, "records": n, "share": round(n / counts["input"], 4)} for r, n in reasons]
+        sources = shard_sources(ctx.reader(INPUT))
+        per_shard = [
+            {"shard": s, "input_file": sources[s][1], **{k: c.get(k, 0) for k in ("input", "kept", "rejected")}}
+            for s, c in sorted(stats.items())
+        ]
         lines = [
             f"**extract**: {counts['input']} records in {len(stats)} shards -> {counts['kept']} documents "
             f"({keep_rate:.1%}), {counts['rejected']} rejected.",
@@ -164,7 +163,7 @@ class ExtractStage(ShardedStage):
         return StageResult(
             counts=counts,
             metrics={"keep_rate": round(keep_rate, 4)},
-            tables={"rejected_by_reason": table},
+            tables={"rejected_by_reason": table, "shards": per_shard},
             markdown="\n".join(lines),
             extra={"shards": len(stats)},
         )
