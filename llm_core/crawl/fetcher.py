@@ -4,7 +4,7 @@ Safety rules, checked for every request (so also for every redirect hop the craw
 
 - the host name is resolved and *every* address it resolves to must be public (`ipaddress.is_global`), unless
   `allow_private_addresses`; the address actually connected to is checked again (a DNS answer that changes
-  between the check and the connect cannot reach an internal service);
+  between the check and the connect gets no response read from an internal service);
 - the body is streamed and cut at `max_bytes` (the fetch is marked truncated); the whole fetch is bounded by
   about `timeout_s` per network wait plus `timeout_s` overall for the body;
 - the body of a response whose media type is not wanted is never downloaded.

@@ -90,11 +90,11 @@ class LiveCrawler:
         """Fetch `url`, following its redirects; one step per attempt."""
         chain: list[str] = []
         while self.fetches < self.config.max_pages:
-            if url in chain:
-                yield Step(url, None, "live:redirect_loop", " -> ".join([*chain, url]))
-                return
             if len(chain) > self.config.max_redirects:
                 yield Step(url, None, "live:too_many_redirects", f"after {self.config.max_redirects}")
+                return
+            if url in chain:
+                yield Step(url, None, "live:redirect_loop", " -> ".join([*chain, url]))
                 return
             chain.append(url)
             try:
