@@ -7,6 +7,7 @@ from pydantic import Field
 from llm_core.config import RunConfig, StrictModel
 from llm_core.crawl import CrawlConfig
 from llm_core.extract import ExtractConfig
+from llm_core.filters.stage import FilterConfig
 from llm_core.tokenizer.bpe_stage import BpeConfig
 from llm_core.tokenizer.tokenize_stage import TokenizeConfig
 
@@ -15,5 +16,6 @@ class PipelineConfig(StrictModel):
     run: RunConfig = Field(default_factory=RunConfig)
     crawl: CrawlConfig = Field(default_factory=CrawlConfig)
     extract: ExtractConfig = Field(default_factory=ExtractConfig)
+    filter: FilterConfig = Field(default_factory=FilterConfig)
     bpe: BpeConfig = Field(default_factory=BpeConfig)
     tokenize: TokenizeConfig = Field(default_factory=TokenizeConfig)

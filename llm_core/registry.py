@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from llm_core.crawl import CrawlStage
 from llm_core.extract import ExtractStage
+from llm_core.filters.stage import FilterStage
 from llm_core.stage import Stage
 from llm_core.tokenizer.bpe_stage import BpeStage
 from llm_core.tokenizer.tokenize_stage import TokenizeStage
@@ -13,6 +14,7 @@ STAGES: dict[str, Stage] = {
     for stage in [
         CrawlStage(),
         ExtractStage(),
+        FilterStage(),
         BpeStage(),
         TokenizeStage(),
     ]
