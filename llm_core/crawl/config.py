@@ -7,6 +7,7 @@ be well formed, and every error names its key path (`crawl.warc.0`, `crawl.live.
 
 from __future__ import annotations
 
+import datetime as dt
 import glob
 import os
 from typing import Annotated, ClassVar, Literal
@@ -136,6 +137,12 @@ class CrawlConfig(StageConfig):
     storage_options: dict = Field(default_factory=dict, description="fsspec options for remote inputs (s3 endpoint)")
 
     runtime_fields: ClassVar[frozenset[str]] = frozenset({"storage_options"})
+
+    @field_validator("snapshot", mode="before")
+    @classmethod
+    def _snapshot_text(cls, value: object) -> object:
+        """YAML reads `snapshot: 2026-11-01` as a date; keep it as the text the user wrote."""
+        return value.isoformat() if isinstance(value, dt.date) else value
 
     @field_validator("content_types")
     @classmethod

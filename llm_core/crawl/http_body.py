@@ -8,7 +8,6 @@ already decoded, so each step falls back to the bytes as they are when they do n
 from __future__ import annotations
 
 import zlib
-from collections.abc import Mapping
 
 
 def dechunk(data: bytes) -> bytes:
@@ -48,14 +47,12 @@ def decompress(data: bytes, encoding: str, limit: int) -> bytes:
     return data
 
 
-def decode_body(raw: bytes, headers: Mapping[str, str] | None, limit: int) -> bytes:
-    """The payload of an HTTP response as the server meant it, from the archived bytes."""
-    if not headers:
-        return raw
+def decode_body(raw: bytes, transfer_encoding: str | None, content_encoding: str | None, limit: int) -> bytes:
+    """The payload of an HTTP response as the server meant it, from the archived bytes and the two headers."""
     body = raw
-    if "chunked" in (headers.get("Transfer-Encoding") or "").lower():
+    if "chunked" in (transfer_encoding or "").lower():
         body = dechunk(body)
-    for encoding in reversed([e.strip().lower() for e in (headers.get("Content-Encoding") or "").split(",")]):
+    for encoding in reversed([e.strip().lower() for e in (content_encoding or "").split(",")]):
         if encoding and encoding != "identity":
             body = decompress(body, encoding, limit)
     return body[:limit]

@@ -13,6 +13,8 @@ WARC files are parsed with FastWARC; ARC files (`.arc`, `.arc.gz`) with warcio, 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO
@@ -143,7 +145,10 @@ def _read_response(
     if skip:
         yield Skip(url, record_id, *skip)
         return
-    body = decode_body(record.reader.read(), record.http_headers, max_body_bytes)
+    headers = record.http_headers
+    body = decode_body(
+        record.reader.read(), headers.get("Transfer-Encoding"), headers.get("Content-Encoding"), max_body_bytes
+    )
     yield Page(url, record.record_date, status, mime, charset, body, record_id, source)
 
 
@@ -152,9 +157,19 @@ def _read_arc(
 ) -> Iterator[Page | Skip]:
     from warcio.archiveiterator import ArchiveIterator
 
-    for record in ArchiveIterator(stream, arc2warc=True):
+    records = iter(ArchiveIterator(stream, arc2warc=True))
+    for index in itertools.count():
+        try:
+            record = next(records)
+        except StopIteration:
+            return
+        except Exception as e:  # warcio raises several types on a broken ARC: keep what was read before
+            yield Skip(None, None, REASON_CORRUPT, f"{type(e).__name__}: {e}")
+            return
         url = record.rec_headers.get_header("WARC-Target-URI")
-        record_id = record.rec_headers.get_header("WARC-Record-ID")
+        date = record.rec_headers.get_header("WARC-Date")
+        # ARC records have no ids; warcio invents random ones. Derive a stable one so reruns give equal output.
+        record_id = f"<urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'{index} {date} {url}')}>"
         if record.rec_type != "response":
             yield Skip(url, record_id, f"warc:{record.rec_type}", "")
             continue
@@ -166,7 +181,11 @@ def _read_arc(
         if skip:
             yield Skip(url, record_id, *skip)
             continue
-        date = record.rec_headers.get_header("WARC-Date")
         fetched_at = dt.datetime.fromisoformat(date.replace("Z", "+00:00")) if date else None
-        body = decode_body(record.raw_stream.read(), headers, max_body_bytes)
+        body = decode_body(
+            record.raw_stream.read(max_body_bytes + 1),
+            headers.get_header("Transfer-Encoding"),
+            headers.get_header("Content-Encoding"),
+            max_body_bytes,
+        )
         yield Page(url, fetched_at, status, mime, charset, body, record_id, source)

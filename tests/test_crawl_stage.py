@@ -1,0 +1,166 @@
+"""The `crawl` stage end to end on the sample data: config validation, local HTML folders, text corpora as
+documents, the artifact layout and counts, and resuming after a crash without redoing finished shards."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from llm_core.config import ConfigError, load_config
+from llm_core.crawl.stage import CrawlStage
+from llm_core.pipeline import plan
+from llm_core.registry import STAGES
+from llm_core.schemas import DOCUMENTS, RAW_PAGES, REJECTED
+from llm_core.stage import run_stage
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "data"
+
+
+def crawl_context(tmp_path: Path, *overrides: str, root: str = "artifacts"):
+    config = load_config(overrides=[f"run.artifact_root={tmp_path / root}", "run.workers=1", *overrides])
+    return plan(config, ["crawl"])["crawl"]
+
+
+def table(ctx, pattern: str) -> pa.Table:
+    reader = ctx.store().reader(ctx.output)
+    tables = [pq.read_table(reader.path(name)) for name in reader.files(pattern)]
+    return pa.concat_tables(tables) if tables else pa.table({})
+
+
+@pytest.mark.parametrize(
+    ("override", "key_path"),
+    [
+        ("crawl.warc=['data/warc/missing.warc.gz']", "crawl.warc.0"),
+        ("crawl.warc=['data/warc/*.nothing']", "crawl.warc.0"),
+        ("crawl.warc=['http://']", "crawl.warc.0"),
+        ("crawl.html_dirs=['data/html/en/about.html']", "crawl.html_dirs.0"),
+        ("crawl.live={seeds: ['ftp://example.com/']}", "crawl.live.seeds.0"),
+        ("crawl.live={seeds: ['https://example.com/'], max_pages: 0}", "crawl.live.max_pages"),
+        ("crawl.live={seeds: ['https://example.com/'], user_agnt: x}", "crawl.live.user_agnt"),
+        ("crawl.warc_paths={listing: 'nope/warc.paths.gz'}", "crawl.warc_paths.listing"),
+        ("crawl.text_datasets=[{path: text}]", "crawl.text_datasets.0"),
+        ("crawl.text_datasets=[{path: text, data_files: [data/none.txt]}]", "crawl.text_datasets.0.data_files.0"),
+    ],
+)
+def test_bad_config_is_rejected_with_its_key_path(override, key_path):
+    with pytest.raises(ConfigError) as err:
+        load_config(overrides=[override])
+    assert f"  {key_path}:" in str(err.value)
+
+
+def test_shipped_configs_validate():
+    tiny = load_config(ROOT / "configs" / "tiny.yaml")
+    assert tiny.crawl.warc and tiny.crawl.html_dirs
+    cc = load_config(ROOT / "configs" / "commoncrawl.yaml")
+    assert cc.crawl.warc_paths.listing.startswith("https://data.commoncrawl.org/crawl-data/")
+
+
+def test_snapshot_is_part_of_the_key(tmp_path):
+    a = crawl_context(tmp_path, "crawl.html_dirs=[data/html/zh]", "crawl.snapshot=2026-11-01")
+    b = crawl_context(tmp_path, "crawl.html_dirs=[data/html/zh]", "crawl.snapshot=2026-11-02")
+    c = crawl_context(tmp_path, "crawl.html_dirs=[data/html/zh]", "crawl.snapshot=2026-11-02", "run.workers=2")
+    assert a.output.key != b.output.key == c.output.key
+
+
+def test_no_source_is_an_error_when_the_stage_runs(tmp_path):
+    with pytest.raises(ConfigError, match="no source"):
+        run_stage(STAGES["crawl"], crawl_context(tmp_path))
+
+
+def test_html_folders_become_raw_pages(tmp_path):
+    ctx = crawl_context(tmp_path, "crawl.html_dirs=[data/html/zh, data/html/en]", "crawl.records_per_shard=20")
+    manifest, cached = run_stage(STAGES["crawl"], ctx)
+    assert not cached and manifest.counts == {"records": 37, "pages": 37}
+    pages = table(ctx, "pages/*.parquet")
+    assert pages.schema == RAW_PAGES
+    rows = pages.to_pylist()
+    assert {r["source"] for r in rows} == {"html:zh", "html:en"}
+    assert all(r["url"].startswith("file:///") and r["status"] == 200 and r["charset"] is None for r in rows)
+    index = next(r for r in rows if r["url"].endswith("/zh/index.zh-cn.html"))
+    assert index["body"] == (DATA / "html" / "zh" / "index.zh-cn.html").read_bytes()
+    reader = ctx.store().reader(ctx.output)
+    assert reader.files("pages/*") == ["pages/html-00000-0000.parquet", "pages/html-00001-0000.parquet",
+                                       "pages/html-00002-0000.parquet"]
+    assert [len(s["files"]) for s in reader.read_json("sources.json")] == [7, 20, 10]
+    _, cached = run_stage(STAGES["crawl"], ctx)
+    assert cached
+
+
+@pytest.mark.slow  # the first `datasets` stream imports torch
+def test_text_corpora_enter_as_documents(tmp_path):
+    parquet = tmp_path / "books.parquet"
+    pq.write_table(pa.table({"content": ["A first book.", "", "A second book."], "name": ["one", "two", "three"]}),
+                   parquet)
+    ctx = crawl_context(
+        tmp_path,
+        "crawl.text_datasets=["
+        "{path: text, data_files: [data/tinyshakespeare/input.txt], source: tinyshakespeare},"
+        "{path: json, data_files: [data/alpaca_seed_tasks/seed_tasks.jsonl], text_field: instruction, max_records: 50},"
+        f"{{path: parquet, data_files: ['{parquet}'], text_field: content, title_field: name, source: books}}]",
+    )
+    manifest, _ = run_stage(STAGES["crawl"], ctx)
+    counts = manifest.counts
+    assert counts["documents"] == 1 + 50 + 2 and "pages" not in counts
+    assert counts["skipped"] == counts["skipped:dataset:empty"] == 1
+    assert counts["records"] == counts["documents"] + counts["skipped"]
+
+    docs = table(ctx, "documents/*.parquet")
+    assert docs.schema == DOCUMENTS
+    by_source: dict[str, list[dict]] = {}
+    for r in docs.to_pylist():
+        by_source.setdefault(r["source"], []).append(r)
+    assert by_source["tinyshakespeare"][0]["text"].startswith("First Citizen:")
+    assert len(by_source["seed_tasks"]) == 50
+    assert [(r["title"], r["text"]) for r in by_source["books"]] == [("one", "A first book."), ("three", "A second book.")]
+    assert len({r["doc_id"] for r in docs.to_pylist()}) == docs.num_rows
+    assert table(ctx, "skipped/*.parquet").schema == REJECTED
+    assert manifest.extra["tables"]["skip_reasons"] == [{"reason": "dataset:empty", "records": 1}]
+
+
+def test_a_crash_part_way_resumes_without_redoing_finished_shards(tmp_path, monkeypatch):
+    overrides = ["crawl.warc=['data/warc/w*', 'data/warc/resiliparse*']", "crawl.html_dirs=[data/html/en, data/html/zh]",
+                 "crawl.records_per_shard=10"]
+    reference = crawl_context(tmp_path, *overrides, root="reference")
+    ref_manifest, _ = run_stage(STAGES["crawl"], reference)
+
+    ctx = crawl_context(tmp_path, *overrides)
+    real_run_shard = CrawlStage.run_shard
+    calls: list[str] = []
+
+    def run_shard(self, ctx, shard):
+        if len(calls) == 3:
+            raise RuntimeError("worker lost")
+        calls.append(shard)
+        return real_run_shard(self, ctx, shard)
+
+    monkeypatch.setattr(CrawlStage, "run_shard", run_shard)
+    with pytest.raises(RuntimeError, match="worker lost"):
+        run_stage(STAGES["crawl"], ctx)
+    writer = ctx.writer()
+    finished = {name: os.stat(writer.path(name)).st_mtime_ns for name in writer.files("pages/*")}
+    assert finished and not ctx.store().is_committed(ctx.output)
+
+    rerun: list[str] = []
+    monkeypatch.setattr(CrawlStage, "run_shard", lambda self, c, s: rerun.append(s) or real_run_shard(self, c, s))
+    manifest, cached = run_stage(STAGES["crawl"], ctx)
+    assert not cached
+    done_first = set(calls[:3])
+    assert done_first.isdisjoint(rerun) and len(rerun) == len(ref_manifest.extra["tables"]["shards"]) - 3
+    assert {name: os.stat(writer.path(name)).st_mtime_ns for name in finished} == finished
+
+    assert manifest.counts == ref_manifest.counts
+
+    def data_files(m):
+        return {name: entry.sha256 for name, entry in m.files.items() if not name.startswith("_shards/")}
+
+    assert data_files(manifest) == data_files(ref_manifest), "same bytes as an uninterrupted run"
+    assert table(ctx, "pages/*.parquet").equals(table(reference, "pages/*.parquet"))
+    assert table(ctx, "skipped/*.parquet").equals(table(reference, "skipped/*.parquet"))
+    counts = manifest.counts
+    assert counts["records"] == counts["pages"] + counts["skipped"]
+    assert counts["pages"] == 14 + 37 and counts["skipped:warc:conversion"] == 1

@@ -1,0 +1,156 @@
+"""Reading WARC/ARC files into raw pages: the real samples in data/warc, and the edge cases (truncated and corrupt
+files, revisit records, chunked and gzip-encoded bodies, WAT/WET, ARC)."""
+
+from __future__ import annotations
+
+import gzip
+import io
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from warcio.archiveiterator import ArchiveIterator
+from warcio.statusandheaders import StatusAndHeaders
+from warcio.warcwriter import WARCWriter
+
+from llm_core.crawl.http_body import dechunk, decode_body
+from llm_core.crawl.warc_reader import Page, Skip, media_type, read_archive
+
+WARC_DIR = Path(__file__).resolve().parent.parent / "data" / "warc"
+HTML = ["text/html", "application/xhtml+xml"]
+
+
+def read(data: bytes | Path, name: str = "sample.warc.gz", max_body_bytes: int = 5_000_000) -> list[Page | Skip]:
+    stream = io.BytesIO(data) if isinstance(data, bytes) else open(data, "rb")
+    with stream:
+        return list(read_archive(stream, name=name, source="test", content_types=HTML, max_body_bytes=max_body_bytes))
+
+
+def reasons(items: list[Page | Skip]) -> Counter:
+    return Counter("page" if isinstance(i, Page) else i.reason for i in items)
+
+
+def records_in(path: Path) -> int:
+    with open(path, "rb") as f:
+        return sum(1 for _ in ArchiveIterator(f))
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in WARC_DIR.iterdir() if ".warc" in p.name))
+def test_every_record_is_kept_or_skipped_with_a_reason(name):
+    items = read(WARC_DIR / name, name)
+    assert len(items) == records_in(WARC_DIR / name)
+    assert all(i.reason.startswith("warc:") for i in items if isinstance(i, Skip))
+    assert "warc:corrupt" not in reasons(items)
+
+
+def test_common_crawl_excerpt_keeps_html_responses_with_their_charsets():
+    items = read(WARC_DIR / "resiliparse_cc_warcfile.dev.warc.gz")
+    pages = [i for i in items if isinstance(i, Page)]
+    assert reasons(items) == {"page": 11, "warc:request": 11, "warc:metadata": 11, "warc:warcinfo": 1}
+    assert Counter(p.charset for p in pages) == {None: 6, "utf-8": 3, "gb2312": 2}
+    assert all(p.status == 200 and p.content_type == "text/html" and p.warc_record_id for p in pages)
+    gb = next(p for p in pages if p.charset == "gb2312")
+    assert "的".encode("gb2312") in gb.body  # bytes kept as served; the extract stage decodes them
+
+
+def test_chunked_transfer_encoding_is_decoded():
+    (page,) = [i for i in read(WARC_DIR / "warcio_example-iana.org-chunked.warc") if isinstance(i, Page)]
+    assert page.url == "http://www.iana.org/" and page.charset == "utf-8"
+    assert page.body.startswith(b"<!doctype html>") and page.body.rstrip().endswith(b"</html>")
+    assert b"\r\n0\r\n" not in page.body[-10:]
+
+
+def test_pywb_archive_revisits_and_non_html_are_skipped():
+    counts = reasons(read(WARC_DIR / "pywb_iana.warc.gz"))
+    assert counts["page"] == 16
+    assert counts["warc:revisit"] == 123 and counts["warc:request"] == 171
+    assert counts["warc:not_html"] == 28 and counts["warc:status"] == 4  # CSS/JS/images; 3xx/4xx pages
+
+
+def test_wat_and_wet_files_hold_no_pages():
+    assert reasons(read(WARC_DIR / "whirlwind.warc.wat.gz")) == {"warc:warcinfo": 1, "warc:metadata": 1}
+    assert reasons(read(WARC_DIR / "whirlwind.warc.wet.gz")) == {"warc:warcinfo": 1, "warc:conversion": 1}
+
+
+def test_truncated_file_keeps_what_came_before_and_counts_one_corrupt_record():
+    data = (WARC_DIR / "pywb_iana.warc.gz").read_bytes()
+    full = read(data)
+    cut = read(data[: len(data) // 2])
+    assert reasons(cut)["warc:corrupt"] == 1 and isinstance(cut[-1], Skip) and cut[-1].reason == "warc:corrupt"
+    kept = cut[:-1]
+    assert [(i.url, getattr(i, "body", None)) for i in kept] == [(i.url, getattr(i, "body", None)) for i in full[: len(kept)]]
+    assert sum(isinstance(i, Page) for i in kept) >= 2
+
+
+def test_garbage_inside_a_gzip_file_stops_the_file_not_the_reader():
+    data = (WARC_DIR / "pywb_iana.warc.gz").read_bytes()
+    broken = data[:300_000] + b"\x1f\x8b\x08\x00garbage" * 50 + data[300_000:]
+    items = read(broken)
+    assert items[-1].reason == "warc:corrupt"
+    full = read(data)
+    assert [i.url for i in items[:-1]] == [i.url for i in full[: len(items) - 1]]
+    assert sum(isinstance(i, Page) for i in items) >= 1
+
+
+def write_warc(records: list[tuple[str, str, list[tuple[str, str]], bytes]]) -> bytes:
+    """(record type, url, HTTP headers, payload) -> a .warc.gz made with warcio."""
+    buf = io.BytesIO()
+    writer = WARCWriter(buf, gzip=True)
+    for rec_type, url, headers, payload in records:
+        if rec_type == "revisit":
+            record = writer.create_revisit_record(url, digest="sha1:AAAA", refers_to_uri=url, refers_to_date="2024-01-01T00:00:00Z",
+                                                  http_headers=StatusAndHeaders("200 OK", headers, protocol="HTTP/1.1"))
+        else:
+            record = writer.create_warc_record(url, rec_type, payload=io.BytesIO(payload),
+                                               http_headers=StatusAndHeaders("200 OK", headers, protocol="HTTP/1.1"))
+        writer.write_record(record)
+    return buf.getvalue()
+
+
+def test_revisit_records_and_encoded_bodies():
+    html = "<html><body><p>Ein Beispiel mit Umlauten: äöü</p></body></html>".encode("iso-8859-1")
+    encoded = gzip.compress(html)
+    chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(encoded), encoded)
+    data = write_warc(
+        [
+            ("response", "http://example.de/", [("Content-Type", "text/html; charset=ISO-8859-1"),
+                                                ("Content-Encoding", "gzip"), ("Transfer-Encoding", "chunked")], chunked),
+            ("revisit", "http://example.de/", [("Content-Type", "text/html")], b""),
+            ("response", "http://example.de/big", [("Content-Type", "text/html")], b"<p>" + b"x" * 5000),
+        ]
+    )
+    items = read(data, max_body_bytes=2000)
+    page = items[0]
+    assert isinstance(page, Page) and page.body == html and page.charset == "iso-8859-1"
+    assert [i.reason for i in items[1:]] == ["warc:revisit", "warc:too_large"]
+
+
+def test_arc_files_are_read_as_well():
+    def arc_record(fields: list[str], block: bytes) -> bytes:
+        return " ".join([*fields, str(len(block))]).encode() + b"\n" + block + b"\n"
+
+    html = b"<html><body><p>Hello from an ARC file.</p></body></html>"
+    data = (
+        arc_record(["filedesc://test.arc", "0.0.0.0", "20050614070144", "text/plain"],
+                   b"1 0 test\nURL IP-address Archive-date Content-type Archive-length\n")
+        + arc_record(["http://example.org/", "192.0.2.1", "20050614070159", "text/html"],
+                     b"HTTP/1.0 200 OK\r\nContent-Type: text/html; charset=iso-8859-1\r\n\r\n" + html)
+        + arc_record(["http://example.org/a.gif", "192.0.2.1", "20050614070200", "image/gif"],
+                     b"HTTP/1.0 200 OK\r\nContent-Type: image/gif\r\n\r\nGIF89a")
+    )
+    first, second = read(data, "test.arc"), read(data, "test.arc")
+    assert reasons(first) == {"page": 1, "warc:warcinfo": 1, "warc:not_html": 1}
+    page = next(i for i in first if isinstance(i, Page))
+    assert page.body == html and page.fetched_at.year == 2005 and page.charset == "iso-8859-1"
+    assert [i.warc_record_id if isinstance(i, Page) else i.record_id for i in first] == [
+        i.warc_record_id if isinstance(i, Page) else i.record_id for i in second
+    ], "record ids of ARC records are stable across reads"
+
+
+def test_http_body_helpers():
+    assert media_type('text/html; Charset="GB2312"') == ("text/html", "gb2312")
+    assert media_type(None) == ("", None)
+    assert dechunk(b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\n\r\n") == b"hello world"
+    assert dechunk(b"<html>not chunked</html>") == b"<html>not chunked</html>"
+    assert decode_body(b"<html>plain</html>", "chunked", "gzip", 100) == b"<html>plain</html>"  # headers that lie
+    assert decode_body(gzip.compress(b"a" * 10_000), None, "gzip", 100) == b"a" * 100
