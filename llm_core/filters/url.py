@@ -2,8 +2,10 @@
 
 Blocklists are a folder of category lists, either in UT1's own layout (`adult/domains`, `adult/urls`) or flat
 (`ut1_adult_domains.txt`, `ut1_phishing_urls.txt`). A domain entry matches the host and all its subdomains
-(`example.com` blocks `a.b.example.com`); a URL entry (`host/path`) matches that host and every path under it.
-An allowlisted domain (or a subdomain of one) is always kept. Reasons: `url:blocklist:<category>`,
+(`example.com` blocks `a.b.example.com`); a URL entry (`host/path`) matches that host and every path under it,
+ignoring case as squidGuard does.
+An allowlisted domain (or a subdomain of one) is always kept, and so are non-web sources (`file://`, `hf://`: no
+host to judge). Reasons: `url:blocklist:<category>`,
 `url:banned_word`, `url:soft_banned_words`, `url:banned_subword`, `url:invalid`.
 """
 
@@ -21,6 +23,7 @@ from llm_core.filters.url_words import BANNED_SUBWORDS, BANNED_WORDS, SOFT_BANNE
 
 _FLAT_LIST_RE = re.compile(r"^(?:ut1_)?(?P<category>.+)_(?P<kind>domains|urls)(?:\.txt)?$")
 _NON_ALNUM_RE = re.compile(r"[^a-z0-9]+")
+_HOST_RE = re.compile(r"[^\s/@:]+")
 
 
 class URLFilterConfig(FilterSettings):
@@ -107,16 +110,24 @@ class URLFilter(DocFilter):
         self.banned_subwords = tuple(w.lower() for w in config.banned_subwords)
 
     def filter(self, doc: Document) -> FilterOutcome:
-        parts = urlsplit(doc.url.strip() if "://" in doc.url else "http://" + doc.url.strip())
-        host = _strip_www((parts.hostname or "").rstrip("."))
-        if not host:
+        url = doc.url.strip()
+        parts = urlsplit(url)
+        if parts.scheme and parts.scheme not in ("http", "https") and "://" in url:
+            return True  # a local file or a dataset record: no web host to judge
+        if "://" not in url:
+            parts = urlsplit("http://" + url)
+        try:
+            host = _strip_www((parts.hostname or "").rstrip("."))
+        except ValueError:
+            return False, "invalid"
+        if not _HOST_RE.fullmatch(host):
             return False, "invalid"
         if any(suffix in self.allow for suffix in host_suffixes(host)):
             return True
-        category = self.blocklists.match(host, parts.path.rstrip("/") or "/")
+        category = self.blocklists.match(host, parts.path.lower().rstrip("/") or "/")
         if category is not None:
             return False, f"blocklist:{category}"
-        url = doc.url.lower()
+        url = url.lower()
         url_words = set(_NON_ALNUM_RE.split(url))
         if not self.banned_words.isdisjoint(url_words):
             return False, "banned_word"
