@@ -69,7 +69,8 @@ def main() -> None:
     print("bytes per token on held-back text (higher is better)")
     print(f"{'vocab':>6} {'lang':>5} {'bytes':>8} {'ours':>6} {'GPT-2':>6} {'cl100k':>6}")
     for r in compression:
-        print(f"{r['vocab']:>6} {r['language']:>5} {r['bytes']:>8} {r['ours']:>6.3f} {r['gpt2']:>6.3f} {r['cl100k']:>6.3f}")
+        print(f"{r['vocab']:>6} {r['language']:>5} {r['bytes']:>8} "
+              f"{r['ours']:>6.3f} {r['gpt2']:>6.3f} {r['cl100k']:>6.3f}")
     print("\nencoding throughput, MB/s (all curated text), and bpe stage wall time")
     print(f"{'vocab':>6} {'train s':>8} {'ours/tiktoken':>14} {'ours/tokenizers':>16} {'cl100k/tiktoken':>16}")
     for r in speed:

@@ -51,7 +51,7 @@ def context(store: ArtifactStore, stage: str, config, inputs: dict[str, str], ke
     return StageContext(
         stage=stage,
         config=config,
-        run=RunConfig(artifact_root=store.root, workers=workers),
+        run=RunConfig(artifact_root=store.root, storage_options=store.storage_options, workers=workers),
         inputs={name: store.ref(*ref.split("/")) for name, ref in inputs.items()},
         output=store.ref(stage, key),
     )
@@ -208,19 +208,20 @@ def test_unencodable_documents_are_counted_not_fatal(tmp_path, data_dir, wiki_do
     write_documents(store, "docs", [wiki_docs[:5] + ["只有中文"]])
     bpe_cfg = BpeConfig(kind="char", heldout_fraction=0, reference_vocab_dir=str(data_dir / "bpe_vocab"))
     run_stage(BpeStage(), context(store, "bpe", bpe_cfg, {"documents": "extract/docs"}, "char"))
-    m, _ = run_stage(
-        TokenizeStage(),
-        context(store, "tokenize", TokenizeConfig(val_fraction=0), {"tokenizer": "bpe/char", "documents": "extract/docs"}, "t"),
-    )
+    cfg = TokenizeConfig(val_fraction=0)
+
+    def run(docs: str, key: str) -> Manifest:
+        inputs = {"tokenizer": "bpe/char", "documents": docs}
+        return run_stage(TokenizeStage(), context(store, "tokenize", cfg, inputs, key))[0]
+
+    m = run("extract/docs", "t")
     assert m.counts["documents"] == 6 and m.counts["train_documents"] == 6  # the char vocab came from these texts
     write_documents(store, "more", [wiki_docs[:3] + ["Ünïcödé 中文"]])
-    m2, _ = run_stage(
-        TokenizeStage(),
-        context(store, "tokenize", TokenizeConfig(val_fraction=0), {"tokenizer": "bpe/char", "documents": "extract/more"}, "t2"),
-    )
+    m2 = run("extract/more", "t2")
     assert m2.counts["unencodable_documents"] == 1 and m2.counts["train_documents"] == 3
 
 
+@pytest.mark.slow
 def test_parallel_workers_give_the_same_shards(pipeline, data_dir):
     store, _ = pipeline
     one = tokenize(store, data_dir, "w1", val_fraction=0.1)
@@ -237,3 +238,18 @@ def test_config_rejects_bad_values():
         TextSource(name="x", path="x.txt", split_on="(")
     with pytest.raises(ValueError, match="unique"):
         TokenizeConfig(sources=[TextSource(name="a", path="a"), TextSource(name="a", path="b")])
+
+
+@pytest.mark.slow
+def test_token_shards_on_s3(s3_server, data_dir, poems):
+    store = ArtifactStore(f"{s3_server['root']}/tokenizer-test", s3_server["storage_options"])
+    source = chinese_source(data_dir)
+    bpe_cfg = BpeConfig(kind="char", sources=[source], reference_vocab_dir=str(data_dir / "bpe_vocab"))
+    run_stage(BpeStage(), context(store, "bpe", bpe_cfg, {}, "char"))
+    cfg = TokenizeConfig(sources=[source], val_fraction=0.1, shard_tokens=8192)
+    m, _ = run_stage(TokenizeStage(), context(store, "tokenize", cfg, {"tokenizer": "bpe/char"}, "s3"))
+    tok = load_tokenizer(store.reader(store.ref("bpe", "char")))
+    train = stream(store, m, "train")
+    assert len(train) == m.counts["train_tokens"] > 8192 and len(m.extra["shards"]["train"]) > 1
+    expected = [d for d in poems if d and hash_fraction(d, VAL_SALT) >= 0.1]
+    assert tok.decode(train.tolist()) == "".join(d + "<|endoftext|>" for d in expected)

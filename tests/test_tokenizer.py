@@ -45,6 +45,7 @@ def test_round_trip_english_and_chinese(bpe, corpora):
     assert bpe.decode(bpe.encode(mixed)) == mixed
 
 
+@pytest.mark.slow
 def test_tiktoken_gives_the_same_ids_as_tokenizers(bpe, corpora):
     assert bpe.fast is not None, "the trained vocabulary should be encodable with tiktoken"
     for lang in ("en", "zh"):

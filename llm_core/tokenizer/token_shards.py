@@ -14,6 +14,7 @@ Layout of a `tokenize` artifact:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import posixpath
 import tempfile
@@ -59,7 +60,8 @@ class TokenShards:
         if self.reader.store.is_local:
             return self.reader.path(name)
         ref = self.reader.ref
-        local = os.path.join(tempfile.gettempdir(), "llm_core_token_cache", ref.stage, ref.key, name)
+        root_id = hashlib.sha256(ref.root.encode()).hexdigest()[:12]
+        local = os.path.join(tempfile.gettempdir(), "llm_core_token_cache", root_id, ref.stage, ref.key, name)
         if not os.path.exists(local):
             os.makedirs(os.path.dirname(local), exist_ok=True)
             tmp = f"{local}.{os.getpid()}.part"

@@ -42,6 +42,10 @@ VAL_SALT = "tokenize-val"
 LAYOUT_FILE = "shards.json"
 DOC_SHARD_PREFIX = "documents-"
 SOURCE_SHARD_PREFIX = "source-"
+SHARD_COUNTS = (
+    "documents", "empty_documents", "unencodable_documents", "train_documents", "val_documents", "train_tokens",
+    "val_tokens",
+)
 
 
 class TokenizeConfig(StageConfig):
@@ -104,39 +108,39 @@ class TokenizeStage(ShardedStage):
             return [(s, t) for s, t in (("train", text[:cut]), ("val", text[cut:])) if t]
         return [("val" if hash_fraction(text, VAL_SALT) < cfg.val_fraction else "train", text)]
 
+    def _encode(
+        self, cfg: TokenizeConfig, tokenizer: Tokenizer, texts: list[str | None], counts: dict[str, int]
+    ) -> Iterator[tuple[str, list[int]]]:
+        """(split, ids) of every piece of a batch of documents; counts the empty and unencodable ones."""
+        counts["documents"] += len(texts)
+        docs = []
+        for text in texts:
+            if text and text.strip():
+                docs.append(self._pieces(cfg, text))
+            else:
+                counts["empty_documents"] += 1
+        encoded = iter(encode_or_none(tokenizer, [t for doc in docs for _, t in doc]))
+        for doc in docs:
+            ids = [next(encoded) for _ in doc]
+            if any(piece is None for piece in ids):
+                counts["unencodable_documents"] += 1
+                continue
+            yield from zip((split for split, _ in doc), ids)
+
     def run_shard(self, ctx: StageContext, shard: str) -> dict[str, int]:
         cfg: TokenizeConfig = ctx.config
         tokenizer = tokenizer_of(ctx)
         dtype = token_dtype(tokenizer.vocab_size)
-        eot = np.array([tokenizer.eot_id], dtype=dtype)
-        counts = dict.fromkeys(
-            ["documents", "empty_documents", "unencodable_documents", "train_documents", "val_documents",
-             "train_tokens", "val_tokens"], 0)
+        counts = dict.fromkeys(SHARD_COUNTS, 0)
         writer = ctx.writer()
         with contextlib.ExitStack() as stack:
             files = {split: stack.enter_context(writer.open_atomic(part_name(split, shard))) for split in SPLITS}
             for batch in batched(self._texts(ctx, shard), cfg.batch_documents):
-                counts["documents"] += len(batch)
-                pieces = []
-                for text in batch:
-                    if text and text.strip():
-                        pieces.append(self._pieces(cfg, text))
-                    else:
-                        counts["empty_documents"] += 1
-                flat = [p for doc in pieces for p in doc]
-                encoded = encode_or_none(tokenizer, [t for _, t in flat])
-                i = 0
-                for doc in pieces:
-                    ids_of_doc = encoded[i : i + len(doc)]
-                    i += len(doc)
-                    if any(ids is None for ids in ids_of_doc):
-                        counts["unencodable_documents"] += 1
-                        continue
-                    for (split, _), ids in zip(doc, ids_of_doc):
-                        tokens = np.concatenate([np.asarray(ids, dtype=dtype), eot])
-                        files[split].write(tokens.tobytes())
-                        counts[f"{split}_documents"] += 1
-                        counts[f"{split}_tokens"] += len(tokens)
+                for split, ids in self._encode(cfg, tokenizer, batch, counts):
+                    tokens = np.asarray([*ids, tokenizer.eot_id], dtype=dtype)
+                    files[split].write(tokens.tobytes())
+                    counts[f"{split}_documents"] += 1
+                    counts[f"{split}_tokens"] += len(tokens)
         return counts
 
     def finalize(self, ctx: StageContext, stats: dict[str, dict[str, int]]) -> StageResult:
@@ -162,18 +166,7 @@ class TokenizeStage(ShardedStage):
             counts=counts,
             metrics={"val_token_fraction": counts["val_tokens"] / total if total else 0.0},
             tables={"inputs": rows},
-            markdown=(
-                f"### Token shards\n\n{counts['train_tokens']:,} train and {counts['val_tokens']:,} val tokens "
-                f"({dtype.name}, vocab {tokenizer.vocab_size}) from {counts['documents']:,} documents; "
-                f"{len(shards['train'])} train and {len(shards['val'])} val shards of up to "
-                f"{cfg.shard_tokens:,} tokens.\n\n"
-                "| input | documents | train tokens | val tokens | empty | unencodable |\n|---|---:|---:|---:|---:|---:|\n"
-                + "\n".join(
-                    f"| {r['input']} | {r['documents']:,} | {r['train_tokens']:,} | {r['val_tokens']:,} | "
-                    f"{r['empty_documents']} | {r['unencodable_documents']} |"
-                    for r in rows
-                )
-            ),
+            markdown=shards_markdown(counts, rows, shards, dtype, tokenizer.vocab_size, cfg.shard_tokens),
             extra={
                 "dtype": dtype.name,
                 "vocab_size": tokenizer.vocab_size,
@@ -183,6 +176,28 @@ class TokenizeStage(ShardedStage):
                 "shards": shards,
             },
         )
+
+
+def shards_markdown(
+    counts: dict[str, int], rows: list[dict[str, Any]], shards: dict[str, list[str]], dtype: np.dtype,
+    vocab_size: int, shard_tokens: int,
+) -> str:
+    lines = [
+        "### Token shards",
+        "",
+        f"{counts['train_tokens']:,} train and {counts['val_tokens']:,} val tokens ({dtype.name}, vocab "
+        f"{vocab_size}) from {counts['documents']:,} documents; {len(shards['train'])} train and "
+        f"{len(shards['val'])} val shards of up to {shard_tokens:,} tokens.",
+        "",
+        "| input | documents | train tokens | val tokens | empty | unencodable |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {r['input']} | {r['documents']:,} | {r['train_tokens']:,} | {r['val_tokens']:,} | "
+        f"{r['empty_documents']} | {r['unencodable_documents']} |"
+        for r in rows
+    ]
+    return "\n".join(lines)
 
 
 def encode_or_none(tokenizer: Tokenizer, texts: list[str]) -> list[list[int] | None]:
