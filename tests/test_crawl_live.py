@@ -65,7 +65,8 @@ class SiteHandler(BaseHTTPRequestHandler):
         elif path.startswith("/warc/"):
             self._send(200, (DATA / "warc" / path[6:]).read_bytes(), "application/warc")
         elif path == "/warc.paths":
-            self._send(200, b"warc/whirlwind.warc.gz\nwarc/warcio_example.warc.gz\nwarc/pywb_iana.warc.gz\n", "text/plain")
+            listing = b"warc/whirlwind.warc.gz\nwarc/warcio_example.warc.gz\nwarc/pywb_iana.warc.gz\n"
+            self._send(200, listing, "text/plain")
         elif path in ("/loop/a", "/loop/b"):
             self._send(302, content_type=None, Location="/loop/b" if path == "/loop/a" else "/loop/a")
         elif path == "/moved":

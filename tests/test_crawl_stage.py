@@ -116,15 +116,19 @@ def test_text_corpora_enter_as_documents(tmp_path):
         by_source.setdefault(r["source"], []).append(r)
     assert by_source["tinyshakespeare"][0]["text"].startswith("First Citizen:")
     assert len(by_source["seed_tasks"]) == 50
-    assert [(r["title"], r["text"]) for r in by_source["books"]] == [("one", "A first book."), ("three", "A second book.")]
+    books = [(r["title"], r["text"]) for r in by_source["books"]]
+    assert books == [("one", "A first book."), ("three", "A second book.")]
     assert len({r["doc_id"] for r in docs.to_pylist()}) == docs.num_rows
     assert table(ctx, "skipped/*.parquet").schema == REJECTED
     assert manifest.extra["tables"]["skip_reasons"] == [{"reason": "dataset:empty", "records": 1}]
 
 
 def test_a_crash_part_way_resumes_without_redoing_finished_shards(tmp_path, monkeypatch):
-    overrides = ["crawl.warc=['data/warc/w*', 'data/warc/resiliparse*']", "crawl.html_dirs=[data/html/en, data/html/zh]",
-                 "crawl.records_per_shard=10"]
+    overrides = [
+        "crawl.warc=['data/warc/w*', 'data/warc/resiliparse*']",
+        "crawl.html_dirs=[data/html/en, data/html/zh]",
+        "crawl.records_per_shard=10",
+    ]
     reference = crawl_context(tmp_path, *overrides, root="reference")
     ref_manifest, _ = run_stage(STAGES["crawl"], reference)
 
@@ -164,3 +168,40 @@ def test_a_crash_part_way_resumes_without_redoing_finished_shards(tmp_path, monk
     counts = manifest.counts
     assert counts["records"] == counts["pages"] + counts["skipped"]
     assert counts["pages"] == 14 + 37 and counts["skipped:warc:conversion"] == 1
+
+
+@pytest.mark.slow  # starts a process pool
+def test_tiny_config_crawl_on_two_worker_processes(tmp_path):
+    config = load_config(ROOT / "configs" / "tiny.yaml", [f"run.artifact_root={tmp_path}", "run.workers=2"])
+    ctx = plan(config, ["crawl"])["crawl"]
+    manifest, _ = run_stage(STAGES["crawl"], ctx)
+    counts = manifest.counts
+    assert counts["pages"] == 30 + 37  # 30 HTML responses in the WARC samples, 37 local HTML files
+    assert counts["records"] == counts["pages"] + counts["skipped"]
+    assert counts["skipped:warc:revisit"] == 124 and counts["skipped:warc:conversion"] == 1
+    assert "skipped:warc:corrupt" not in counts
+    urls = {r["url"] for r in ctx.store().reader(ctx.output).iter_rows("pages/*.parquet", ["url"])}
+    assert {"https://an.wikipedia.org/wiki/Escopete", "http://www.iana.org/", "http://example.com/"} <= urls
+    assert "skip_reasons" in manifest.extra["tables"] and manifest.extra["markdown"].startswith("**crawl**")
+
+
+@pytest.mark.slow  # starts the S3 server (once per test session)
+def test_warc_files_from_s3_into_an_s3_artifact_store(s3_server):
+    import fsspec
+
+    fs = fsspec.filesystem("s3", **s3_server["storage_options"])
+    for name in ("whirlwind.warc.gz", "warcio_example.warc.gz"):
+        fs.put(str(DATA / "warc" / name), f"llmpipe/crawl-input/{name}")
+    options = s3_server["storage_options"]
+    config = load_config(
+        data={
+            "run": {"artifact_root": f"{s3_server['root']}/crawl-test", "storage_options": options, "workers": 1},
+            "crawl": {"warc": ["s3://llmpipe/crawl-input/*.warc.gz"], "storage_options": options},
+        }
+    )
+    ctx = plan(config, ["crawl"])["crawl"]
+    manifest, _ = run_stage(STAGES["crawl"], ctx)
+    assert manifest.counts["pages"] == 2 and manifest.counts["skipped:warc:revisit"] == 1
+    assert "storage_options" not in manifest.config, "credentials stay out of the key and the manifest"
+    urls = sorted(r["url"] for r in ctx.store().reader(ctx.output).iter_rows("pages/*.parquet", ["url"]))
+    assert urls == ["http://example.com/", "https://an.wikipedia.org/wiki/Escopete"]

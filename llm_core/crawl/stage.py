@@ -35,6 +35,12 @@ from llm_core.crawl.warc_writer import WarcFiles
 from llm_core.stage import ShardedStage, StageContext, StageResult, sum_counts
 
 SOURCES_FILE = "sources.json"
+LAYOUT = {
+    "pages": "pages/*.parquet",
+    "documents": "documents/*.parquet",
+    "skipped": "skipped/*.parquet",
+    "warc": "warc/*.warc.gz",
+}
 
 
 class CrawlStage(ShardedStage):
@@ -105,19 +111,20 @@ class CrawlStage(ShardedStage):
     # -- summary
     def finalize(self, ctx: StageContext, stats: dict[str, dict[str, int]]) -> StageResult:
         counts = sum_counts(stats.values())
-        records = counts.get("records", 0)
+        records, skipped = counts.get("records", 0), counts.get("skipped", 0)
         kept = counts.get("pages", 0) + counts.get("documents", 0)
-        if kept + counts.get("skipped", 0) != records:
-            raise RuntimeError(f"crawl accounting broken: {kept} kept + {counts.get('skipped', 0)} skipped != {records}")
+        if kept + skipped != records:
+            raise RuntimeError(f"crawl accounting broken: {kept} kept + {skipped} skipped != {records} records")
         reasons = sorted(
             ((k.removeprefix("skipped:"), v) for k, v in counts.items() if k.startswith("skipped:")),
-            key=lambda kv: -kv[1],
+            key=lambda kv: (-kv[1], kv[0]),
         )
-        shard_rows = [{"shard": s, **{k: c.get(k, 0) for k in ("records", "pages", "documents", "skipped")}} for s, c in stats.items()]
+        columns = ("records", "pages", "documents", "skipped")
+        shard_rows = [{"shard": shard, **{k: c.get(k, 0) for k in columns}} for shard, c in stats.items()]
         markdown = "\n".join(
             [
                 f"**crawl**: {records} records seen, {counts.get('pages', 0)} raw pages, "
-                f"{counts.get('documents', 0)} documents, {counts.get('skipped', 0)} skipped.",
+                f"{counts.get('documents', 0)} documents, {skipped} skipped.",
                 "",
                 "| skip reason | records |",
                 "|---|---|",
@@ -129,6 +136,5 @@ class CrawlStage(ShardedStage):
             metrics={"kept_fraction": kept / records if records else 0.0},
             tables={"skip_reasons": [{"reason": r, "records": n} for r, n in reasons], "shards": shard_rows},
             markdown=markdown,
-            extra={"layout": {"pages": "pages/*.parquet", "documents": "documents/*.parquet",
-                              "skipped": "skipped/*.parquet", "warc": "warc/*.warc.gz"}},
+            extra={"layout": LAYOUT},
         )

@@ -112,44 +112,39 @@ def _read_warc(
         if record.record_type != WarcRecordType.response:
             yield Skip(url, record_id, f"warc:{rec_type}", record.headers.get("Content-Type") or "")
             continue
-        for item in _read_response(record, url, record_id, source, content_types, max_body_bytes):
-            yield item
-            if isinstance(item, Skip) and item.reason == REASON_CORRUPT:
-                return
+        item = _read_response(record, url, record_id, source, content_types, max_body_bytes)
+        yield item
+        if isinstance(item, Skip) and item.reason == REASON_CORRUPT:
+            return
 
 
 def _read_response(
     record, url: str | None, record_id: str, source: str, content_types: set[str], max_body_bytes: int
-) -> Iterator[Page | Skip]:
+) -> Page | Skip:
     """One response record: a page, or a skip (a `warc:corrupt` skip means the stream ends here)."""
     declared = int(record.headers.get("Content-Length") or 0)
     if declared > max_body_bytes:
-        yield Skip(url, record_id, "warc:too_large", f"{declared} bytes")
-        return
+        return Skip(url, record_id, "warc:too_large", f"{declared} bytes")
     try:
         record.freeze()  # the block in memory (bounded above), so a short read shows as truncation
     except OSError as e:
-        yield Skip(url, record_id, REASON_CORRUPT, f"{type(e).__name__}: {e}")
-        return
+        return Skip(url, record_id, REASON_CORRUPT, f"{type(e).__name__}: {e}")
     if record.content_length < declared:
-        yield Skip(url, record_id, REASON_CORRUPT, f"truncated: {record.content_length} of {declared} bytes")
-        return
+        return Skip(url, record_id, REASON_CORRUPT, f"truncated: {record.content_length} of {declared} bytes")
     try:
         record.parse_http(auto_decode="none")
     except OSError as e:
-        yield Skip(url, record_id, "warc:not_http", str(e))
-        return
+        return Skip(url, record_id, "warc:not_http", str(e))
     status = record.http_headers.status_code if record.is_http else None
     mime, charset = media_type(record.http_headers.get("Content-Type") if record.is_http else None)
     skip = _classify(status, mime, declared, content_types, max_body_bytes)
     if skip:
-        yield Skip(url, record_id, *skip)
-        return
+        return Skip(url, record_id, *skip)
     headers = record.http_headers
     body = decode_body(
         record.reader.read(), headers.get("Transfer-Encoding"), headers.get("Content-Encoding"), max_body_bytes
     )
-    yield Page(url, record.record_date, status, mime, charset, body, record_id, source)
+    return Page(url, record.record_date, status, mime, charset, body, record_id, source)
 
 
 def _read_arc(
