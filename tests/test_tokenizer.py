@@ -13,6 +13,7 @@ from llm_core.tokenizer.artifact import save_tokenizer
 from llm_core.tokenizer.bpe import BpeTokenizer, train_bpe
 from llm_core.tokenizer.char import CharTokenizer
 from llm_core.tokenizer.reference import cl100k_encoding, gpt2_encoding
+from llm_core.tokenizer.sources import split_stream
 
 
 def _read(path) -> str:
@@ -128,3 +129,14 @@ def test_reference_vocabularies_give_published_ids(data_dir):
     assert gpt2_encoding(vocab).encode_ordinary("Hello world") == [15496, 995]
     assert cl100k_encoding(vocab).encode_ordinary("Hello world") == [9906, 1917]
     assert cl100k_encoding(vocab).encode_ordinary(" 12345") == [220, 4513, 1774]
+
+
+@pytest.mark.parametrize(
+    "name, pattern",
+    [("tinyshakespeare/input.txt", r"\n\n"), ("wikitext2/valid.txt", r"\n(?= = [^=].* = \n)"),
+     ("chinese_text/fortunes_zh_tang300.txt", r"\n%\n")],
+)
+def test_streaming_split_cuts_like_re_split(data_dir, name, pattern):
+    text = _read(data_dir / name)
+    chunks = (text[i : i + 5000] for i in range(0, len(text), 5000))
+    assert list(split_stream(chunks, re.compile(pattern), lookahead=200)) == re.split(pattern, text)

@@ -3,13 +3,16 @@ curated text files configured by path (`TextSource`), and the deterministic hash
 
 A curated file is cut into documents by a regex (`split_on`; none = the whole file is one document), e.g. `\\n%\\n`
 for fortune files or blank lines for plays. Paths are fsspec paths or globs, relative to the working directory.
+With `split_on`, a file is read in chunks (memory bounded by the chunk and the longest document) and cut exactly as
+`re.split` would cut the whole text, provided a separator's lookahead needs at most 4,096 characters and the
+regex has no capturing groups or lookbehind.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
 import fsspec
@@ -61,9 +64,35 @@ class TextSource(StrictModel):
     def documents(self) -> Iterator[str]:
         fs = fsspec.get_fs_token_paths(self.path)[0]
         for path in self.files():
-            with fs.open(path, "rb") as f:
-                text = f.read().decode("utf-8", errors="replace")
-            yield from (re.split(self.split_on, text) if self.split_on else [text])
+            with fs.open(path, "rt", encoding="utf-8", errors="replace") as f:
+                if self.split_on is None:
+                    yield f.read()
+                else:
+                    yield from split_stream(iter(lambda: f.read(CHUNK_CHARS), ""), re.compile(self.split_on))
+
+
+CHUNK_CHARS = 1 << 22
+LOOKAHEAD_CHARS = 1 << 12
+
+
+def split_stream(chunks: Iterable[str], pattern: re.Pattern, lookahead: int = LOOKAHEAD_CHARS) -> Iterator[str]:
+    """`pattern.split` over the concatenated chunks, holding only the unfinished document and one chunk. A match
+    ending within `lookahead` characters of the buffer's end waits for more text, as it might match differently."""
+    buffer = ""
+    for chunk in chunks:
+        buffer += chunk
+        start = 0
+        for m in pattern.finditer(buffer):
+            if m.end() > len(buffer) - lookahead:
+                break
+            yield buffer[start : m.start()]
+            start = m.end()
+        buffer = buffer[start:]
+    start = 0
+    for m in pattern.finditer(buffer):
+        yield buffer[start : m.start()]
+        start = m.end()
+    yield buffer[start:]
 
 
 class Document(NamedTuple):
