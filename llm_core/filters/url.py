@@ -24,6 +24,7 @@ from llm_core.filters.url_words import BANNED_SUBWORDS, BANNED_WORDS, SOFT_BANNE
 _FLAT_LIST_RE = re.compile(r"^(?:ut1_)?(?P<category>.+)_(?P<kind>domains|urls)(?:\.txt)?$")
 _NON_ALNUM_RE = re.compile(r"[^a-z0-9]+")
 _HOST_RE = re.compile(r"[^\s/@:]+")
+_NON_WEB_RE = re.compile(r"^(?!https?://)[a-z][a-z0-9+.-]*://", re.IGNORECASE)
 
 
 class URLFilterConfig(FilterSettings):
@@ -111,12 +112,10 @@ class URLFilter(DocFilter):
 
     def filter(self, doc: Document) -> FilterOutcome:
         url = doc.url.strip()
-        parts = urlsplit(url)
-        if parts.scheme and parts.scheme not in ("http", "https") and "://" in url:
+        if _NON_WEB_RE.match(url):
             return True  # a local file or a dataset record: no web host to judge
-        if "://" not in url:
-            parts = urlsplit("http://" + url)
         try:
+            parts = urlsplit(url if "://" in url else "http://" + url)
             host = _strip_www((parts.hostname or "").rstrip("."))
         except ValueError:
             return False, "invalid"
