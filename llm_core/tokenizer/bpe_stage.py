@@ -1,8 +1,8 @@
 """The `bpe` stage: train the tokenizer on the upstream documents plus curated text, report its compression.
 
 A deterministic slice of every language's text (documents whose hash falls under `heldout_fraction`) is held back
-from training and used to measure bytes per token, side by side with GPT-2 and cl100k. The same slice checks that
-tiktoken reproduces `tokenizers`' ids; the artifact records which encoder to use.
+from training and used to measure bytes per token, side by side with GPT-2 and cl100k. That slice and a sample of
+the training text check that tiktoken reproduces `tokenizers`' ids; the artifact records which encoder to use.
 
 `kind: char` builds nanoGPT's character-level vocabulary instead (from all the text, held-back slice included, as
 nanoGPT's prepare.py builds it from the whole file).
@@ -43,7 +43,9 @@ class BpeConfig(StageConfig):
     max_digits: int = Field(3, ge=1, le=3, description="numbers are split into groups of at most this many digits")
     sources: list[TextSource] = Field(default_factory=list, description="curated text trained on beside documents")
     heldout_fraction: float = Field(0.05, ge=0, lt=1, description="share of documents held back per language")
-    heldout_max_bytes: int = Field(200_000, ge=0, description="held-back text measured per language, at most")
+    heldout_max_bytes: int = Field(
+        200_000, ge=0, description="held-back text measured per language, and training text sampled, at most"
+    )
     reference_vocab_dir: str = Field("data/bpe_vocab", description="GPT-2 and cl100k vocab files to compare with")
 
     @field_validator("special_tokens")
@@ -71,12 +73,15 @@ class BpeConfig(StageConfig):
 
 
 class HeldOut:
-    """Held-back text per language (capped), and the counts of what went where."""
+    """Held-back text per language (capped), a capped sample of the training text, and the counts of what went
+    where."""
 
     def __init__(self, fraction: float, max_bytes: int):
         self.fraction, self.max_bytes = fraction, max_bytes
         self.texts: dict[str, list[str]] = {}
         self.bytes: dict[str, int] = {}
+        self.train_sample: list[str] = []
+        self._train_sample_bytes = 0
         self.counts = {"documents": 0, "train_documents": 0, "heldout_documents": 0, "empty_documents": 0}
 
     def route(self, docs: Iterator[Document], include_heldout: bool) -> Iterator[str]:
@@ -93,6 +98,7 @@ class HeldOut:
                     continue
             else:
                 self.counts["train_documents"] += 1
+                self._sample(doc)
             yield doc.text
 
     def _keep(self, doc: Document) -> None:
@@ -101,8 +107,14 @@ class HeldOut:
             self.texts.setdefault(doc.language, []).append(doc.text)
             self.bytes[doc.language] = size + len(doc.text.encode("utf-8"))
 
-    def all_texts(self) -> list[str]:
-        return [t for lang in sorted(self.texts) for t in self.texts[lang]]
+    def _sample(self, doc: Document) -> None:
+        if self._train_sample_bytes < self.max_bytes:
+            self.train_sample.append(doc.text)
+            self._train_sample_bytes += len(doc.text.encode("utf-8"))
+
+    def check_texts(self) -> list[str]:
+        """Held-back text of every language plus the training sample: where the fast encoder is checked."""
+        return [t for lang in sorted(self.texts) for t in self.texts[lang]] + self.train_sample
 
 
 def compression_table(tokenizer: Tokenizer, heldout: HeldOut, vocab_dir: str) -> list[dict[str, Any]]:
@@ -157,9 +169,9 @@ class BpeStage(Stage):
             hf = train_bpe(heldout.route(docs, include_heldout=False), cfg.vocab_size, cfg.special_tokens,
                            cfg.max_digits)
             tokenizer = BpeTokenizer(hf)
-            sample = heldout.all_texts()
+            sample = heldout.check_texts()
             if tokenizer.encode_batch(sample) != tokenizer.encode_slow_batch(sample):
-                ctx.log.warning("tiktoken ids differ from tokenizers' on held-back text: encoding with tokenizers")
+                ctx.log.warning("tiktoken ids differ from tokenizers' on the sample text: encoding with tokenizers")
                 tokenizer = BpeTokenizer(hf, fast=False)
             encoder = "tiktoken" if tokenizer.fast is not None else "tokenizers"
         save_tokenizer(ctx.writer(), tokenizer)
