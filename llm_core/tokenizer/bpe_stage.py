@@ -132,6 +132,8 @@ def compression_table(tokenizer: Tokenizer, heldout: HeldOut, vocab_dir: str) ->
 
 
 def compression_markdown(rows: list[dict[str, Any]], vocab_size: int) -> str:
+    if not rows:
+        return f"{vocab_size} ids. No text was held back (`heldout_fraction`), so no compression figures."
     lines = [
         f"Bytes per token on held-back text (higher is better); ours has {vocab_size} ids, GPT-2 50,257, "
         "cl100k 100,277.",
