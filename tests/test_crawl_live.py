@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from llm_core.config import load_config
-from llm_core.crawl import crawl_to_warc
+from llm_core.crawl import crawl_folder_to_warc, crawl_to_warc
 from llm_core.crawl.config import LiveCrawlConfig
 from llm_core.crawl.fetcher import AddressRefused, Fetcher, check_public
 from llm_core.crawl.live import LiveCrawler
@@ -249,3 +249,14 @@ def test_connected_address_is_checked_too(crawl_site, monkeypatch):
     fetch = fetcher.get(crawl_site + "/")
     fetcher.close()
     assert fetch.error == "live:private_address" and fetch.body == b""
+
+
+def test_crawl_folder_to_warc_archives_every_page(tmp_path):
+    counts = crawl_folder_to_warc(str(DATA / "html" / "zh"), str(tmp_path), pages_per_warc=5)
+    assert counts["pages"] == counts["warc_records"] == 7 and counts["warc_files"] == 2
+    bodies = {}
+    for path in sorted(tmp_path.glob("crawl-*.warc.gz")):
+        with open(path, "rb") as f:
+            for item in read_archive(f, name=path.name, source="r", content_types=["text/html"], max_body_bytes=10**7):
+                bodies[item.url.rsplit("/", 1)[1]] = item.body
+    assert bodies == {p.name: p.read_bytes() for p in (DATA / "html" / "zh").glob("*.html")}

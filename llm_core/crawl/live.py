@@ -10,8 +10,8 @@ addresses refused unless allowed (see `fetcher`).
 a page, or a skip reason (`live:robots`, `live:redirect`, `live:redirect_loop`, `live:too_many_redirects`,
 `live:offsite_redirect`, `live:status`, `live:not_html`, `live:timeout`, `live:error`, `live:private_address`).
 
-`crawl_to_warc(...)` crawls into plain WARC files in a folder, e.g. a local site served over loopback to build
-throughput test inputs.
+`crawl_to_warc(...)` crawls into plain WARC files in a folder (see `local_site.crawl_folder_to_warc` for a local
+folder of pages).
 """
 
 from __future__ import annotations
