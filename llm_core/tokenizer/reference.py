@@ -16,9 +16,8 @@ import fsspec
 import tiktoken
 from tiktoken_ext.openai_public import r50k_pat_str
 
+from llm_core.tokenizer.base import ENDOFTEXT
 from llm_core.tokenizer.bpe import bytes_to_unicode, split_pattern
-
-ENDOFTEXT = "<|endoftext|>"
 
 
 def gpt2_encoding(vocab_dir: str) -> tiktoken.Encoding:
