@@ -40,7 +40,8 @@ class TokenShards:
 
     def __init__(self, reader: ArtifactReader):
         self.reader = reader
-        extra = reader.manifest.extra
+        self.manifest = reader.manifest
+        extra = self.manifest.extra
         self.dtype: np.dtype = np.dtype(extra["dtype"]).newbyteorder("<")
         self.vocab_size: int = extra["vocab_size"]
         self.eot_id: int = extra["eot_id"]
@@ -50,10 +51,10 @@ class TokenShards:
         """Shard names of a split ("train" or "val"), in stream order."""
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-        return self.reader.files(f"{split}/shard-*.bin")
+        return list(self.manifest.extra["shards"][split])
 
     def num_tokens(self, split: str) -> int:
-        return self.reader.manifest.counts[f"{split}_tokens"]
+        return self.manifest.counts[f"{split}_tokens"]
 
     def local_path(self, name: str) -> str:
         """A local file with the shard's bytes: the file itself on a local store, else a cached download."""
