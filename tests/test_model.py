@@ -8,6 +8,15 @@ import torch
 from llm_core.model import GPT, IGNORE_INDEX, GPTConfig, KVCache
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models gain nothing from a second thread, and on a busy 2-core machine OpenMP threads contend badly."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def tiny_config(**overrides) -> GPTConfig:
     base = dict(vocab_size=97, block_size=32, n_layer=2, n_head=2, n_embd=32)
     return GPTConfig(**{**base, **overrides})

@@ -1,0 +1,212 @@
+"""The `pretrain` stage: train a GPT on token shards, write the base model and its training record.
+
+Inputs: `tokens` (a `tokenize` artifact) and `tokenizer` (its `bpe` artifact, for decoding samples and counting
+bytes). Output artifact:
+
+    model/model.safetensors, model/config.json   the final weights (load with `GPT.load`)
+    history.json                                 train-loss rows, evaluation rows, final samples
+    loss_curve.png                               train and val loss against steps, with the unigram baseline
+    result.json                                  the metrics of the finished run (the stage result is built from it)
+    checkpoints/...                              while training only (see `checkpoint.py`); removed at the end
+
+A retried stage resumes from the newest checkpoint; once `result.json` exists, a retry only rebuilds the result.
+With `nproc > 1` (and not already under torchrun), the stage launches `torchrun` with that many processes running
+`llm_core.train.pretrain_worker`; rank 0 writes the outputs and the launching process reads them back. Progress
+callbacks reach the caller only in the single-process case (workers log instead).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Any
+
+import numpy as np
+import torch
+
+from llm_core.model import GPT
+from llm_core.stage import Stage, StageContext, StageResult
+from llm_core.tokenizer import TokenShards, load_tokenizer
+from llm_core.train.checkpoint import CheckpointStore
+from llm_core.train.data import RandomWindowBatches, TokenWindows
+from llm_core.train.distributed import DistEnv, init_distributed, launch_torchrun, shutdown_distributed, under_torchrun
+from llm_core.train.evaluation import LMEvaluator, unigram_entropy
+from llm_core.train.optim import LRSchedule, build_adamw
+from llm_core.train.pretrain_config import PretrainConfig
+from llm_core.train.report import eval_table, loss_curve_png
+from llm_core.train.trainer import LoopSettings, Trainer, TrainHistory
+
+RESULT_FILE = "result.json"
+HISTORY_FILE = "history.json"
+MODEL_DIR = "model"
+UNIGRAM_SAMPLE_TOKENS = 10_000_000
+
+
+def next_token_loss(model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    x, y = batch
+    return model(x, y)[1]
+
+
+def read_stream(shards: TokenShards, split: str, max_tokens: int) -> np.ndarray:
+    """The first `max_tokens` tokens of a split, in memory."""
+    parts, have = [], 0
+    for name in shards.files(split):
+        if have >= max_tokens:
+            break
+        part = np.asarray(shards.memmap(name)[: max_tokens - have])
+        parts.append(part)
+        have += len(part)
+    assert parts, f"the tokens artifact has no {split} shards"
+    return np.concatenate(parts)
+
+
+def train_windows(shards: TokenShards, block_size: int) -> TokenWindows:
+    names = shards.files("train")
+    lengths = [len(shards.memmap(n)) for n in names]
+    return TokenWindows([lambda n=n: shards.memmap(n) for n in names], lengths, block_size)
+
+
+def pretrain(ctx: StageContext) -> None:
+    """Train in this process (one of several under torchrun, or alone); rank 0 writes the outputs."""
+    cfg: PretrainConfig = ctx.config
+    env = init_distributed(cfg.device)
+    try:
+        _pretrain(ctx, cfg, env)
+    finally:
+        shutdown_distributed()
+
+
+def _pretrain(ctx: StageContext, cfg: PretrainConfig, env: DistEnv) -> None:
+    shards = TokenShards(ctx.reader("tokens"))
+    tokenizer = load_tokenizer(ctx.reader("tokenizer"))
+    assert shards.vocab_size == tokenizer.vocab_size, (
+        f"token shards were made with a vocabulary of {shards.vocab_size}, the tokenizer has {tokenizer.vocab_size}")
+    seed = ctx.run.seed
+    torch.manual_seed(seed)
+    model_config = cfg.model.gpt_config(tokenizer.vocab_size)
+    model = GPT(model_config).to(env.device)
+    grad_accum = cfg.grad_accum(env.world_size)
+    block = model_config.block_size
+    batches = RandomWindowBatches(train_windows(shards, block), cfg.batch_size, grad_accum, env.rank,
+                                  env.world_size, seed)
+    evaluator = LMEvaluator(
+        read_stream(shards, "val", cfg.eval_tokens + 1), block, cfg.eval_tokens, cfg.eval_batch_size,
+        special_ids=list(tokenizer.special_ids.values()), decode=tokenizer.decode,
+        prompts=[tokenizer.encode(p) for p in cfg.sample_prompts], sample_tokens=cfg.sample_tokens, seed=seed,
+    )
+    o = cfg.optim
+    optimizer = build_adamw(model, o.lr, o.weight_decay, (o.beta1, o.beta2), env.device.type)
+    schedule = LRSchedule(o.lr, o.min_lr, o.warmup_steps, cfg.max_steps, o.schedule, o.decay_steps,
+                          o.wsd_decay_fraction)
+    tokens_per_step = cfg.batch_size * block * grad_accum * env.world_size
+    settings = LoopSettings(
+        max_steps=cfg.max_steps, grad_accum=grad_accum, grad_clip=o.grad_clip or None, eval_every=cfg.eval_every,
+        checkpoint_every=cfg.checkpoint_every, log_every=cfg.log_every, seed=seed,
+        tokens_per_step=tokens_per_step, compile=cfg.compile, bf16=cfg.bf16,
+    )
+    checkpoints = CheckpointStore(ctx.writer(), keep=cfg.keep_checkpoints)
+    trainer = Trainer(model, optimizer, schedule, batches, next_token_loss, settings, env, checkpoints,
+                      evaluate=evaluator, on_progress=lambda step, total, m: ctx.progress(step, total, **m))
+    history = trainer.fit()
+    if env.is_main:
+        samples = evaluator.samples or evaluator.sample(model.eval(), trainer.step)
+        baseline = unigram_entropy(read_stream(shards, "train", UNIGRAM_SAMPLE_TOKENS), tokenizer.vocab_size)
+        write_outputs(ctx, model, history, samples, {
+            "unigram_entropy": baseline,
+            "tokens_per_s": history.tokens_per_s(),
+            "params": model.num_params(),
+            "flops_per_token": model.flops_per_token(),
+            "tokens_per_step": tokens_per_step,
+            "grad_accum": grad_accum,
+            "world_size": env.world_size,
+            "train_tokens_seen": tokens_per_step * cfg.max_steps,
+            "train_tokens_available": int(shards.num_tokens("train")),
+            "val_tokens_scored": evaluator.num_targets,
+            "device": str(env.device),
+        })
+
+
+def write_outputs(ctx: StageContext, model: GPT, history: TrainHistory, samples: list[dict], facts: dict) -> None:
+    writer = ctx.writer()
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save(tmp)
+        for name in sorted(os.listdir(tmp)):
+            writer.put_file(os.path.join(tmp, name), f"{MODEL_DIR}/{name}")
+    writer.write_json(HISTORY_FILE, {"train": history.train, "evals": history.evals, "samples": samples})
+    writer.write_bytes("loss_curve.png", loss_curve_png(history, facts["unigram_entropy"], f"pretrain {ctx.output}"))
+    final = history.evals[-1] if history.evals else {}
+    result = {**facts, "final_train_loss": history.train[-1]["loss"],
+              **{k: v for k, v in final.items() if k != "step"}, "steps": final.get("step", 0)}
+    writer.write_json(RESULT_FILE, result)
+
+
+def build_result(ctx: StageContext) -> StageResult:
+    reader = ctx.writer()
+    result: dict[str, Any] = reader.read_json(RESULT_FILE)
+    history = TrainHistory(**{k: v for k, v in reader.read_json(HISTORY_FILE).items() if k != "samples"})
+    samples = reader.read_json(HISTORY_FILE)["samples"]
+    metrics = {k: float(v) for k, v in result.items() if isinstance(v, (int, float))}
+    with reader.open(f"{MODEL_DIR}/config.json") as f:
+        model_config = json.loads(f.read())
+    markdown = (
+        f"### Pretraining\n\n{result['params']:,} parameters ({model_config['n_layer']} layers, "
+        f"{model_config['n_embd']} wide), {result['steps']} steps of {result['tokens_per_step']:,} tokens on "
+        f"{result['world_size']} x {result['device']}, {result['tokens_per_s']:,.0f} tokens/s.\n\n"
+        f"Validation loss **{result.get('val_loss', float('nan')):.4f}** nats/token "
+        f"({result.get('val_bpb', float('nan')):.4f} bits/byte); unigram baseline "
+        f"{result['unigram_entropy']:.4f}.\n\n"
+        + "\n".join(f"- `{s['prompt']!r}` → {s['continuation']!r}" for s in samples)
+    )
+    return StageResult(
+        counts={"steps": int(result["steps"]), "train_tokens_seen": int(result["train_tokens_seen"]),
+                "params": int(result["params"])},
+        metrics=metrics,
+        tables={"evaluations": eval_table(history), "samples": samples},
+        markdown=markdown,
+        extra={"model_config": model_config, "model_dir": MODEL_DIR},
+    )
+
+
+class PretrainStage(Stage):
+    name = "pretrain"
+    config_model = PretrainConfig
+    version = "1"
+    uses_seed = True
+
+    def input_stages(self, config: Any) -> dict[str, str]:
+        return {"tokens": "tokenize", "tokenizer": "bpe"}
+
+    def run(self, ctx: StageContext) -> StageResult:
+        cfg: PretrainConfig = ctx.config
+        if not ctx.writer().exists(RESULT_FILE):
+            if cfg.nproc > 1 and not under_torchrun():
+                launch_workers(ctx)
+            else:
+                pretrain(ctx)
+        CheckpointStore(ctx.writer()).remove_all()
+        return build_result(ctx)
+
+
+def launch_workers(ctx: StageContext) -> None:
+    """Run `pretrain(ctx)` in `nproc` processes under torchrun (CPU: the cores are split between them)."""
+    cfg: PretrainConfig = ctx.config
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "context.json")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(dump_context(ctx))
+        threads = None if torch.cuda.is_available() else max(1, (os.cpu_count() or 1) // cfg.nproc)
+        launch_torchrun(cfg.nproc, "llm_core.train.pretrain_worker", [path], threads_per_proc=threads)
+
+
+def dump_context(ctx: StageContext) -> str:
+    """JSON of a stage context with its full stage config (the context's own dump keeps only the base fields)."""
+    data = json.loads(ctx.model_dump_json(exclude={"config"}))
+    data["config"] = ctx.config.model_dump(mode="json")
+    return json.dumps(data)
+
+
+def load_context(text: str) -> StageContext:
+    data = json.loads(text)
+    data["config"] = PretrainConfig.model_validate(data["config"])
+    return StageContext.model_validate(data)
