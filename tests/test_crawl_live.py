@@ -16,6 +16,7 @@ from llm_core.config import load_config
 from llm_core.crawl import crawl_folder_to_warc, crawl_to_warc
 from llm_core.crawl.config import LiveCrawlConfig
 from llm_core.crawl.fetcher import AddressRefused, Fetcher, check_public
+from llm_core.crawl.links import extract_links
 from llm_core.crawl.live import LiveCrawler
 from llm_core.crawl.warc_reader import Page, read_archive
 from llm_core.pipeline import plan
@@ -260,3 +261,12 @@ def test_crawl_folder_to_warc_archives_every_page(tmp_path):
             for item in read_archive(f, name=path.name, source="r", content_types=["text/html"], max_body_bytes=10**7):
                 bodies[item.url.rsplit("/", 1)[1]] = item.body
     assert bodies == {p.name: p.read_bytes() for p in (DATA / "html" / "zh").glob("*.html")}
+
+
+def test_links_are_absolute_deduplicated_and_followable():
+    html = (b'<html><head><base href="/sub/"></head><body><a href="a.html#part">a</a><a href="a.html">again</a>'
+            b'<a href="mailto:x@example.org">mail</a><a rel="nofollow" href="/private">n</a>'
+            b'<a href="http://[broken/">bad</a><a href="https://other.org/p?q=1">other</a></body></html>')
+    links = extract_links(html, "http://host.org/dir/page.html")
+    assert links == ["http://host.org/sub/a.html", "https://other.org/p?q=1"]
+    assert extract_links(b"", "http://host.org/") == []

@@ -115,7 +115,7 @@ class Fetcher:
             fetch.error, fetch.detail = "live:private_address", str(e)
         except httpx.TimeoutException as e:
             fetch.error, fetch.detail = "live:timeout", f"{type(e).__name__}: {e}"
-        except (httpx.HTTPError, OSError) as e:
+        except (httpx.HTTPError, httpx.InvalidURL, OSError, ValueError) as e:  # ValueError: a malformed URL
             fetch.error, fetch.detail = "live:error", f"{type(e).__name__}: {e}"
         return fetch
 

@@ -28,7 +28,11 @@ def extract_links(body: bytes, page_url: str) -> list[str]:
         href = anchor.get("href")
         if not href or "nofollow" in (anchor.get("rel") or "").lower():
             continue
-        url = normalize(urljoin(base, href))
-        if urlsplit(url).scheme in ("http", "https"):
+        try:
+            url = normalize(urljoin(base, href))
+            scheme = urlsplit(url).scheme
+        except ValueError:  # e.g. an unbalanced "[" in the host part
+            continue
+        if scheme in ("http", "https"):
             seen.setdefault(url, None)
     return list(seen)
