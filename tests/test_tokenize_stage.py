@@ -253,3 +253,19 @@ def test_token_shards_on_s3(s3_server, data_dir, poems):
     assert len(train) == m.counts["train_tokens"] > 8192 and len(m.extra["shards"]["train"]) > 1
     expected = [d for d in poems if d and hash_fraction(d, VAL_SALT) >= 0.1]
     assert tok.decode(train.tolist()) == "".join(d + "<|endoftext|>" for d in expected)
+
+
+def test_documents_come_from_filter_else_extract_else_curated_text_only(data_dir, monkeypatch):
+    from llm_core.config import load_config
+    from llm_core.pipeline import plan
+
+    monkeypatch.chdir(data_dir.parent)  # tiny.yaml's paths are relative to the repository
+
+    def inputs(*overrides: str) -> dict[str, dict[str, str]]:
+        contexts = plan(load_config("configs/tiny.yaml", list(overrides)), ["tokenize"])
+        return {name: {k: r.stage for k, r in contexts[name].inputs.items()} for name in ("bpe", "tokenize")}
+
+    assert inputs() == {"bpe": {"documents": "filter"}, "tokenize": {"tokenizer": "bpe", "documents": "filter"}}
+    assert inputs("filter.enabled=false")["tokenize"] == {"tokenizer": "bpe", "documents": "extract"}
+    off = inputs("crawl.enabled=false", "extract.enabled=false", "filter.enabled=false")
+    assert off == {"bpe": {}, "tokenize": {"tokenizer": "bpe"}}
