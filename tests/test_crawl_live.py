@@ -63,7 +63,7 @@ class SiteHandler(BaseHTTPRequestHandler):
             self._send(200, body.encode())
         elif path.startswith("/en/"):
             self._send(200, (DATA / "html" / "en" / path[4:]).read_bytes(), "text/html; charset=utf-8")
-        elif path.startswith("/warc/"):
+        elif path.startswith("/warc/") and (DATA / "warc" / path[6:]).is_file():
             self._send(200, (DATA / "warc" / path[6:]).read_bytes(), "application/warc")
         elif path == "/warc.paths":
             listing = b"warc/whirlwind.warc.gz\nwarc/warcio_example.warc.gz\nwarc/pywb_iana.warc.gz\n"
@@ -232,7 +232,7 @@ def test_live_stage_writes_pages_and_warc_and_resumes_after_a_kill(crawl_site, t
 def test_warc_over_http_and_common_crawl_listing(crawl_site, tmp_path):
     overrides = [
         f"run.artifact_root={tmp_path}", "run.workers=1",
-        f"crawl.warc=['{crawl_site}/warc/warcio_example-iana.org-chunked.warc']",
+        f"crawl.warc=['{crawl_site}/warc/warcio_example-iana.org-chunked.warc', '{crawl_site}/warc/gone.warc.gz']",
         f"crawl.warc_paths={{listing: '{crawl_site}/warc.paths', base_url: '{crawl_site}/', max_files: 2}}",
     ]
     ctx = plan(load_config(overrides=overrides), ["crawl"])["crawl"]
@@ -240,6 +240,7 @@ def test_warc_over_http_and_common_crawl_listing(crawl_site, tmp_path):
     urls = sorted(r["url"] for r in ctx.store().reader(ctx.output).iter_rows("pages/*.parquet", ["url"]))
     assert urls == ["http://example.com/", "http://www.iana.org/", "https://an.wikipedia.org/wiki/Escopete"]
     assert manifest.counts["skipped:warc:revisit"] == 1
+    assert manifest.counts["skipped:warc:missing"] == 1, "a listed file that is gone is recorded, not retried forever"
 
 
 def test_connected_address_is_checked_too(crawl_site, monkeypatch):

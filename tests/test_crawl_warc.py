@@ -14,7 +14,7 @@ from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
 from llm_core.crawl.http_body import dechunk, decode_body
-from llm_core.crawl.warc_reader import Page, Skip, media_type, read_archive
+from llm_core.crawl.warc_reader import Page, Skip, SourceReadError, media_type, read_archive
 
 WARC_DIR = Path(__file__).resolve().parent.parent / "data" / "warc"
 HTML = ["text/html", "application/xhtml+xml"]
@@ -164,3 +164,35 @@ def test_http_body_helpers():
     assert dechunk(b"<html>not chunked</html>") == b"<html>not chunked</html>"
     assert decode_body(b"<html>plain</html>", "chunked", "gzip", 100) == b"<html>plain</html>"  # headers that lie
     assert decode_body(gzip.compress(b"a" * 10_000), None, "gzip", 100) == b"a" * 100
+
+
+class FlakyStream(io.RawIOBase):
+    """A forward-only stream (no seek, no tell) that fails after `fail_after` reads, like a dropped connection."""
+
+    def __init__(self, data: bytes, fail_after: int | None = None):
+        self.data, self.pos, self.reads, self.fail_after = data, 0, 0, fail_after
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        self.reads += 1
+        if self.fail_after is not None and self.reads > self.fail_after:
+            raise ConnectionResetError("connection reset by peer")
+        chunk = self.data[self.pos : self.pos + len(buffer)]
+        buffer[: len(chunk)] = chunk
+        self.pos += len(chunk)
+        return len(chunk)
+
+    def tell(self) -> int:
+        raise io.UnsupportedOperation("tell")
+
+
+def test_forward_only_streams_and_failing_sources():
+    data = (WARC_DIR / "pywb_iana.warc.gz").read_bytes()
+    items = list(read_archive(FlakyStream(data), name="x.warc.gz", source="s", content_types=HTML,
+                              max_body_bytes=10**7))
+    assert reasons(items) == reasons(read(data))
+    with pytest.raises(SourceReadError, match="connection reset"):
+        list(read_archive(FlakyStream(data, fail_after=3), name="x.warc.gz", source="s", content_types=HTML,
+                          max_body_bytes=10**7))

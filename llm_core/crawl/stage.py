@@ -30,7 +30,7 @@ from llm_core.crawl.live import LiveCrawler
 from llm_core.crawl.local import read_html_files, read_text_dataset
 from llm_core.crawl.output import ShardOutput
 from llm_core.crawl.sources import plan_shards, warc_source_label
-from llm_core.crawl.warc_reader import Page, read_archive
+from llm_core.crawl.warc_reader import Page, Skip, read_archive
 from llm_core.crawl.warc_writer import WarcFiles
 from llm_core.stage import ShardedStage, StageContext, StageResult, sum_counts
 
@@ -87,7 +87,12 @@ class CrawlStage(ShardedStage):
 
     def _read_warc(self, config: CrawlConfig, location: str, out: ShardOutput) -> None:
         source = warc_source_label(location)
-        with fsspec.open(location, "rb", **config.storage_options) as stream:
+        try:
+            stream = fsspec.open(location, "rb", **config.storage_options).open()
+        except FileNotFoundError as e:  # listed but gone (a 404): permanent, so recorded rather than retried
+            out.skip(Skip(location, None, "warc:missing", str(e)), source)
+            return
+        with stream:
             for item in read_archive(
                 stream,
                 name=location,

@@ -13,6 +13,7 @@ WARC files are parsed with FastWARC; ARC files (`.arc`, `.arc.gz`) with warcio, 
 from __future__ import annotations
 
 import datetime as dt
+import io
 import itertools
 import uuid
 from collections.abc import Iterator
@@ -71,12 +72,43 @@ def is_arc(name: str) -> bool:
     return name.lower().removesuffix(".gz").endswith(".arc")
 
 
+class SourceReadError(Exception):
+    """Reading the input itself failed (network, storage): not a corrupt file, so the shard fails and is retried."""
+
+
+class _SourceStream(io.RawIOBase):
+    """The input as the parsers see it: a forward-only stream that knows its position (FastWARC asks for it, and
+    not every fsspec stream can tell), whose own read failures become `SourceReadError`."""
+
+    def __init__(self, raw: IO[bytes]):
+        self.raw, self.position = raw, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.position
+
+    def readinto(self, buffer) -> int:
+        try:
+            data = self.raw.read(len(buffer))
+        except Exception as e:
+            raise SourceReadError(f"reading the input failed: {type(e).__name__}: {e}") from e
+        buffer[: len(data)] = data
+        self.position += len(data)
+        return len(data)
+
+
 def read_archive(
     stream: IO[bytes], *, name: str, source: str, content_types: list[str], max_body_bytes: int
 ) -> Iterator[Page | Skip]:
-    """Pages and skips of one WARC/ARC stream (gzip per record or plain); `name` picks the format."""
+    """Pages and skips of one WARC/ARC stream (gzip per record or plain); `name` picks the format.
+
+    Raises `SourceReadError` if the stream itself fails; a stream that reads fine but holds broken data ends with
+    a `warc:corrupt` skip instead."""
     reader = _read_arc if is_arc(name) else _read_warc
-    yield from reader(stream, source=source, content_types=set(content_types), max_body_bytes=max_body_bytes)
+    wrapped = _SourceStream(stream)
+    yield from reader(wrapped, source=source, content_types=set(content_types), max_body_bytes=max_body_bytes)
 
 
 def _classify(
@@ -158,6 +190,8 @@ def _read_arc(
             record = next(records)
         except StopIteration:
             return
+        except SourceReadError:
+            raise
         except Exception as e:  # warcio raises several types on a broken ARC: keep what was read before
             yield Skip(None, None, REASON_CORRUPT, f"{type(e).__name__}: {e}")
             return
