@@ -10,7 +10,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from llm_core.config import RunConfig
+from llm_core.config import RunConfig, load_config
+from llm_core.pipeline import plan
 from llm_core.schemas import DOCUMENTS
 from llm_core.stage import StageContext, process_shard, run_stage
 from llm_core.store import ArtifactStore, Manifest
@@ -256,9 +257,6 @@ def test_token_shards_on_s3(s3_server, data_dir, poems):
 
 
 def test_documents_come_from_filter_else_extract_else_curated_text_only(data_dir, monkeypatch):
-    from llm_core.config import load_config
-    from llm_core.pipeline import plan
-
     monkeypatch.chdir(data_dir.parent)  # tiny.yaml's paths are relative to the repository
 
     def inputs(*overrides: str) -> dict[str, dict[str, str]]:
