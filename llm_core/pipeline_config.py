@@ -10,6 +10,7 @@ from llm_core.extract import ExtractConfig
 from llm_core.filters.stage import FilterConfig
 from llm_core.tokenizer.bpe_stage import BpeConfig
 from llm_core.tokenizer.tokenize_stage import TokenizeConfig
+from llm_core.train.pretrain_config import PretrainConfig
 
 
 class PipelineConfig(StrictModel):
@@ -19,3 +20,4 @@ class PipelineConfig(StrictModel):
     filter: FilterConfig = Field(default_factory=FilterConfig)
     bpe: BpeConfig = Field(default_factory=BpeConfig)
     tokenize: TokenizeConfig = Field(default_factory=TokenizeConfig)
+    pretrain: PretrainConfig = Field(default_factory=PretrainConfig)

@@ -8,6 +8,7 @@ from llm_core.filters.stage import FilterStage
 from llm_core.stage import Stage
 from llm_core.tokenizer.bpe_stage import BpeStage
 from llm_core.tokenizer.tokenize_stage import TokenizeStage
+from llm_core.train.pretrain import PretrainStage
 
 STAGES: dict[str, Stage] = {
     stage.name: stage
@@ -17,5 +18,6 @@ STAGES: dict[str, Stage] = {
         FilterStage(),
         BpeStage(),
         TokenizeStage(),
+        PretrainStage(),
     ]
 }

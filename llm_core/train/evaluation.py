@@ -6,7 +6,8 @@
   the same); the bytes are counted once, by decoding the evaluated tokens.
 - Unigram baseline: the entropy of the train stream's token frequencies, i.e. the loss of a model that ignores
   context; a trained model must get clearly below it.
-- Samples: continuations of fixed prompts with a fixed generator seed, so runs can be compared by eye.
+- Samples: continuations of fixed prompts with a fixed generator seed, so runs can be compared by eye (they stop
+  at `<|endoftext|>`).
 """
 
 from __future__ import annotations
@@ -33,12 +34,14 @@ class LMEvaluator:
         decode: Callable[[list[int]], str],
         prompts: Sequence[list[int]] = (),
         sample_tokens: int = 0,
+        stop_token: int | None = None,
         seed: int = 0,
     ):
         self.tokens, self.block_size, self.batch_size = val_tokens, block_size, batch_size
         self.starts = eval_windows(val_tokens, block_size, max_tokens)
         self.special = torch.tensor(sorted(special_ids), dtype=torch.long)
-        self.decode, self.prompts, self.sample_tokens, self.seed = decode, list(prompts), sample_tokens, seed
+        self.decode, self.prompts, self.sample_tokens = decode, list(prompts), sample_tokens
+        self.stop_token, self.seed = stop_token, seed
         targets = val_tokens[1:len(self.starts) * block_size + 1].astype(np.int64)
         ordinary = [int(t) for t in targets if int(t) not in set(special_ids)]
         self.num_targets = len(targets)
@@ -71,7 +74,8 @@ class LMEvaluator:
         out = []
         for prompt in self.prompts:
             idx = torch.tensor([prompt], dtype=torch.long, device=device)
-            ids = model.generate(idx, self.sample_tokens, temperature=0.8, top_k=50, generator=generator)
+            ids = model.generate(idx, self.sample_tokens, temperature=0.8, top_k=50, generator=generator,
+                                 stop_token=self.stop_token)
             out.append({"step": step, "prompt": self.decode(prompt),
                         "continuation": self.decode(ids[0, len(prompt):].tolist())})
         return out

@@ -93,7 +93,8 @@ def _pretrain(ctx: StageContext, cfg: PretrainConfig, env: DistEnv) -> None:
     evaluator = LMEvaluator(
         read_stream(shards, "val", cfg.eval_tokens + 1), block, cfg.eval_tokens, cfg.eval_batch_size,
         special_ids=list(tokenizer.special_ids.values()), decode=tokenizer.decode,
-        prompts=[tokenizer.encode(p) for p in cfg.sample_prompts], sample_tokens=cfg.sample_tokens, seed=seed,
+        prompts=[tokenizer.encode(p) for p in cfg.sample_prompts], sample_tokens=cfg.sample_tokens,
+        stop_token=tokenizer.eot_id, seed=seed,
     )
     o = cfg.optim
     optimizer = build_adamw(model, o.lr, o.weight_decay, (o.beta1, o.beta2), env.device.type)
