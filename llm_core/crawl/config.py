@@ -17,7 +17,7 @@ from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from llm_core.config import StageConfig, StrictModel
 
-REMOTE_SCHEMES = ("http", "https", "s3", "gs", "hf")
+REMOTE_SCHEMES = ("http", "https", "s3", "hf")
 HTML_CONTENT_TYPES = ("text/html", "application/xhtml+xml")
 
 
@@ -33,7 +33,10 @@ def check_url(url: str, schemes: tuple[str, ...] = REMOTE_SCHEMES) -> str:
 
 
 def check_location(location: str) -> str:
-    """A remote URL (well formed), or a local path / glob that matches at least one file."""
+    """A remote URL (well formed), or a local path / glob (or file:// URL) that matches at least one file."""
+    if location.startswith("file://"):
+        check_location(location.removeprefix("file://"))
+        return location
     if "://" in location:
         return check_url(location)
     if glob.has_magic(location):

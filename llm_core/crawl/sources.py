@@ -21,6 +21,7 @@ HTML_SUFFIXES = (".html", ".htm", ".xhtml")
 
 def expand_location(location: str, storage_options: dict[str, Any]) -> list[str]:
     """A path, glob or URL -> the files it names, sorted (remote globs are expanded by fsspec)."""
+    location = location.removeprefix("file://")
     if not glob.has_magic(location):
         return [location]
     if is_remote(location):
