@@ -16,6 +16,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 from rich.tree import Tree
 
+from flows.serve import serve
 from llm_core.config import ConfigError, load_config
 from llm_core.pipeline import plan
 from llm_core.pipeline_config import PipelineConfig
@@ -23,6 +24,8 @@ from llm_core.stage import add_progress_listener, remove_progress_listener
 from llm_core.store import ArtifactStore
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# A busy laptop can take longer than Prefect's default 20 s to start the ephemeral server.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 app = typer.Typer(help="llm-pipeline: crawl -> extract -> filter -> tokenizer -> pretrain -> SFT -> RM -> RLHF.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -186,6 +189,8 @@ def artifacts_show(
         nodes[depth + 1] = nodes[depth].add(f"{parent.stage}/{parent.key}  {parent.created_at[:19]}")
     console.print(tree)
 
+
+app.command()(serve)
 
 if __name__ == "__main__":
     app()

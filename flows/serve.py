@@ -1,0 +1,44 @@
+"""`llmpipe serve`: register the deployments (flows/deployments.py) on the Prefect server and run their flow runs.
+
+Prefect is imported when the command runs, so the rest of the CLI starts fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def serve(
+    config: Annotated[Path, typer.Option("--config", "-c", help="default parameters of the deployments")] = Path(
+        "configs/tiny.yaml"
+    ),
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", "-s", help="config override: key.path=value (repeatable)")
+    ] = None,
+    cron: Annotated[str, typer.Option(help="schedule of data-refresh (cron)")] = "0 2 * * *",
+    timezone: Annotated[
+        str, typer.Option(envvar="LLMPIPE_TIMEZONE", help="time zone of the cron schedule (IANA name)")
+    ] = "UTC",
+    with_train: Annotated[bool, typer.Option("--train/--no-train", help="serve `train` after data-refresh")] = True,
+    crash_zombies: Annotated[
+        bool, typer.Option("--crash-zombies/--no-crash-zombies", help="create the zombie-run automation")
+    ] = True,
+    limit: Annotated[int | None, typer.Option(help="flow runs executed at once (default: no limit)")] = None,
+) -> None:
+    """Serve full-pipeline, data-refresh (cron), stage and train on the server at PREFECT_API_URL until stopped."""
+    from prefect import serve as prefect_serve
+
+    from flows.deployments import build_deployments, ensure_crash_zombie_automation
+    from llm_core.config import ConfigError
+
+    try:
+        deployments = build_deployments(config, set_, cron, timezone, with_train)
+    except ConfigError as e:
+        typer.echo(str(e), err=True)
+        raise typer.Exit(2) from None
+    if crash_zombies:
+        ensure_crash_zombie_automation()
+    prefect_serve(*deployments, limit=limit)

@@ -1,0 +1,43 @@
+"""A micro config: configs/tiny.yaml with its enabled stages kept but their inputs and sizes cut down, so a whole
+pipeline run through a Prefect server (tests, the UI check, the scale-out benchmark) takes seconds of work.
+
+It follows tiny.yaml: stages added there run here too; only the stages named in `MICRO_OVERRIDES` are shrunk.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from llm_core.config import load_config
+from llm_core.pipeline_config import PipelineConfig
+from llm_core.registry import STAGES
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "configs" / "tiny.yaml"
+
+# stage -> overrides applied when the stage is registered; one sample WARC file (about 30 pages) in place of all.
+MICRO_OVERRIDES: dict[str, list[str]] = {
+    "crawl": ["crawl.warc=[data/warc/resiliparse_cc_warcfile.dev.warc.gz]", "crawl.html_dirs=[]"],
+    "bpe": ["bpe.vocab_size=512"],
+}
+
+
+def micro_overrides(extra: list[str] | None = None) -> list[str]:
+    return [o for stage, items in MICRO_OVERRIDES.items() if stage in STAGES for o in items] + (extra or [])
+
+
+def micro_config(artifact_root: str, storage_options: dict[str, Any] | None = None,
+                 extra: list[str] | None = None, targets: list[str] | None = None) -> PipelineConfig:
+    """The micro config writing to `artifact_root`. With `targets`, stages after the last target are disabled
+    (e.g. the data stages only)."""
+    config = load_config(TINY, micro_overrides(extra))
+    run = config.run.model_copy(update={"artifact_root": artifact_root, "storage_options": storage_options or {}})
+    config = config.model_copy(update={"run": run})
+    if targets:
+        order = list(STAGES)
+        last = max(order.index(t) for t in targets)
+        for name in order[last + 1:]:
+            section = getattr(config, name)
+            config = config.model_copy(update={name: section.model_copy(update={"enabled": False})})
+    return config

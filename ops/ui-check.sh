@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Load the Prefect UI in headless Chromium and keep what it rendered: for each page, the DOM after the app ran
+# (PAGE.html, what the tests grep) and a screenshot (PAGE.png).
+#
+#   ops/ui-check.sh UI_URL [FLOW_RUN_ID] [OUT_DIR]
+#   e.g. ops/ui-check.sh http://127.0.0.1:4200 "$RUN_ID" bench/out/ui
+#
+# Pages: /deployments, and with a run id, /runs/flow-run/ID (its state, subflows and artifacts) and /artifacts.
+# Chromium: Debian's package (apt-get install -y chromium). The UI is a single-page app: without a virtual time
+# budget the page is captured before it has rendered anything.
+set -euo pipefail
+ui=${1:?usage: ops/ui-check.sh UI_URL [FLOW_RUN_ID] [OUT_DIR]}
+run_id=${2:-}
+out=${3:-bench/out/ui}
+browser=${CHROMIUM:-$(command -v chromium || command -v chromium-browser || command -v google-chrome)}
+mkdir -p "$out"
+
+pages=("deployments=$ui/deployments")
+if [[ -n "$run_id" ]]; then
+  pages+=("flow-run=$ui/runs/flow-run/$run_id" "artifacts=$ui/artifacts")
+fi
+
+for page in "${pages[@]}"; do
+  name=${page%%=*}
+  url=${page#*=}
+  flags=(--headless --no-sandbox --disable-gpu --disable-dev-shm-usage --hide-scrollbars
+         --virtual-time-budget="${UI_CHECK_BUDGET_MS:-15000}" --window-size=1440,1000
+         --user-data-dir="$(mktemp -d)")
+  "$browser" "${flags[@]}" --dump-dom "$url" > "$out/$name.html" 2>/dev/null
+  "$browser" "${flags[@]}" --screenshot="$out/$name.png" "$url" >/dev/null 2>&1
+  echo "$name: $url -> $out/$name.html, $out/$name.png"
+done
