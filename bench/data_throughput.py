@@ -30,6 +30,7 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 MB = 1e6
+WARC_GLOB = "*.warc.gz"
 
 
 # -- input -------------------------------------------------------------------------------------------------------
@@ -67,8 +68,8 @@ def split_warc(source: Path, out_dir: Path, files: int) -> None:
         h.close()
 
 
-def prepare_input(html_root: Path | None, work: Path, files: int, scale: int) -> Path:
-    """WARC files of the crawled pages (reused across runs), `scale` copies each (hard links, distinct names)."""
+def crawled_input(html_root: Path | None, work: Path, files: int) -> Path:
+    """WARC files of the crawled pages, `files` of them (made once per `work` folder, then reused)."""
     base = work / f"warc-{files}f-1x"
     if not base.exists():
         if html_root is None:
@@ -78,14 +79,19 @@ def prepare_input(html_root: Path | None, work: Path, files: int, scale: int) ->
             print(f"crawling {html_root} over loopback ...", flush=True)
             print("  ", crawl_pages(html_root, crawled), flush=True)
         split_warc(next(crawled.glob("*.warc.gz")), base, files)
+    return base
+
+
+def scaled_input(base: Path, work: Path, scale: int) -> Path:
+    """`scale` copies of every WARC file of `base` (symlinks with distinct names), to grow the input."""
     if scale == 1:
         return base
-    scaled = work / f"warc-{files}f-{scale}x"
+    scaled = work / f"{base.name}-{scale}x"
     if not scaled.exists():
         scaled.mkdir()
         for k in range(scale):
-            for f in sorted(base.glob("*.warc.gz")):
-                os.link(f, scaled / f"r{k:03d}-{f.name}")
+            for f in sorted(base.glob(WARC_GLOB)):
+                os.symlink(f.resolve(), scaled / f"r{k:03d}-{f.name}")
     return scaled
 
 
@@ -140,7 +146,7 @@ def run_ours_stage(stage: str, warc_dir: str, root: str, workers: int) -> dict:
 
     run = RunConfig(artifact_root=root, workers=workers)
     store = ArtifactStore(root)
-    chain = [(CrawlStage(), CrawlConfig(warc=[f"{warc_dir}/*.warc.gz"])), (ExtractStage(), ExtractConfig())]
+    chain = [(CrawlStage(), CrawlConfig(warc=[f"{warc_dir}/{WARC_GLOB}"])), (ExtractStage(), ExtractConfig())]
     inputs: dict = {}
     for runner, config in chain:
         key = artifact_key(runner.name, runner.key_config(config, run), {k: r.key for k, r in inputs.items()},
@@ -154,6 +160,33 @@ def run_ours_stage(stage: str, warc_dir: str, root: str, workers: int) -> dict:
         assert store.is_committed(ctx.output), f"run the {runner.name} stage first"
         inputs = {name: ctx.output for name in ExtractStage().input_stages(None)}
     raise ValueError(f"unknown stage {stage!r}")
+
+
+def _extract_html(html: bytes) -> bool:
+    import trafilatura
+
+    text = trafilatura.extract(html.decode("utf-8", "replace"), favor_precision=True, include_comments=False,
+                               deduplicate=True)
+    return bool(text)
+
+
+def run_ceiling(warc_dir: str, workers: int) -> dict:
+    """trafilatura.extract alone on every HTML response, on `workers` processes: no I/O, no decoding logic."""
+    from multiprocessing import get_context
+
+    from fastwarc.warc import ArchiveIterator, WarcRecordType
+
+    def bodies():
+        for path in sorted(Path(warc_dir).glob(WARC_GLOB)):
+            with open(path, "rb") as f:
+                for record in ArchiveIterator(f, record_types=WarcRecordType.response):
+                    if b"text/html" in (record.http_headers.get("Content-Type") or "").encode():
+                        yield record.reader.read()
+
+    t0 = time.perf_counter()
+    with get_context("forkserver").Pool(workers) as pool:
+        outcomes = list(pool.imap_unordered(_extract_html, bodies(), chunksize=4))
+    return {"seconds": round(time.perf_counter() - t0, 3), "records": len(outcomes), "documents": sum(outcomes)}
 
 
 def bench_ours(warc_dir: Path, work: Path, workers: int) -> dict[str, dict]:
@@ -179,7 +212,10 @@ def peer_version(python: str) -> str:
 
 # -- report ------------------------------------------------------------------------------------------------------
 def _rate(n: float, seconds: float) -> str:
-    return f"{n / seconds:,.1f}" if seconds > 0 else "-"
+    if seconds <= 0:
+        return "-"
+    rate = n / seconds
+    return f"{rate:,.1f}" if rate >= 10 else f"{rate:.2f}"
 
 
 def report(ours: dict, peer: dict | None, warc_bytes: int, workers: int, peer_name: str) -> str:
@@ -197,8 +233,11 @@ def report(ours: dict, peer: dict | None, warc_bytes: int, workers: int, peer_na
         ("seconds (ingest + extract)", f"{crawl['seconds']:.1f} + {extract['seconds']:.1f}"),
         ("peak RSS MB, ingest / extract", f"{crawl['peak_rss_mb']:.0f} / {extract['peak_rss_mb']:.0f}"),
     ]
+    if "ceiling" in ours:
+        ceiling = ours["ceiling"]
+        rows.append(("trafilatura alone, same workers: docs/s", _rate(ceiling["documents"], ceiling["seconds"])))
     peer_rows = ["-"] * len(rows)
-    if peer:
+    if peer:  # datatrove cannot time extraction apart from reading: its extract row is (end to end - ingest)
         ing, ext = peer["ingest"], peer["extract"]
         extract_only = ext["seconds"] - ing["seconds"]
         peer_rows = [
@@ -211,7 +250,7 @@ def report(ours: dict, peer: dict | None, warc_bytes: int, workers: int, peer_na
             f"{ext['documents']} / {ext['records']}",
             f"{ing['seconds']:.1f} (ingest only); {ext['seconds']:.1f} (end to end)",
             f"{ing['peak_rss_mb']:.0f} / {ext['peak_rss_mb']:.0f}",
-        ]
+        ] + ["-"] * (len(rows) - 9)
     width = max(len(r[0]) for r in rows)
     head = f"{'':{width}}  {'llm_core':>22}  {peer_name if peer else 'peer (not run: --peer)'}"
     lines = [f"{workers} workers, {warc_bytes / MB:.1f} MB of WARC", head, "-" * len(head)]
@@ -225,7 +264,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "llm-bench-data")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--files", type=int, default=8, help="WARC files the crawled pages are split into")
+    parser.add_argument("--warcs", type=Path, help="use the *.warc.gz files of this folder (e.g. data/warc) instead")
     parser.add_argument("--scale", type=int, default=1, help="repeat the input this many times")
+    parser.add_argument("--ceiling", action="store_true", help="also time trafilatura alone on the same pages")
     parser.add_argument("--peer", metavar="PYTHON", help="python of an environment with datatrove installed")
     parser.add_argument("--peer-timeout", type=float, default=10.0, help="datatrove's per-document timeout (s)")
     parser.add_argument("--json", action="store_true", help="print the raw figures as JSON too")
@@ -234,13 +275,20 @@ def main() -> None:
     parser.add_argument("--root", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
-    if args.ours_stage:  # child process of `measured`
+    if args.ours_stage == "ceiling":  # child processes of `measured`
+        print(json.dumps(run_ceiling(args.warc_dir, args.workers)))
+        return
+    if args.ours_stage:
         print(json.dumps(run_ours_stage(args.ours_stage, args.warc_dir, args.root, args.workers)))
         return
     args.work.mkdir(parents=True, exist_ok=True)
-    warc_dir = prepare_input(args.html_root, args.work, args.files, args.scale)
-    warc_bytes = sum(f.stat().st_size for f in warc_dir.glob("*.warc.gz"))
+    base = args.warcs or crawled_input(args.html_root, args.work, args.files)
+    warc_dir = scaled_input(base, args.work, args.scale)
+    warc_bytes = sum(f.stat().st_size for f in warc_dir.glob(WARC_GLOB))
     ours = bench_ours(warc_dir, args.work, args.workers)
+    if args.ceiling:
+        ours["ceiling"] = measured([sys.executable, __file__, "--warc-dir", str(warc_dir), "--workers",
+                                    str(args.workers), "--ours-stage", "ceiling"])
     peer = bench_peer(args.peer, warc_dir, args.work, args.workers, args.peer_timeout) if args.peer else None
     print(report(ours, peer, warc_bytes, args.workers, peer_version(args.peer) if args.peer else ""))
     if args.json:
