@@ -20,6 +20,9 @@ TINY = REPO / "configs" / "tiny.yaml"
 MICRO_OVERRIDES: dict[str, list[str]] = {
     "crawl": ["crawl.warc=[data/warc/resiliparse_cc_warcfile.dev.warc.gz]", "crawl.html_dirs=[]"],
     "bpe": ["bpe.vocab_size=512"],
+    "pretrain": ["pretrain.model={n_layer: 1, n_head: 2, n_embd: 32, block_size: 32}", "pretrain.batch_size=4",
+                 "pretrain.max_steps=4", "pretrain.eval_every=0", "pretrain.eval_tokens=1024",
+                 "pretrain.optim.warmup_steps=1", "pretrain.sample_tokens=4"],
 }
 
 
