@@ -46,7 +46,6 @@ def test_filters_handle_degenerate_text(text):
     run_all(text, "https://example.com/")
 
 
-@pytest.mark.slow
 def test_filters_handle_huge_text():
     line = "The interpreter reads the file, and the module is imported with the standard rules of the language.\n"
     huge = line * 5_000 + "天地玄黄，宇宙洪荒。" * 5_000 + "555 0100 1234 " * 2_000  # about 0.7 MB

@@ -18,8 +18,9 @@ import pyarrow as pa
 import pytest
 import trafilatura
 
-from llm_core.config import RunConfig
+from llm_core.config import ConfigError, RunConfig, load_config
 from llm_core.filters.stage import FilterConfig, FilterStage, reason_group
+from llm_core.pipeline import plan
 from llm_core.schemas import DOCUMENTS
 from llm_core.stage import StageContext, run_stage
 from llm_core.store import ArtifactStore
@@ -214,3 +215,14 @@ def test_disabled_filters_and_dedup_keep_everything_valid(tmp_path, pages):
     kept, rejected = read_output(root)
     assert [d["text"] for d in kept] == [d["text"] for d in pages[:5]] and not rejected
     assert manifest.extra["tables"]["filters"] == []
+
+
+def test_stage_is_planned_after_extract_and_bad_config_names_the_key():
+    config = load_config(ROOT / "configs/tiny.yaml", [f"run.artifact_root={ROOT / 'artifacts'}"])
+    contexts = plan(config, ["filter"])
+    assert list(contexts)[-2:] == ["extract", "filter"]
+    assert contexts["filter"].inputs["documents"] == contexts["extract"].output
+    with pytest.raises(ConfigError, match=r"filter\.dedup: .*multiple of bands"):
+        load_config(ROOT / "configs/tiny.yaml", ["filter.dedup.bands=13"])
+    with pytest.raises(ConfigError, match=r"filter\.language\.min_score"):
+        load_config(ROOT / "configs/tiny.yaml", ["filter.language.min_score=1.5"])

@@ -43,7 +43,7 @@ from llm_core.filters.minhash import MinHasher, exact_key
 from llm_core.filters.pii import PIIConfig, PIIRedactor
 from llm_core.filters.url import URLFilter, URLFilterConfig
 from llm_core.schemas import FILTERED_DOCUMENTS, REJECTED
-from llm_core.stage import ShardedStage, StageContext, StageResult
+from llm_core.stage import ShardedStage, StageContext, StageResult, sum_counts
 from llm_core.store import ArtifactWriter, ParquetShardWriter
 
 PENDING = "_pending"
@@ -236,10 +236,7 @@ class FilterStage(ShardedStage):
 
     def _result(self, ctx: StageContext, stats: dict[str, dict[str, int]], dedup: dict[str, Any]) -> StageResult:
         writer = ctx.writer()
-        total: dict[str, int] = {}
-        for s in stats.values():
-            for k, v in s.items():
-                total[k] = total.get(k, 0) + v
+        total = sum_counts(stats.values())
         kept = writer.count_rows("documents/*.parquet")
         reasons: dict[str, int] = {}
         for batch in writer.iter_batches("rejected/*.parquet", columns=["reason"], batch_size=4096):
