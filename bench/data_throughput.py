@@ -133,7 +133,7 @@ def measured(cmd: list[str]) -> dict:
     return result
 
 
-def run_ours_stage(stage: str, warc_dir: str, root: str, workers: int) -> dict:
+def run_ours_stage(stage: str, warc_dir: str, root: str, workers: int, fast: bool) -> dict:
     """One stage of the project's crawl -> extract chain on the WARC files; upstream must already be committed.
 
     The two stages are wired here directly rather than through the registry, so the benchmark imports only
@@ -146,7 +146,7 @@ def run_ours_stage(stage: str, warc_dir: str, root: str, workers: int) -> dict:
 
     run = RunConfig(artifact_root=root, workers=workers)
     store = ArtifactStore(root)
-    chain = [(CrawlStage(), CrawlConfig(warc=[f"{warc_dir}/{WARC_GLOB}"])), (ExtractStage(), ExtractConfig())]
+    chain = [(CrawlStage(), CrawlConfig(warc=[f"{warc_dir}/{WARC_GLOB}"])), (ExtractStage(), ExtractConfig(fast=fast))]
     inputs: dict = {}
     for runner, config in chain:
         key = artifact_key(runner.name, runner.key_config(config, run), {k: r.key for k, r in inputs.items()},
@@ -189,9 +189,10 @@ def run_ceiling(warc_dir: str, workers: int) -> dict:
     return {"seconds": round(time.perf_counter() - t0, 3), "records": len(outcomes), "documents": sum(outcomes)}
 
 
-def bench_ours(warc_dir: Path, work: Path, workers: int) -> dict[str, dict]:
+def bench_ours(warc_dir: Path, work: Path, workers: int, fast: bool) -> dict[str, dict]:
     root = tempfile.mkdtemp(prefix="artifacts-", dir=work)
-    cmd = [sys.executable, __file__, "--warc-dir", str(warc_dir), "--workers", str(workers), "--root", root]
+    cmd = [sys.executable, __file__, "--warc-dir", str(warc_dir), "--workers", str(workers), "--root", root,
+           *(["--fast"] if fast else [])]
     return {stage: measured([*cmd, "--ours-stage", stage]) for stage in ("crawl", "extract")}
 
 
@@ -218,7 +219,7 @@ def _rate(n: float, seconds: float) -> str:
     return f"{rate:,.1f}" if rate >= 10 else f"{rate:.2f}"
 
 
-def report(ours: dict, peer: dict | None, warc_bytes: int, workers: int, peer_name: str) -> str:
+def report(ours: dict, peer: dict | None, warc_bytes: int, workers: int, peer_name: str, fast: bool) -> str:
     crawl, extract = ours["crawl"], ours["extract"]
     c, e = crawl["counts"], extract["counts"]
     total_s = crawl["seconds"] + extract["seconds"]
@@ -230,6 +231,7 @@ def report(ours: dict, peer: dict | None, warc_bytes: int, workers: int, peer_na
         ("end to end    docs/s (documents out)", _rate(e["kept"], total_s)),
         ("end to end    MB/s (WARC .gz bytes)", _rate(warc_bytes / MB, total_s)),
         ("documents out / pages in", f"{e['kept']} / {e['input']}"),
+        ("text characters out", f"{e.get('text_chars', 0):,}"),
         ("seconds (ingest + extract)", f"{crawl['seconds']:.1f} + {extract['seconds']:.1f}"),
         ("peak RSS MB, ingest / extract", f"{crawl['peak_rss_mb']:.0f} / {extract['peak_rss_mb']:.0f}"),
     ]
@@ -248,12 +250,14 @@ def report(ours: dict, peer: dict | None, warc_bytes: int, workers: int, peer_na
             _rate(ext["documents"], ext["seconds"]),
             _rate(warc_bytes / MB, ext["seconds"]),
             f"{ext['documents']} / {ext['records']}",
+            f"{ext.get('text_chars', 0):,}",
             f"{ing['seconds']:.1f} (ingest only); {ext['seconds']:.1f} (end to end)",
             f"{ing['peak_rss_mb']:.0f} / {ext['peak_rss_mb']:.0f}",
-        ] + ["-"] * (len(rows) - 9)
+        ] + ["-"] * (len(rows) - 10)
     width = max(len(r[0]) for r in rows)
     head = f"{'':{width}}  {'llm_core':>22}  {peer_name if peer else 'peer (not run: --peer)'}"
-    lines = [f"{workers} workers, {warc_bytes / MB:.1f} MB of WARC", head, "-" * len(head)]
+    title = f"{workers} workers, {warc_bytes / MB:.1f} MB of WARC" + (", our extract.fast=true" if fast else "")
+    lines = [title, head, "-" * len(head)]
     lines += [f"{label:{width}}  {mine:>22}  {theirs}" for (label, mine), theirs in zip(rows, peer_rows)]
     return "\n".join(lines)
 
@@ -267,9 +271,11 @@ def main() -> None:
     parser.add_argument("--warcs", type=Path, help="use the *.warc.gz files of this folder (e.g. data/warc) instead")
     parser.add_argument("--scale", type=int, default=1, help="repeat the input this many times")
     parser.add_argument("--ceiling", action="store_true", help="also time trafilatura alone on the same pages")
+    parser.add_argument("--fast", action="store_true", help="our extract with extract.fast=true (no fallbacks)")
     parser.add_argument("--peer", metavar="PYTHON", help="python of an environment with datatrove installed")
     parser.add_argument("--peer-timeout", type=float, default=10.0, help="datatrove's per-document timeout (s)")
     parser.add_argument("--json", action="store_true", help="print the raw figures as JSON too")
+    parser.add_argument("--filters", action="store_true", help="then run bench/filter_throughput.py (filter stage)")
     parser.add_argument("--ours-stage", help=argparse.SUPPRESS)
     parser.add_argument("--warc-dir", help=argparse.SUPPRESS)
     parser.add_argument("--root", help=argparse.SUPPRESS)
@@ -279,20 +285,24 @@ def main() -> None:
         print(json.dumps(run_ceiling(args.warc_dir, args.workers)))
         return
     if args.ours_stage:
-        print(json.dumps(run_ours_stage(args.ours_stage, args.warc_dir, args.root, args.workers)))
+        print(json.dumps(run_ours_stage(args.ours_stage, args.warc_dir, args.root, args.workers, args.fast)))
         return
     args.work.mkdir(parents=True, exist_ok=True)
     base = args.warcs or crawled_input(args.html_root, args.work, args.files)
     warc_dir = scaled_input(base, args.work, args.scale)
     warc_bytes = sum(f.stat().st_size for f in warc_dir.glob(WARC_GLOB))
-    ours = bench_ours(warc_dir, args.work, args.workers)
+    ours = bench_ours(warc_dir, args.work, args.workers, args.fast)
     if args.ceiling:
         ours["ceiling"] = measured([sys.executable, __file__, "--warc-dir", str(warc_dir), "--workers",
                                     str(args.workers), "--ours-stage", "ceiling"])
     peer = bench_peer(args.peer, warc_dir, args.work, args.workers, args.peer_timeout) if args.peer else None
-    print(report(ours, peer, warc_bytes, args.workers, peer_version(args.peer) if args.peer else ""))
+    print(report(ours, peer, warc_bytes, args.workers, peer_version(args.peer) if args.peer else "",
+                 args.fast))
     if args.json:
         print(json.dumps({"ours": ours, "peer": peer, "warc_bytes": warc_bytes}))
+    if args.filters:
+        subprocess.run([sys.executable, str(BENCH / "filter_throughput.py"), "--workers", str(args.workers),
+                        "--peer-python", args.peer or ""], check=True)
 
 
 if __name__ == "__main__":

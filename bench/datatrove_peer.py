@@ -1,7 +1,7 @@
 """The peer side of `data_throughput.py`: datatrove on the same WARC files, run with the bench environment's Python.
 
 Not imported by the project (datatrove lives in a separate environment). Prints one JSON line:
-`{"mode", "seconds", "records", "documents", "peak_rss_mb"}`. Modes:
+`{"mode", "seconds", "records", "documents", "text_chars", "peak_rss_mb"}`. Modes:
 
 - `ingest`: WarcReader only (WARC -> HTML records, decoded), what our `crawl` stage does on WARC input;
 - `extract`: WarcReader -> Trafilatura (favour_precision, dedup, no comments) -> JsonlWriter, end to end.
@@ -61,13 +61,15 @@ def main() -> None:
 
     stats = json.load(open(os.path.join(args.out, "logs", "stats.json")))
     records = next(s["stats"].get("documents", {}).get("total", 0) for s in stats if "Warc" in s["name"])
-    documents = 0
+    documents = text_chars = 0
     for path in glob.glob(os.path.join(args.out, "docs", "*.jsonl.gz")):
         with gzip.open(path, "rt") as f:
-            documents += sum(1 for _ in f)
+            for line in f:
+                documents += 1
+                text_chars += len(json.loads(line)["text"])
     rss = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
     print(json.dumps({"mode": args.mode, "seconds": round(seconds, 3), "records": records, "documents": documents,
-                      "peak_rss_mb": round(rss / 1024, 1)}))
+                      "text_chars": text_chars, "peak_rss_mb": round(rss / 1024, 1)}))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,9 @@ class ExtractConfig(StageConfig):
     timeout_s: float = Field(10.0, gt=0, description="wall-clock bound per document; over it -> extract:timeout")
     max_bytes: int = Field(5_000_000, gt=0, description="bigger bodies are rejected as extract:too_large")
     favor_precision: bool = True
+    fast: bool = Field(
+        False, description="skip trafilatura's fallback extractors (readability, jusText): ~1.6x faster, less recall"
+    )
     include_comments: bool = False
     include_tables: bool = True
     deduplicate: bool = Field(True, description="drop repeated paragraphs and documents within a shard")

@@ -101,6 +101,7 @@ class PageExtractor:
             html,
             url=url,
             favor_precision=self.config.favor_precision,
+            fast=self.config.fast,
             include_comments=self.config.include_comments,
             include_tables=self.config.include_tables,
             deduplicate=self.dedup,
