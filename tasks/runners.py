@@ -17,11 +17,15 @@ def make_task_runner(run: RunConfig) -> TaskRunner:
         return ProcessPoolTaskRunner(max_workers=workers)
     if run.task_runner == "dask":
         try:
+            import dask
             from prefect_dask import DaskTaskRunner
         except ImportError as e:
             raise ConfigError("run.task_runner=dask needs prefect-dask: pip install 'llm-pipeline[dask]'") from e
         if run.task_runner_address:
             return DaskTaskRunner(address=run.task_runner_address)
+        # Shards may start processes of their own (extract bounds each page's parse in a child process when it is
+        # not on a main thread), which daemonic worker processes cannot: start the local workers non-daemonic.
+        dask.config.set({"distributed.worker.daemon": False})
         return DaskTaskRunner(cluster_kwargs={"n_workers": workers or 2, "threads_per_worker": 1})
     try:
         from prefect_ray import RayTaskRunner
