@@ -8,6 +8,12 @@ from llm_core.config import RunConfig, StrictModel
 from llm_core.crawl import CrawlConfig
 from llm_core.extract import ExtractConfig
 from llm_core.filters.stage import FilterConfig
+from llm_core.post.report import ReportConfig
+from llm_core.post.reward import RewardConfig
+from llm_core.post.reward_data import RewardDataConfig
+from llm_core.post.rlhf import RlhfConfig
+from llm_core.post.sft import SftConfig
+from llm_core.post.sft_data import SftDataConfig
 from llm_core.tokenizer.bpe_stage import BpeConfig
 from llm_core.tokenizer.tokenize_stage import TokenizeConfig
 from llm_core.train.pretrain_config import PretrainConfig
@@ -21,3 +27,9 @@ class PipelineConfig(StrictModel):
     bpe: BpeConfig = Field(default_factory=BpeConfig)
     tokenize: TokenizeConfig = Field(default_factory=TokenizeConfig)
     pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
+    sft_data: SftDataConfig = Field(default_factory=SftDataConfig)
+    sft: SftConfig = Field(default_factory=SftConfig)
+    reward_data: RewardDataConfig = Field(default_factory=RewardDataConfig)
+    reward: RewardConfig = Field(default_factory=RewardConfig)
+    rlhf: RlhfConfig = Field(default_factory=RlhfConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)

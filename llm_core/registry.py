@@ -5,6 +5,12 @@ from __future__ import annotations
 from llm_core.crawl import CrawlStage
 from llm_core.extract import ExtractStage
 from llm_core.filters.stage import FilterStage
+from llm_core.post.report import ReportStage
+from llm_core.post.reward import RewardStage
+from llm_core.post.reward_data import RewardDataStage
+from llm_core.post.rlhf import RlhfStage
+from llm_core.post.sft import SftStage
+from llm_core.post.sft_data import SftDataStage
 from llm_core.stage import Stage
 from llm_core.tokenizer.bpe_stage import BpeStage
 from llm_core.tokenizer.tokenize_stage import TokenizeStage
@@ -19,5 +25,11 @@ STAGES: dict[str, Stage] = {
         BpeStage(),
         TokenizeStage(),
         PretrainStage(),
+        SftDataStage(),
+        SftStage(),
+        RewardDataStage(),
+        RewardStage(),
+        RlhfStage(),
+        ReportStage(),
     ]
 }

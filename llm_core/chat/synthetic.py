@@ -69,8 +69,8 @@ KEYWORDS = [
     "apple", "river", "garden", "music", "winter", "bread", "horse", "window", "candle", "forest",
     "coffee", "bridge", "letter", "mountain", "pencil", "ocean", "doctor", "flower", "train", "cloud",
 ]
-DISTRACTORS = [
-    "table", "road", "paper", "shirt", "phone", "chair", "book", "door", "lamp", "shoe",
+DISTRACTORS = [  # about as long as the keywords, so the longer answer is no hint
+    "table", "paper", "blanket", "teacher", "kitchen", "pocket", "mirror", "bottle", "chair", "button",
 ]
 KEYWORD_PROMPTS = [
     "Write a sentence with the word \"{kw}\".",

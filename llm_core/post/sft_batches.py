@@ -9,8 +9,9 @@ are drawn from length buckets so little compute goes to padding.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -68,15 +69,37 @@ def batch_order(lengths: list[int], batch_size: int, rng: random.Random, bucket_
     return batches
 
 
-def sft_batches(
-    examples: list[Rendered], batch_size: int, pad_id: int, seed: int, start_step: int = 0
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Endless batches, epoch after epoch (epoch e shuffled with seed + e); `start_step` skips ahead (resume)."""
-    lengths = [len(e) for e in examples]
-    step, epoch = 0, 0
-    while True:
-        for batch in batch_order(lengths, batch_size, random.Random(seed + epoch)):
-            if step >= start_step:
-                yield collate([examples[i] for i in batch], pad_id)
-            step += 1
-        epoch += 1
+class LengthBucketBatches:
+    """The training loop's batch source: batch `(step, micro_step)` is a pure function of the seed and the step
+    (epoch e is ordered with seed + e), so a resumed run needs no saved position. `make` builds a batch from item
+    indices (padding and masks)."""
+
+    def __init__(
+        self, lengths: list[int], batch_size: int, seed: int, make: Callable[[list[int]], Any], grad_accum: int = 1
+    ):
+        assert lengths, "no training examples"
+        self.lengths, self.batch_size, self.seed, self.make, self.grad_accum = lengths, batch_size, seed, make, grad_accum
+        self._orders: dict[int, list[list[int]]] = {}
+
+    def order(self, epoch: int) -> list[list[int]]:
+        if epoch not in self._orders:
+            self._orders = {epoch: batch_order(self.lengths, self.batch_size, random.Random(self.seed + epoch))}
+        return self._orders[epoch]
+
+    def batch(self, step: int, micro_step: int) -> Any:
+        per_epoch = len(self.order(0))
+        epoch, i = divmod(step * self.grad_accum + micro_step, per_epoch)
+        return self.make(self.order(epoch)[i])
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+def conversation_batches(
+    examples: list[Rendered], batch_size: int, pad_id: int, seed: int, grad_accum: int = 1
+) -> LengthBucketBatches:
+    return LengthBucketBatches([len(e) for e in examples], batch_size, seed,
+                               lambda idx: collate([examples[i] for i in idx], pad_id), grad_accum)

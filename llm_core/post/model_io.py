@@ -1,0 +1,47 @@
+"""Models in and out of artifacts, under a folder of the artifact (`model/model.safetensors` + `model/config.json`).
+
+safetensors reads and writes local files, so files are staged through a temporary local folder; artifact access
+goes through the store (fsspec), so this works on S3 too.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import torch
+
+from llm_core.model import GPT
+from llm_core.post.reward_model import ScalarHeadModel
+from llm_core.store import ArtifactReader, ArtifactWriter
+
+MODEL_DIR = "model"
+
+
+def _download(reader: ArtifactReader, folder: str, local: str) -> str:
+    names = reader.files(f"{folder}/*")
+    if not names:
+        raise FileNotFoundError(f"artifact {reader.ref} has no {folder}/ folder (it has {reader.files()[:10]})")
+    for name in names:
+        reader.get_file(name, os.path.join(local, os.path.basename(name)))
+    return local
+
+
+def load_gpt(reader: ArtifactReader, folder: str = MODEL_DIR, device: str | torch.device = "cpu") -> GPT:
+    with tempfile.TemporaryDirectory() as tmp:
+        return GPT.load(_download(reader, folder, tmp), device)
+
+
+def load_scalar_model(
+    reader: ArtifactReader, folder: str = MODEL_DIR, device: str | torch.device = "cpu"
+) -> ScalarHeadModel:
+    with tempfile.TemporaryDirectory() as tmp:
+        return ScalarHeadModel.load(_download(reader, folder, tmp), device)
+
+
+def save_model_files(writer: ArtifactWriter, model: GPT | ScalarHeadModel, folder: str = MODEL_DIR) -> None:
+    """Write the model's files under `folder/` of the artifact, each atomically."""
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save(tmp)
+        for name in sorted(os.listdir(tmp)):
+            writer.put_file(os.path.join(tmp, name), f"{folder}/{name}")
