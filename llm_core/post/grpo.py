@@ -50,7 +50,8 @@ class GrpoTrainer:
     ):
         self.policy, self.ref, self.engine, self.reward_fn = policy, ref, engine, reward_fn
         self.cfg, self.sampling, self.pad_id = cfg, sampling, pad_id
-        ref.eval().requires_grad_(False)
+        ref.eval()
+        policy.requires_grad_(True)
         self.opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=0.0)
 
     def state_dict(self) -> dict:

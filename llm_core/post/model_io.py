@@ -13,9 +13,11 @@ import torch
 
 from llm_core.model import GPT
 from llm_core.post.reward_model import ScalarHeadModel
-from llm_core.store import ArtifactReader, ArtifactWriter
+from llm_core.store import ArtifactReader, ArtifactStore, ArtifactWriter
+from llm_core.tokenizer import Tokenizer, load_tokenizer
 
 MODEL_DIR = "model"
+CHAT_MODEL_STAGES = ("pretrain", "sft", "rlhf")
 
 
 def _download(reader: ArtifactReader, folder: str, local: str) -> str:
@@ -45,3 +47,16 @@ def save_model_files(writer: ArtifactWriter, model: GPT | ScalarHeadModel, folde
         model.save(tmp)
         for name in sorted(os.listdir(tmp)):
             writer.put_file(os.path.join(tmp, name), f"{folder}/{name}")
+
+
+def load_chat_model(store: ArtifactStore, key: str, device: str | torch.device = "cpu") -> tuple[GPT, Tokenizer, str]:
+    """A chat-capable model artifact (`pretrain`, `sft` or `rlhf`) by key, key prefix or 'stage/key', with the
+    tokenizer found in its lineage. Returns (model, tokenizer, 'stage/key')."""
+    ref = store.find(key)
+    if ref.stage not in CHAT_MODEL_STAGES:
+        raise ValueError(f"{ref} is a {ref.stage!r} artifact; chat needs one of {CHAT_MODEL_STAGES}")
+    tokenizers = [m for _, m in store.lineage(ref) if m.stage == "bpe"]
+    if not tokenizers:
+        raise ValueError(f"no bpe (tokenizer) artifact in the lineage of {ref}")
+    tokenizer = load_tokenizer(store.reader(store.ref("bpe", tokenizers[0].key)))
+    return load_gpt(store.reader(ref), device=device).eval(), tokenizer, str(ref)

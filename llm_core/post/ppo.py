@@ -66,8 +66,10 @@ class PpoTrainer:
     ):
         self.policy, self.ref, self.value, self.reward_model = policy, ref, value, reward_model
         self.engine, self.cfg, self.sampling, self.pad_id = engine, cfg, sampling, pad_id
-        for frozen in (ref, reward_model):
-            frozen.eval().requires_grad_(False)
+        ref.eval()
+        reward_model.eval()
+        policy.requires_grad_(True)
+        value.requires_grad_(True)
         self.opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=0.0)
         self.value_opt = torch.optim.AdamW(value.parameters(), lr=cfg.value_lr, weight_decay=0.0)
         self.kl_coef = cfg.kl_coef

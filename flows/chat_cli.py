@@ -1,0 +1,137 @@
+"""`llmpipe chat` (talk to a model artifact, streaming, multi-turn, with a system message) and `llmpipe generate`
+(a prompts file in, JSONL out). Models are found by artifact key (or key prefix, or 'stage/key') in the store of
+the config; the tokenizer comes from the model's lineage."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from llm_core.chat.engine import Engine, SamplingParams
+from llm_core.chat.template import Message, render_prompt
+from llm_core.config import ConfigError, load_config
+from llm_core.post.model_io import load_chat_model
+from llm_core.store import ArtifactStore
+
+console = Console()
+
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="artifact key, key prefix or stage/key (pretrain, sft, rlhf)")]
+ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="pipeline config (for the artifact store)")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help="override: key.path=value (repeatable)")]
+TemperatureOpt = Annotated[float, typer.Option(help="0 = greedy")]
+TopKOpt = Annotated[int | None, typer.Option("--top-k")]
+TopPOpt = Annotated[float | None, typer.Option("--top-p")]
+MaxTokensOpt = Annotated[int, typer.Option("--max-tokens")]
+SeedOpt = Annotated[int | None, typer.Option(help="fix the sampling")]
+
+
+def _engine(model: str, config: Path, overrides: list[str] | None) -> tuple[Engine, str]:
+    try:
+        cfg = load_config(config, overrides or [])
+    except ConfigError as e:
+        console.print(f"[red]{e}[/red]")
+        raise typer.Exit(2) from None
+    store = ArtifactStore(cfg.run.artifact_root, cfg.run.storage_options)
+    try:
+        gpt, tokenizer, name = load_chat_model(store, model)
+    except (KeyError, ValueError) as e:
+        console.print(f"[red]{e}[/red]")
+        raise typer.Exit(2) from None
+    return Engine(gpt, tokenizer), name
+
+
+def stream_reply(engine: Engine, messages: list[Message], params: SamplingParams, seed: int | None) -> str:
+    """Print the reply as it is sampled (whole characters only) and return it."""
+    ids: list[int] = []
+    shown = ""
+    for token in engine.stream(render_prompt(engine.tokenizer, messages), params, seed):
+        ids.append(token)
+        text = engine.tokenizer.decode(ids)
+        if not text.endswith("\ufffd"):  # an incomplete UTF-8 sequence: wait for its next byte
+            console.print(text[len(shown):], end="", markup=False, highlight=False)
+            shown = text
+    console.print()
+    return engine.tokenizer.decode(ids)
+
+
+def chat(
+    model: ModelOpt,
+    system: Annotated[str, typer.Option(help="system message ('' for none)")] = "You are a helpful assistant.",
+    config: ConfigOpt = Path("configs/tiny.yaml"),
+    set_: SetOpt = None,
+    temperature: TemperatureOpt = 0.7,
+    top_k: TopKOpt = 50,
+    top_p: TopPOpt = 0.95,
+    max_tokens: MaxTokensOpt = 256,
+    seed: SeedOpt = None,
+) -> None:
+    """Talk to a model: multi-turn, replies streamed as they are sampled. /reset starts over, /exit (or Ctrl-D)
+    leaves."""
+    engine, name = _engine(model, config, set_)
+    params = SamplingParams(max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p)
+    start: list[Message] = [{"role": "system", "content": system}] if system else []
+    messages = list(start)
+    console.print(f"[bold]{name}[/bold]: /reset starts over, /exit leaves")
+    while True:
+        try:
+            text = console.input("[bold green]you>[/bold green] ").strip()
+        except (EOFError, KeyboardInterrupt):
+            console.print()
+            return
+        if text == "/exit":
+            return
+        if text == "/reset":
+            messages = list(start)
+            continue
+        if not text:
+            continue
+        messages.append({"role": "user", "content": text})
+        console.print("[bold blue]assistant>[/bold blue] ", end="")
+        messages.append({"role": "assistant", "content": stream_reply(engine, messages, params, seed)})
+
+
+def read_prompts(path: Path) -> list[list[Message]]:
+    """JSONL of strings, of {"prompt": ...} or of {"messages": [...]}; or plain text, one prompt per line."""
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError:
+            item = line
+        if isinstance(item, dict) and "messages" in item:
+            out.append(list(item["messages"]))
+        else:
+            out.append([{"role": "user", "content": item["prompt"] if isinstance(item, dict) else str(item)}])
+    return out
+
+
+def generate(
+    model: ModelOpt,
+    prompts: Annotated[Path, typer.Option("--prompts", "-p", help="JSONL (strings, prompt or messages) or text")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="JSONL output, one line per reply")],
+    n: Annotated[int, typer.Option("-n", help="replies per prompt")] = 1,
+    config: ConfigOpt = Path("configs/tiny.yaml"),
+    set_: SetOpt = None,
+    temperature: TemperatureOpt = 0.7,
+    top_k: TopKOpt = 50,
+    top_p: TopPOpt = 0.95,
+    max_tokens: MaxTokensOpt = 256,
+    seed: SeedOpt = 0,
+) -> None:
+    """Answer every prompt of a file (n replies each, batched) into a JSONL file."""
+    engine, name = _engine(model, config, set_)
+    conversations = read_prompts(prompts)
+    params = SamplingParams(max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p)
+    results = engine.generate([render_prompt(engine.tokenizer, c) for c in conversations], params, n=n, seed=seed)
+    with out.open("w", encoding="utf-8") as f:
+        for conversation, replies in zip(conversations, results):
+            for i, c in enumerate(replies):
+                f.write(json.dumps({"model": name, "messages": conversation, "sample": i, "reply": c.text,
+                                    "finished": c.finished, "tokens": len(c.ids)}, ensure_ascii=False) + "\n")
+    console.print(f"{sum(len(r) for r in results)} replies to {len(conversations)} prompts -> {out}")
