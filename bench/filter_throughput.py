@@ -11,6 +11,7 @@ datatrove runs from its own virtual environment (default /work/bench-venv, `pip 
 fasttext-numpy2-wheel`), given the same lid.176 model file; its URL filter uses its bundled UT1 adult lists.
 
     .venv/bin/python bench/filter_throughput.py [--workers 2] [--copies 1] [--stride 2] [--peer-python PYTHON]
+    .venv/bin/python bench/filter_throughput.py --dedup-docs 100000 1000000   # memory of the global dedup step
 """
 
 from __future__ import annotations
@@ -180,6 +181,38 @@ def peer(input_path: Path, workers: int, work: Path) -> dict:
                                                 "dedup_dropped": filtered - kept}}
 
 
+# -- memory of the global dedup step, on synthetic keys (what the shards leave behind)
+def dedup_scaling(n_docs: int, work: Path, shards: int = 8, dup_fraction: float = 0.01) -> dict:
+    """Peak memory (tracemalloc, which sees numpy buffers) and time of `find_duplicates` over `n_docs` documents'
+    keys in `shards` files, with `dup_fraction` of them planted as near-duplicates (one shared band)."""
+    import tracemalloc
+
+    import numpy as np
+
+    from llm_core.filters.dedup import ShardKeys, find_duplicates
+
+    rng = np.random.default_rng(0)
+    per = n_docs // shards
+    for s in range(shards):
+        bands = rng.integers(0, 1 << 63, (per, 14), dtype=np.uint64)
+        exact = rng.integers(0, 1 << 63, per, dtype=np.uint64)
+        planted = rng.choice(per - 1, int(per * dup_fraction), replace=False) + 1
+        bands[planted, 5] = bands[planted - 1, 5]
+        ids = np.array([f"doc-{s:03d}-{i:09d}" for i in range(per)])
+        (work / f"keys-{s}.npz").write_bytes(ShardKeys(doc_ids=ids, exact=exact, bands=bands).to_bytes())
+
+    def load(i: int) -> ShardKeys:
+        return ShardKeys.from_bytes((work / f"keys-{i}.npz").read_bytes())
+
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    found = find_duplicates(shards, load)
+    seconds = time.perf_counter() - t0
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return {"docs": per * shards, "duplicates": len(found), "seconds": seconds, "peak_mb": peak / 1e6}
+
+
 # -- report
 def print_report(docs: int, workers: int, ours: dict, ours_stage_: dict, theirs: dict | None) -> None:
     print(f"{docs} documents, {workers} worker processes\n")
@@ -209,6 +242,7 @@ def main() -> None:
     parser.add_argument("--copies", type=int, default=1, help="near-duplicate passes over the base documents")
     parser.add_argument("--stride", type=int, default=2, help="keep every n-th document (smaller, faster runs)")
     parser.add_argument("--peer-python", default="/work/bench-venv/bin/python")
+    parser.add_argument("--dedup-docs", type=int, nargs="+", help="only measure the dedup step on this many documents")
     parser.add_argument("--peer", type=Path, help=argparse.SUPPRESS)  # internal: run the datatrove side on this file
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -216,6 +250,14 @@ def main() -> None:
         print(json.dumps(peer(args.peer, args.workers, args.work)))
         return
 
+    if args.dedup_docs:
+        print(f"{'documents':>10} {'duplicates':>10} {'seconds':>8} {'peak MB':>8} {'bytes/doc':>9}")
+        for n in args.dedup_docs:
+            with tempfile.TemporaryDirectory() as tmp:
+                r = dedup_scaling(n, Path(tmp))
+            print(f"{r['docs']:>10,} {r['duplicates']:>10,} {r['seconds']:>8.2f} {r['peak_mb']:>8.1f} "
+                  f"{r['peak_mb'] * 1e6 / r['docs']:>9.0f}")
+        return
     docs = build_corpus(args.copies)[:: args.stride]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -225,7 +267,7 @@ def main() -> None:
         ours = ours_per_filter(docs)
         stage = ours_stage(docs, args.workers, shards=2 * args.workers, work=work)
         theirs = None
-        if Path(args.peer_python).exists():
+        if args.peer_python and Path(args.peer_python).exists():
             proc = subprocess.run(
                 [args.peer_python, __file__, "--peer", str(work / "input" / "corpus.jsonl.gz"),
                  "--workers", str(args.workers), "--work", str(work / "datatrove")],

@@ -149,8 +149,10 @@ def test_english_prose_page_passes_and_code_pages_do_not():
     assert run_quality(page("en/using__editors.html")) == "quality:gopher:word_count"
 
 
-def test_table_of_contents_is_dropped_as_a_list():
-    assert run_quality(page("zh/index.zh-cn.html")) == "quality:fineweb:line_punct_ratio"
+def test_table_of_contents_is_dropped_as_a_bullet_list():
+    toc = page("zh/index.zh-cn.html")
+    assert run_quality(toc) == "quality:gopher:bullet_lines"
+    assert FineWebQualityFilter(FineWebConfig())(doc(toc)) == "quality:fineweb:line_punct_ratio"
 
 
 def test_gopher_quality_records_signals_and_reasons():

@@ -7,10 +7,10 @@ is always the smallest global index. The kept copy of every cluster is therefore
 whatever the number of workers, and every other member is marked `exact` (same exact key as the kept copy) or
 `near`.
 
-Memory: about 32 bytes per document at a time (one key column, its sort order, the exact keys, the union-find
-parents), independent of document length: 10 million documents take about 320 MB. Beyond one machine's memory the
-same step partitions each column by key range (bucket files, as datatrove's MinHash stage 2 does), which this
-module does not implement.
+Memory: a few 8-byte arrays per document at a time (one key column, its sort order, the exact keys, the union-find
+parents), independent of document length; document ids are read back only for the duplicates found (measured
+peaks in BENCHMARKS.md). Beyond one machine's memory the same step would partition each column by key range
+(bucket files, as datatrove's MinHash stage 2 does), which this module does not implement.
 """
 
 from __future__ import annotations
@@ -70,59 +70,61 @@ def _roots(parent: np.ndarray) -> np.ndarray:
 
 
 def _union_equal_keys(parent: np.ndarray, keys: np.ndarray) -> None:
-    """Join every run of equal keys; the smallest index becomes the root."""
+    """Join documents with equal keys (neighbours in sorted order); the smallest index becomes the root."""
     order = np.argsort(keys, kind="stable")
     sorted_keys = keys[order]
-    same_as_prev = np.flatnonzero(sorted_keys[1:] == sorted_keys[:-1]) + 1
-    if not len(same_as_prev):
-        return
-    starts_run = np.r_[True, sorted_keys[1:] != sorted_keys[:-1]]
-    run_start = np.maximum.accumulate(np.where(starts_run, np.arange(len(keys)), 0))
-    for pos in same_as_prev:
-        a, b = _find(parent, int(order[run_start[pos]])), _find(parent, int(order[pos]))
-        if a != b:
-            parent[max(a, b)] = min(a, b)
+    same = np.flatnonzero(sorted_keys[1:] == sorted_keys[:-1])
+    del sorted_keys
+    for a, b in zip(order[same].tolist(), order[same + 1].tolist()):
+        ra, rb = _find(parent, a), _find(parent, b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
 
 
 def find_duplicates(
     n_shards: int, load: Callable[[int], ShardKeys], near: bool = True, exact: bool = True
 ) -> list[Duplicate]:
     """Duplicates across shards 0..n_shards-1 (`load(i)` returns shard i's keys; called once per key column)."""
-    sizes, doc_ids, exact_keys = [], [], []
+    sizes, exact_keys, n_bands = [], [], 0
     for i in range(n_shards):
         keys = load(i)
         sizes.append(len(keys.exact))
-        doc_ids.append(keys.doc_ids)
         exact_keys.append(keys.exact)
-        n_bands = keys.bands.shape[1] if keys.bands.ndim == 2 else 0
+        n_bands = max(n_bands, keys.bands.shape[1] if keys.bands.ndim == 2 else 0)
     total = sum(sizes)
     if not total:
         return []
     offsets = np.cumsum([0, *sizes])
     all_exact = np.concatenate(exact_keys)
+    del exact_keys
     parent = np.arange(total, dtype=np.int64)
     if exact:
         _union_equal_keys(parent, all_exact)
     if near:
         for band in range(n_bands):
-            column = np.concatenate([load(i).bands[:, band] for i in range(n_shards) if sizes[i]])
+            column = np.concatenate([load(i).bands[:, band].copy() for i in range(n_shards) if sizes[i]])
             _union_equal_keys(parent, column)
     roots = _roots(parent)
-    shard_of = np.searchsorted(offsets, np.arange(total), side="right") - 1
-    duplicates = []
-    for idx in np.flatnonzero(roots != np.arange(total)).tolist():
-        root = int(roots[idx])
-        s, rs = int(shard_of[idx]), int(shard_of[root])
-        duplicates.append(
-            Duplicate(
-                shard=s,
-                row=idx - int(offsets[s]),
-                doc_id=str(doc_ids[s][idx - offsets[s]]),
-                duplicate_of=str(doc_ids[rs][root - offsets[rs]]),
-                kind="exact" if all_exact[idx] == all_exact[root] else "near",
-            )
-        )
-    return duplicates
+    dup_idx = np.flatnonzero(roots != np.arange(total))
+    root_idx = roots[dup_idx]
+    kinds = np.where(all_exact[dup_idx] == all_exact[root_idx], "exact", "near")
+    ids = _doc_ids(load, offsets, np.union1d(dup_idx, root_idx))
+    shard_of = (np.searchsorted(offsets, dup_idx, side="right") - 1).tolist()
+    return [
+        Duplicate(shard=s, row=i - int(offsets[s]), doc_id=ids[i], duplicate_of=ids[r], kind=k)
+        for i, r, k, s in zip(dup_idx.tolist(), root_idx.tolist(), kinds.tolist(), shard_of)
+    ]
+
+
+def _doc_ids(load: Callable[[int], ShardKeys], offsets: np.ndarray, indices: np.ndarray) -> dict[int, str]:
+    """doc_id of each global index asked for, loading only the shards that hold one."""
+    ids: dict[int, str] = {}
+    shard_of = np.searchsorted(offsets, indices, side="right") - 1
+    for shard in np.unique(shard_of).tolist():
+        doc_ids = load(shard).doc_ids
+        for i in indices[shard_of == shard].tolist():
+            ids[i] = str(doc_ids[i - offsets[shard]])
+    return ids
 
 
 def shard_keys(doc_ids: Sequence[str], exact: Sequence[int], bands: Sequence[np.ndarray], n_bands: int) -> ShardKeys:

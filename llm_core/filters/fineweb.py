@@ -1,6 +1,6 @@
 """FineWeb's line-level quality rules (Penedo et al. 2024; datatrove's FineWebQualityFilter), published thresholds.
 
-Drops a document when too few lines end in punctuation, too many lines are short, too many characters sit in
+Over the non-empty lines, drops a document when too few end in punctuation, too many lines are short, too many characters sit in
 duplicated lines, or it is mostly a list (many newlines per word). Script-aware: CJK terminal punctuation counts,
 a CJK line is short below `cjk_short_line_length` characters (a CJK character carries about as much as two Latin
 ones), and words are counted as in `text.py`.
@@ -37,18 +37,17 @@ class FineWebQualityFilter(DocFilter):
         if not text.strip():
             return False, "empty"
         cjk = tx.is_cjk_text(text)
-        lines = text.split("\n")
+        lines = [line for line in text.split("\n") if line.strip()]
         ratio = sum(tx.ends_with_terminal_punctuation(line, cjk) for line in lines) / len(lines)
         doc.quality["line_punct_ratio"] = round(ratio, 3)
-        if ratio <= c.line_punct_thr and not (ratio == 0 and c.line_punct_exclude_zero):
+        if ratio < c.line_punct_thr and not (ratio == 0 and c.line_punct_exclude_zero):
             return False, "line_punct_ratio"
         short = c.cjk_short_line_length if cjk else c.short_line_length
         ratio = sum(len(line) <= short for line in lines) / len(lines)
-        if ratio >= c.short_line_thr:
+        if ratio > c.short_line_thr:
             return False, "short_line_ratio"
-        non_empty = [line for line in lines if line.strip()]
-        ratio = duplicates(non_empty)[1] / max(1, len(text.replace("\n", "")))
-        if ratio >= c.char_duplicates_ratio:
+        ratio = duplicates(lines)[1] / max(1, len(text.replace("\n", "")))
+        if ratio > c.char_duplicates_ratio:
             return False, "char_dup_ratio"
         n_words = len(tx.tokens(text))
         if text.count("\n") / max(1, n_words) > c.new_line_ratio:

@@ -19,7 +19,7 @@ from llm_core.filters import text as tx
 
 STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
 CJK_STOP_WORDS = ("的", "了", "是", "在", "和", "有", "不", "这", "也", "就", "都", "与", "及", "对", "为", "の", "は", "を", "が", "に", "で")
-BULLETS = ("•", "‣", "●", "▪", "◦")
+BULLETS = ("•", "-", "‣", "●", "▪", "◦")
 
 
 class GopherQualityConfig(FilterSettings):
@@ -31,7 +31,7 @@ class GopherQualityConfig(FilterSettings):
     max_bullet_lines_ratio: float | None = 0.9
     max_ellipsis_lines_ratio: float | None = 0.3
     min_alpha_words_ratio: float | None = 0.8
-    min_stop_words: int | None = 2
+    min_stop_words: int | None = Field(2, description="distinct stop words the text must hold")
     stop_words: list[str] = Field(default_factory=lambda: list(STOP_WORDS))
     cjk_stop_words: list[str] = Field(default_factory=lambda: list(CJK_STOP_WORDS))
     cjk_min_ratio: float = Field(0.3, ge=0, le=1, description="CJK share of letters from which a text is CJK")
@@ -91,10 +91,10 @@ class GopherQualityFilter(DocFilter):
 
         if c.min_stop_words is not None:
             if cjk_ratio >= c.cjk_min_ratio:
-                stops = sum(1 for w in words if w in self.cjk_stop_words)
+                stops = self.cjk_stop_words.intersection(words)
             else:
-                stops = sum(1 for w in latin_words if w.lower() in self.stop_words)
-            if stops < c.min_stop_words:
+                stops = self.stop_words.intersection(w.lower() for w in latin_words)
+            if len(stops) < c.min_stop_words:
                 return False, "stop_words"
         return True
 
@@ -113,6 +113,7 @@ class GopherRepetitionConfig(FilterSettings):
 
 
 _PARAGRAPH_RE = re.compile(r"\n{2,}")
+_LINES_RE = re.compile(r"\n+")
 
 
 def duplicates(items: list[str]) -> tuple[int, int]:
@@ -169,7 +170,7 @@ class GopherRepetitionFilter(DocFilter):
             return False, "dup_para_frac"
         if c.dup_para_char_frac is not None and chars / len(text) > c.dup_para_char_frac:
             return False, "dup_para_char_frac"
-        lines = text.splitlines()
+        lines = _LINES_RE.split(text)
         n_dup, chars = duplicates(lines)
         if c.dup_line_frac is not None and n_dup / len(lines) > c.dup_line_frac:
             return False, "dup_line_frac"
