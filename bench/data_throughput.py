@@ -11,7 +11,7 @@ both pipelines then read. Get the pages once (no install needed):
 The crawled pages are split round-robin over `--files` WARC files (datatrove shards by file: give it as many
 files as workers or more). `--scale K` repeats the files K times, to show peak memory does not grow with input.
 Each measurement runs in its own process; peak RSS is the highest sum over the process tree (workers included),
-sampled every 50 ms. Times count the stage's work only (worker start-up included, interpreter start-up not).
+and the largest single process, sampled every 50 ms. Times count the stage's work only (worker start-up included, interpreter start-up not).
 """
 
 from __future__ import annotations
@@ -96,8 +96,8 @@ def scaled_input(base: Path, work: Path, scale: int) -> Path:
 
 
 # -- measurement -------------------------------------------------------------------------------------------------
-def _tree_rss_bytes(pid: int) -> int:
-    """Resident memory of a process and all its descendants (Linux /proc)."""
+def _tree_rss_bytes(pid: int) -> tuple[int, int]:
+    """Resident memory of a process and all its descendants (Linux /proc): (sum, largest process)."""
     children: dict[int, list[int]] = {}
     rss: dict[int, int] = {}
     for entry in os.listdir("/proc"):
@@ -110,26 +110,30 @@ def _tree_rss_bytes(pid: int) -> int:
             continue
         children.setdefault(int(fields[1]), []).append(int(entry))
         rss[int(entry)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
-    total, todo = 0, [pid]
+    total, largest, todo = 0, 0, [pid]
     while todo:
         p = todo.pop()
         total += rss.get(p, 0)
+        largest = max(largest, rss.get(p, 0))
         todo.extend(children.get(p, []))
-    return total
+    return total, largest
 
 
 def measured(cmd: list[str]) -> dict:
-    """Run a command that prints one JSON line last; add the peak RSS of its process tree."""
+    """Run a command that prints one JSON line last; add the peak RSS of its process tree and of its largest
+    process."""
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=BENCH.parent)
-    peak = 0
+    peak = peak_process = 0
     while proc.poll() is None:
-        peak = max(peak, _tree_rss_bytes(proc.pid))
+        tree, largest = _tree_rss_bytes(proc.pid)
+        peak, peak_process = max(peak, tree), max(peak_process, largest)
         time.sleep(0.05)
     out, err = proc.communicate()
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err[-3000:]}")
     result = json.loads(out.strip().splitlines()[-1])
     result["peak_rss_mb"] = round(peak / MB, 1)
+    result["peak_process_rss_mb"] = round(peak_process / MB, 1)
     return result
 
 
@@ -234,6 +238,8 @@ def report(ours: dict, peer: dict | None, warc_bytes: int, workers: int, peer_na
         ("text characters out", f"{e.get('text_chars', 0):,}"),
         ("seconds (ingest + extract)", f"{crawl['seconds']:.1f} + {extract['seconds']:.1f}"),
         ("peak RSS MB, ingest / extract", f"{crawl['peak_rss_mb']:.0f} / {extract['peak_rss_mb']:.0f}"),
+        ("largest process RSS MB, ingest / extract",
+         f"{crawl['peak_process_rss_mb']:.0f} / {extract['peak_process_rss_mb']:.0f}"),
     ]
     if "ceiling" in ours:
         ceiling = ours["ceiling"]
@@ -253,7 +259,8 @@ def report(ours: dict, peer: dict | None, warc_bytes: int, workers: int, peer_na
             f"{ext.get('text_chars', 0):,}",
             f"{ing['seconds']:.1f} (ingest only); {ext['seconds']:.1f} (end to end)",
             f"{ing['peak_rss_mb']:.0f} / {ext['peak_rss_mb']:.0f}",
-        ] + ["-"] * (len(rows) - 10)
+            f"{ing['peak_process_rss_mb']:.0f} / {ext['peak_process_rss_mb']:.0f}",
+        ] + ["-"] * (len(rows) - 11)
     width = max(len(r[0]) for r in rows)
     head = f"{'':{width}}  {'llm_core':>22}  {peer_name if peer else 'peer (not run: --peer)'}"
     title = f"{workers} workers, {warc_bytes / MB:.1f} MB of WARC" + (", our extract.fast=true" if fast else "")
