@@ -31,6 +31,7 @@ from prefect.events.actions import ChangeFlowRunState
 from prefect.events.schemas.automations import EventTrigger, Posture
 from prefect.events.schemas.events import ResourceSpecification
 from prefect.schedules import Cron
+from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY
 
 from flows.pipeline import data_refresh, full_pipeline, run_stage
 from flows.train import train
@@ -117,19 +118,13 @@ def crash_zombie_flows(within: dt.timedelta) -> Automation:
     )
 
 
-def heartbeat_seconds() -> int:
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY
-
-    return int(PREFECT_FLOWS_HEARTBEAT_FREQUENCY.value() or 0)
-
-
 def ensure_crash_zombie_automation() -> Automation:
     """Create the automation unless the server already has one of that name; it fires after three missed
     heartbeats (PREFECT_FLOWS_HEARTBEAT_FREQUENCY, 180 s by default)."""
     try:
         return Automation.read(name=ZOMBIE_AUTOMATION)
     except ValueError:
-        every = heartbeat_seconds() or 180
+        every = PREFECT_FLOWS_HEARTBEAT_FREQUENCY.value() or 180
         return crash_zombie_flows(dt.timedelta(seconds=3 * every)).create()
 
 
