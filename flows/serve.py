@@ -30,9 +30,15 @@ def serve(
 ) -> None:
     """Serve full-pipeline, data-refresh (cron), stage and train on the server at PREFECT_API_URL until stopped."""
     from prefect import serve as prefect_serve
+    from prefect.settings import PREFECT_API_URL
 
     from flows.deployments import build_deployments, ensure_crash_zombie_automation
     from llm_core.config import ConfigError
+
+    if not PREFECT_API_URL.value():
+        typer.echo("no Prefect server: set PREFECT_API_URL, e.g. http://127.0.0.1:4200/api after "
+                   "`prefect server start`", err=True)
+        raise typer.Exit(2)
 
     try:
         deployments = build_deployments(config, set_, cron, timezone, with_train)
