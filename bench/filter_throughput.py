@@ -70,9 +70,16 @@ def ours_per_filter(docs: list[dict]) -> dict[str, dict]:
     config = FilterConfig()
     filters = build_filters(config)
     alive = [Document(doc_id=d["id"], url=d["url"], text=d["text"]) for d in docs]
-    out = {}
+    out: dict = {"dropped_by": {}, "language": {}}
     for f in filters:
-        passed = [d for d in alive if f(d) is None]
+        passed = []
+        for d in alive:
+            if f(d) is None:
+                passed.append(d)
+            else:
+                out["dropped_by"][d.doc_id] = f.name
+            if d.language is not None:
+                out["language"][d.doc_id] = d.language
         out[f.name] = {"input": len(alive), "kept": len(passed), "seconds": f.stats.seconds}
         alive = passed
     hasher = minhasher(config.dedup)
@@ -116,7 +123,9 @@ def peer(input_path: Path, workers: int, work: Path) -> dict:
     from datatrove.executor import LocalPipelineExecutor
     from datatrove.io import cached_assets_path
     from datatrove.data import Document
-    from datatrove.pipeline.dedup import MinhashDedupBuckets, MinhashDedupCluster, MinhashDedupFilter, MinhashDedupSignature
+    from datatrove.pipeline.dedup import (
+        MinhashDedupBuckets, MinhashDedupCluster, MinhashDedupFilter, MinhashDedupSignature,
+    )
     from datatrove.pipeline.dedup.minhash import MinhashConfig
     from datatrove.pipeline.filters import (
         C4QualityFilter, FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter, LanguageFilter, URLFilter,
@@ -144,7 +153,7 @@ def peer(input_path: Path, workers: int, work: Path) -> dict:
     for f in names.values():
         f.filter(warm)
     alive = [Document(text=r["text"], id=r["id"], metadata={"url": r["url"]}) for r in rows]
-    per_filter = {}
+    per_filter: dict = {"dropped_by": {}}
     for name, f in names.items():
         passed = []
         t0 = time.perf_counter()
@@ -155,6 +164,8 @@ def peer(input_path: Path, workers: int, work: Path) -> dict:
                 ok = False
             if ok is True:
                 passed.append(d)
+            else:
+                per_filter["dropped_by"][d.id] = name
         per_filter[name] = {"input": len(alive), "kept": len(passed), "seconds": time.perf_counter() - t0}
         print(f"datatrove {name}: {per_filter[name]}", file=sys.stderr)
         alive = passed
@@ -228,12 +239,31 @@ def print_report(docs: int, workers: int, ours: dict, ours_stage_: dict, theirs:
                 cols += [f"{r['input'] / r['seconds']:,.0f}" if r["seconds"] else "-",
                          f"{r['kept'] / max(1, r['input']):.1%}"]
         print(f"{name:<18} {cols[0]:>12} {cols[1]:>10} {cols[2]:>17} {cols[3]:>15}")
+    if theirs:
+        print()
+        print_agreement(ours, theirs["per_filter"])
     print()
     rows = [("ours (filter stage)", ours_stage_)] + ([("datatrove", theirs["stage"])] if theirs else [])
     print(f"{'whole stage':<20} {'seconds':>8} {'docs/s':>8} {'kept':>6} {'kept %':>7} {'dedup dropped':>14}")
     for label, s in rows:
         print(f"{label:<20} {s['seconds']:>8.1f} {s['input'] / s['seconds']:>8.1f} {s['kept']:>6} "
               f"{s['kept'] / s['input']:>7.1%} {s['dedup_dropped']:>14}")
+
+
+def print_agreement(ours: dict, theirs: dict) -> None:
+    """Per language (ours' fastText label): documents each side keeps after the six filters, and how often both
+    make the same decision (keep, or drop at the same filter)."""
+    ids = sorted(ours["language"])
+    print(f"{'language':<9} {'documents':>9} {'ours kept':>10} {'datatrove kept':>15} {'same decision':>14}")
+    for lang in ("en", "zh"):
+        docs = [i for i in ids if ours["language"][i] == lang]
+        mine = [ours["dropped_by"].get(i) for i in docs]
+        peer_ = [theirs["dropped_by"].get(i) for i in docs]
+        kept_o = sum(1 for m in mine if m in (None, "pii"))
+        kept_t = sum(1 for t in peer_ if t is None)
+        same = sum(1 for m, t in zip(mine, peer_) if (m in (None, "pii") and t is None) or m == t)
+        print(f"{lang:<9} {len(docs):>9} {kept_o / len(docs):>10.1%} {kept_t / len(docs):>15.1%} "
+              f"{same / len(docs):>14.1%}")
 
 
 def main() -> None:

@@ -21,7 +21,9 @@ texts = st.one_of(
     st.text(alphabet="天地玄黄宇宙洪荒。，！？ \n.abc123@+-()", max_size=400),
     st.text(alphabet="0123456789 -.+()x:/@abcdefABCDEF\n", max_size=200),
 )
-urls = st.one_of(st.text(max_size=80), st.just(""), st.just("file:///x"), st.from_regex(r"https?://[a-z0-9.-]{1,30}/\S{0,20}"))
+urls = st.one_of(
+    st.text(max_size=80), st.just(""), st.just("file:///x"), st.from_regex(r"https?://[a-z0-9.-]{1,30}/\S{0,20}")
+)
 
 
 def run_all(text: str, url: str) -> None:

@@ -54,9 +54,10 @@ def planted(pages: list[dict]) -> list[dict]:
     return [
         {**good_en, "doc_id": "gambling", "url": "http://www.0-casino.info/welcome"},
         {**good_en, "doc_id": "french", "url": "https://exemple.fr/article", "text": french},
-        {**good_en, "doc_id": "copy-en", "url": "https://mirror.example.net/appetite", "text": good_en["text"].replace(". ", ".  ").replace(",", " ,")},
+        {**good_en, "doc_id": "copy-en", "url": "https://mirror.example.net/appetite",
+         "text": good_en["text"].replace(". ", ".  ").replace(",", " ,")},  # same words, other spacing
         {**good_zh, "doc_id": "near-zh", "url": "https://mirror.example.net/ch04",
-         "text": good_zh["text"].replace("。", "。", 1) + "\n本文转载自其他网站。"},
+         "text": good_zh["text"] + "\n本文转载自其他网站。"},
         {**good_en, "doc_id": "near-en", "url": "https://mirror.example.net/appetite2", "text": near},
         {**good_en, "doc_id": "invalid", "text": None},
     ]
@@ -84,7 +85,9 @@ def read_output(root: Path) -> tuple[list[dict], list[dict]]:
     return list(reader.iter_rows("documents/*.parquet")), list(reader.iter_rows("rejected/*.parquet"))
 
 
-CONTACT = "\nQuestions about this page can be sent to docs-team@python-docs.example.com or by phone to +44 20 7946 0958."
+CONTACT = (
+    "\nQuestions about this page can be sent to docs-team@python-docs.example.com or by phone to +44 20 7946 0958."
+)
 
 
 def with_contact(doc: dict) -> dict:

@@ -1,7 +1,7 @@
 """FineWeb's line-level quality rules (Penedo et al. 2024; datatrove's FineWebQualityFilter), published thresholds.
 
-Over the non-empty lines, drops a document when too few end in punctuation, too many lines are short, too many characters sit in
-duplicated lines, or it is mostly a list (many newlines per word). Script-aware: CJK terminal punctuation counts,
+Over the non-empty lines, drops a document when too few end in punctuation, too many are short, too many
+characters sit in duplicated lines, or it is mostly a list (many newlines per word). Script-aware: CJK terminal punctuation counts,
 a CJK line is short below `cjk_short_line_length` characters (a CJK character carries about as much as two Latin
 ones), and words are counted as in `text.py`.
 Reasons: `quality:fineweb:line_punct_ratio`, `short_line_ratio`, `char_dup_ratio`, `list_ratio`.

@@ -18,7 +18,10 @@ from llm_core.filters.base import DocFilter, Document, FilterOutcome, FilterSett
 from llm_core.filters import text as tx
 
 STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
-CJK_STOP_WORDS = ("的", "了", "是", "在", "和", "有", "不", "这", "也", "就", "都", "与", "及", "对", "为", "の", "は", "を", "が", "に", "で")
+CJK_STOP_WORDS = (
+    "的", "了", "是", "在", "和", "有", "不", "这", "也", "就", "都", "与", "及", "对", "为",  # Chinese
+    "の", "は", "を", "が", "に", "で",  # Japanese particles
+)
 BULLETS = ("•", "-", "‣", "●", "▪", "◦")
 
 

@@ -29,8 +29,11 @@ IPV4_RE = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.]|\.\d)")
 IPV6_RE = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?(?![\w:])")
 CN_ID_RE = re.compile(r"(?<![\dA-Za-z])[1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])\d{2}\d{3}[\dXx](?![\dA-Za-z])")
 CARD_RE = re.compile(
-    r"(?<![\w+-])(?:\d{12,19}|\d{4}(?P<sep>[ -])\d{4}(?:(?P=sep)\d{4}){1,2}(?:(?P=sep)\d{1,4})?|\d{4}(?P<sep2>[ -])\d{6}(?P=sep2)\d{4,5})"
-    r"(?![\d-])"
+    r"(?<![\w+-])(?:"
+    r"\d{12,19}"  # no separators
+    r"|\d{4}(?P<sep>[ -])\d{4}(?:(?P=sep)\d{4}){1,2}(?:(?P=sep)\d{1,4})?"  # groups of four
+    r"|\d{4}(?P<sep2>[ -])\d{6}(?P=sep2)\d{4,5}"  # 4-6-5 (Amex, Diners)
+    r")(?![\d-])"
 )
 IBAN_RE = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}(?![A-Za-z0-9])")
 PHONE_RE = re.compile(

@@ -22,7 +22,7 @@ import functools
 import json
 import posixpath
 import time
-from typing import Any, ClassVar
+from typing import Any
 
 import pyarrow as pa
 from pydantic import Field, model_validator
@@ -245,7 +245,9 @@ class FilterStage(ShardedStage):
                 reasons[group] = reasons.get(group, 0) + 1
         rejected = sum(reasons.values())
         if kept + rejected != total["input"]:
-            raise RuntimeError(f"filter stage lost documents: kept {kept} + rejected {rejected} != input {total['input']}")
+            raise RuntimeError(
+                f"filter stage lost documents: kept {kept} + rejected {rejected} != input {total['input']}"
+            )
 
         filter_rows = []
         for name in [*FILTER_CLASSES, "dedup"]:

@@ -18,8 +18,7 @@ _TOKEN_RE = re.compile(f"[{CJK_CHARS}]|[^\\W{CJK_CHARS}]+(?:['’][^\\W{CJK_CHAR
 _LETTER_RE = re.compile(r"[^\W\d_]", re.UNICODE)
 _SENTENCE_END_RE = re.compile(r"[.!?。！？]+[\"'”’」』)]*(?=\s|$)|[。！？]+")
 
-# Terminal punctuation of a line or sentence, Latin and CJK.
-END_PUNCTUATION = (".", "?", "!", '"', "'", "。", "！", "？", "”", "」", "』", "…", "；", ";", ":", "：")
+# Terminal punctuation of a line, Latin (C4's and FineWeb's) and CJK.
 LATIN_END_PUNCTUATION = (".", "?", "!", '"', "'")
 CJK_END_PUNCTUATION = ("。", "！", "？", "”", "」", "』", "；", "：")
 
@@ -62,4 +61,4 @@ def count_sentences(line: str) -> int:
 
 def ends_with_terminal_punctuation(line: str, cjk: bool) -> bool:
     line = line.rstrip()
-    return line.endswith(LATIN_END_PUNCTUATION + CJK_END_PUNCTUATION) if cjk else line.endswith(LATIN_END_PUNCTUATION)
+    return line.endswith(LATIN_END_PUNCTUATION + CJK_END_PUNCTUATION if cjk else LATIN_END_PUNCTUATION)
