@@ -124,7 +124,8 @@ def test_counts_add_up_and_files_match_input_shards(finished, shards):
     assert list(by_filter) == ["url", "language", "gopher_repetition", "gopher_quality", "c4", "fineweb", "pii",
                                "dedup"]
     for row in by_filter.values():
-        assert row["input"] == row["kept"] + sum(row["dropped_by_reason"].values())
+        dropped = [int(part.rsplit(": ", 1)[1]) for part in row["dropped_by_reason"].split(", ") if part]
+        assert row["input"] == row["kept"] + sum(dropped) == row["kept"] + row["dropped"]
     assert by_filter["url"]["input"] == total - 1  # the invalid row never reaches a filter
     assert by_filter["dedup"]["kept"] == len(kept)
 
@@ -233,3 +234,18 @@ def test_stage_is_planned_after_extract_and_bad_config_names_the_key():
         load_config(ROOT / "configs/tiny.yaml", ["filter.dedup.bands=13"])
     with pytest.raises(ConfigError, match=r"filter\.language\.min_score"):
         load_config(ROOT / "configs/tiny.yaml", ["filter.language.min_score=1.5"])
+
+
+def test_new_blocklist_content_changes_the_key(tmp_path):
+    import shutil
+
+    lists = tmp_path / "lists"
+    shutil.copytree(ROOT / "data/blocklists", lists)
+    config = FilterConfig.model_validate({"url": {"blocklist_dir": str(lists)}})
+    before = FilterStage().key_config(config, RunConfig())
+    assert before == FilterStage().key_config(config, RunConfig())
+    with open(lists / "ut1_gambling_domains.txt", "a", encoding="utf-8") as f:
+        f.write("new-casino.example\n")
+    after = FilterStage().key_config(config, RunConfig())
+    assert after["data_digests"]["blocklists"] != before["data_digests"]["blocklists"]
+    assert after["data_digests"]["language_model"] == before["data_digests"]["language_model"]

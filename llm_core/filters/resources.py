@@ -1,11 +1,13 @@
 """Where the filters' data files (blocklists, language-ID model) are found.
 
 A relative path is looked up from the working directory first, then from the project root, so the default config
-(`data/...`) works both from a checkout and from tests run anywhere.
+(`data/...`) works both from a checkout and from tests run anywhere. `data_digest` fingerprints a file or folder so
+that new blocklists or a new model give the stage a new artifact key.
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -22,3 +24,13 @@ def resolve_data_path(path: str) -> Path:
         if candidate.exists():
             return candidate
     raise FileNotFoundError(f"{path!r} not found (looked in {', '.join(str(c) for c in candidates)})")
+
+
+def data_digest(path: str) -> str:
+    """16 hex chars of sha256 over a file, or over the names and contents of every file under a folder."""
+    root = resolve_data_path(path)
+    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes())
+    return digest.hexdigest()[:16]

@@ -13,7 +13,8 @@ rejected with the first failing reason. Kept documents, rejected ones and the de
 
 A retry skips finished shards (framework markers), reuses the dedup result if it was written, and rewrites only
 the final files that are missing, so a run killed at any point ends with the same output. `kept + rejected =
-input` is checked on the files written.
+input` is checked on the files written. The artifact key includes fingerprints of the blocklists and the
+language-ID model, so changing those files reruns the stage.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Any
 import pyarrow as pa
 from pydantic import Field, model_validator
 
-from llm_core.config import StageConfig
+from llm_core.config import RunConfig, StageConfig
 from llm_core.filters.base import DocFilter, Document, FilterSettings, FilterStats
 from llm_core.filters.c4 import C4Config, C4QualityFilter
 from llm_core.filters.dedup import Duplicate, ShardKeys, find_duplicates, shard_keys
@@ -41,6 +42,7 @@ from llm_core.filters.gopher import (
 from llm_core.filters.language import LanguageFilter, LanguageFilterConfig
 from llm_core.filters.minhash import MinHasher, exact_key
 from llm_core.filters.pii import PIIConfig, PIIRedactor
+from llm_core.filters.resources import data_digest
 from llm_core.filters.url import URLFilter, URLFilterConfig
 from llm_core.schemas import FILTERED_DOCUMENTS, REJECTED
 from llm_core.stage import ShardedStage, StageContext, StageResult, sum_counts
@@ -136,6 +138,15 @@ class FilterStage(ShardedStage):
 
     def input_stages(self, config: Any) -> dict[str, str]:
         return {"documents": "extract"}
+
+    def key_config(self, ctx_config: FilterConfig, run: RunConfig) -> dict[str, Any]:
+        """The config plus fingerprints of the data files it points at (blocklists, language model)."""
+        digests = {}
+        if ctx_config.url.enabled:
+            digests["blocklists"] = data_digest(ctx_config.url.blocklist_dir)
+        if ctx_config.language.enabled:
+            digests["language_model"] = data_digest(ctx_config.language.model_path)
+        return {**super().key_config(ctx_config, run), "data_digests": digests}
 
     def plan(self, ctx: StageContext) -> list[str]:
         names = ctx.reader("documents").files("documents/part-*.parquet")
@@ -293,7 +304,7 @@ def _filter_row(name: str, st: FilterStats) -> dict[str, Any]:
         "input": st.input,
         "kept": st.kept,
         "dropped": st.input - st.kept,
-        "dropped_by_reason": dict(sorted(st.dropped.items(), key=lambda x: -x[1])),
+        "dropped_by_reason": ", ".join(f"{r}: {n}" for r, n in sorted(st.dropped.items(), key=lambda x: -x[1])),
         "seconds": round(st.seconds, 3),
         "docs_per_s": round(st.input / st.seconds, 1) if st.seconds else None,
     }
