@@ -1,6 +1,6 @@
 """AdamW with decoupled weight-decay groups, and the learning-rate schedules (warmup + cosine, warmup-stable-decay).
 
-Weight decay applies to matrices (linear weights, embeddings) and not to vectors (norm gains), as in nanoGPT.
+Weight decay applies to matrices (linear weights, embeddings) and not to norm gains, as in nanoGPT.
 A schedule is a pure function of the step, so a resumed run needs no schedule state beyond the step number.
 """
 
@@ -17,10 +17,12 @@ import torch.nn as nn
 def build_adamw(
     model: nn.Module, lr: float, weight_decay: float, betas: tuple[float, float], device_type: str
 ) -> torch.optim.AdamW:
-    """AdamW over two groups (decay: tensors of 2+ dims; no decay: the rest); fused kernels on CPU and CUDA."""
+    """AdamW over two groups (decay: weights of linear layers and embeddings; no decay: the rest, i.e. norm gains);
+    fused kernels on CPU and CUDA."""
+    matrices = {id(m.weight) for m in model.modules() if isinstance(m, (nn.Linear, nn.Embedding))}
     params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.dim() >= 2]
-    no_decay = [p for p in params if p.dim() < 2]
+    decay = [p for p in params if id(p) in matrices]
+    no_decay = [p for p in params if id(p) not in matrices]
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     fused = device_type in ("cpu", "cuda")
     return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused)

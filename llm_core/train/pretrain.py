@@ -70,6 +70,8 @@ def train_windows(shards: TokenShards, block_size: int) -> TokenWindows:
 def pretrain(ctx: StageContext) -> None:
     """Train in this process (one of several under torchrun, or alone); rank 0 writes the outputs."""
     cfg: PretrainConfig = ctx.config
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     env = init_distributed(cfg.device)
     try:
         _pretrain(ctx, cfg, env)
@@ -196,7 +198,7 @@ def launch_workers(ctx: StageContext) -> None:
         path = os.path.join(tmp, "context.json")
         with open(path, "w", encoding="utf-8") as f:
             f.write(dump_context(ctx))
-        threads = None if torch.cuda.is_available() else max(1, (os.cpu_count() or 1) // cfg.nproc)
+        threads = None if torch.cuda.is_available() else cfg.threads or max(1, (os.cpu_count() or 1) // cfg.nproc)
         launch_torchrun(cfg.nproc, "llm_core.train.pretrain_worker", [path], threads_per_proc=threads)
 
 

@@ -74,12 +74,13 @@ class PretrainConfig(StageConfig):
     nproc: int = Field(1, ge=1, description="processes (DDP under torchrun when > 1)")
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
     compile: bool = False
+    threads: int = Field(0, ge=0, description="CPU threads for torch per process (0 = torch's default)")
     checkpoint_every: int = Field(200, ge=0, description="0 = only at the end")
     keep_checkpoints: int = Field(1, ge=1)
     log_every: int = Field(10, ge=1)
 
     runtime_fields: ClassVar[frozenset[str]] = frozenset(
-        {"nproc", "device", "compile", "checkpoint_every", "keep_checkpoints", "log_every"}
+        {"nproc", "device", "compile", "threads", "checkpoint_every", "keep_checkpoints", "log_every"}
     )
 
     def grad_accum(self, world_size: int) -> int:
