@@ -132,7 +132,7 @@ def show_plan(config: ConfigOpt = DEFAULT_CONFIG, set_: SetOpt = None) -> None:
     table = Table("stage", "key", "status", "inputs")
     for name, ctx in plan(cfg).items():
         status = "[green]done[/green]" if store.is_committed(ctx.output) else "to run"
-        table.add_row(name, ctx.output.key, status, ", ".join(str(r) for r in ctx.inputs.values()))
+        table.add_row(name, ctx.output.key, status, ", ".join(f"{k}<-{r.stage}" for k, r in ctx.inputs.items()))
     console.print(table)
 
 
