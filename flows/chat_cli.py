@@ -19,7 +19,8 @@ from llm_core.store import ArtifactStore
 
 console = Console()
 
-ModelOpt = Annotated[str, typer.Option("--model", "-m", help="artifact key, key prefix or stage/key (pretrain, sft, rlhf)")]
+ModelOpt = Annotated[str, typer.Option("--model", "-m",
+                                       help="artifact key, key prefix or stage/key (pretrain, sft, rlhf)")]
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="pipeline config (for the artifact store)")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help="override: key.path=value (repeatable)")]
 TemperatureOpt = Annotated[float, typer.Option(help="0 = greedy")]

@@ -5,7 +5,12 @@ Builders are cached per process (`lru_cache`), so every test module that imports
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from functools import lru_cache
+
+import torch
+from conftest import DATA
 
 from llm_core.chat.loaders import load_oasst
 from llm_core.chat.synthetic import (
@@ -16,7 +21,6 @@ from llm_core.chat.synthetic import (
 )
 from llm_core.tokenizer.base import SPECIAL_TOKENS
 from llm_core.tokenizer.bpe import BpeTokenizer, train_bpe
-from conftest import DATA
 
 
 @lru_cache(maxsize=1)
@@ -33,19 +37,29 @@ def chat_tokenizer() -> BpeTokenizer:
     return BpeTokenizer(train_bpe(texts, 512, SPECIAL_TOKENS))
 
 
+@contextlib.contextmanager
+def single_thread() -> Iterator[None]:
+    """Tiny models train as fast on one thread, and a busy shared machine makes two threads much slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 @lru_cache(maxsize=1)
+@single_thread()
 def tiny_sft_model():
     """A 2-layer GPT fine-tuned from scratch on generated chats (addition, keyword sentences, identity): the policy
     the reward-model and RL tests start from. Returns (model, tokenizer)."""
-    import torch
-
     from llm_core.model import GPT, GPTConfig
     from llm_core.post.sft import SftConfig, train_sft
     from llm_core.train.pretrain_config import OptimSection
 
     tok = chat_tokenizer()
     torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=96, n_layer=2, n_head=2, n_embd=64))
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=96, n_layer=2, n_head=4, n_embd=64))
     train = [s.messages for s in sft_training_set()]
     cfg = SftConfig(max_steps=SFT_STEPS, batch_size=32, eval_every=0, device="cpu", checkpoint_every=0,
                     optim=OptimSection(lr=3e-3, min_lr=3e-4, weight_decay=0.0, warmup_steps=20))
@@ -67,16 +81,19 @@ def sft_training_set():
 
 
 @lru_cache(maxsize=1)
+@single_thread()
 def tiny_reward_model():
     """A reward model on the tiny SFT trunk, trained on the keyword preference, normalised on SFT samples.
     Returns (model, tokenizer, held-back pairs)."""
     from dataclasses import asdict
 
-    import torch
-
     from llm_core.chat.engine import Engine, SamplingParams
     from llm_core.chat.synthetic import keyword_pairs
-    from llm_core.post.reward import RewardConfig, normalise_on_samples, train_reward_model
+    from llm_core.post.reward import (
+        RewardConfig,
+        normalise_on_samples,
+        train_reward_model,
+    )
     from llm_core.post.reward_model import ScalarHeadModel
     from llm_core.post.rewards import keyword_task
     from llm_core.train.pretrain_config import OptimSection

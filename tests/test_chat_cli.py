@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import typer
+from test_report_chain import commit_upstream
 from typer.testing import CliRunner
 
 from flows.chat_cli import chat, generate
 from llm_core.store import ArtifactStore
-from test_report_chain import commit_upstream
 
 app = typer.Typer()
 app.command("chat")(chat)
@@ -20,7 +20,8 @@ def test_generate_writes_n_replies_per_prompt_and_chat_streams_a_multi_turn_sess
     refs = commit_upstream(ArtifactStore(str(tmp_path / "artifacts")))
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text('"What is 2 + 2?"\n{"prompt": "Who are you?"}\n'
-                       '{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]}\n')
+                       '{"messages": [{"role": "system", "content": "Be brief."}, '
+                       '{"role": "user", "content": "Hi"}]}\n')
     out = tmp_path / "out.jsonl"
     root = f"run.artifact_root={tmp_path / 'artifacts'}"
     key = refs["pretrain"].key[:8]

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import torch
+from post_fixtures import chat_tokenizer
 
 from llm_core.chat.engine import Engine, SamplingParams, sample_tokens
 from llm_core.chat.template import render_conversation, render_prompt, validate_messages
 from llm_core.model import GPT, IGNORE_INDEX, GPTConfig
 from llm_core.post.sft_batches import collate, encode_conversations
-from post_fixtures import chat_tokenizer
 
 CONVO = [
     {"role": "system", "content": "Be brief."},

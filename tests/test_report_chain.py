@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from post_fixtures import chat_tokenizer
 
 from llm_core.config import RunConfig
 from llm_core.model import GPT, GPTConfig
@@ -14,7 +15,6 @@ from llm_core.registry import STAGES
 from llm_core.stage import StageContext, run_stage
 from llm_core.store import ArtifactStore
 from llm_core.tokenizer.artifact import save_tokenizer
-from post_fixtures import chat_tokenizer
 
 SECTIONS = {
     "sft_data": {"val_fraction": 0.1, "sources": [

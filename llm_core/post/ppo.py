@@ -22,7 +22,13 @@ from llm_core.chat.engine import Engine, SamplingParams
 from llm_core.config import StrictModel
 from llm_core.model import GPT
 from llm_core.post.reward_model import ScalarHeadModel
-from llm_core.post.rollout import RolloutBatch, make_batch, masked_mean, masked_whiten, token_logprobs
+from llm_core.post.rollout import (
+    RolloutBatch,
+    make_batch,
+    masked_mean,
+    masked_whiten,
+    token_logprobs,
+)
 
 
 class PpoConfig(StrictModel):

@@ -22,7 +22,14 @@ from llm_core.chat.engine import Engine, SamplingParams
 from llm_core.chat.template import render_completion, render_prompt
 from llm_core.config import StageConfig
 from llm_core.post.model_io import MODEL_DIR, load_gpt, save_model_files
-from llm_core.post.reward_model import ScalarHeadModel, bradley_terry_loss, encode_answer, normalise, pad_rows, score
+from llm_core.post.reward_model import (
+    ScalarHeadModel,
+    bradley_terry_loss,
+    encode_answer,
+    normalise,
+    pad_rows,
+    score,
+)
 from llm_core.post.sft_batches import LengthBucketBatches
 from llm_core.stage import Stage, StageContext, StageResult
 from llm_core.tokenizer import load_tokenizer
@@ -85,7 +92,8 @@ def evaluate_pairs(model: ScalarHeadModel, tokenizer: Tokenizer, pairs: Sequence
     rejected = score(model, [r for _, r in encoded], tokenizer.eot_id)
     hits: dict[str, list[float]] = defaultdict(list)
     for p, c, r in zip(pairs, chosen.tolist(), rejected.tolist()):
-        longer = 1.0 if len(p["chosen"]) > len(p["rejected"]) else 0.5 if len(p["chosen"]) == len(p["rejected"]) else 0.0
+        c_len, r_len = len(p["chosen"]), len(p["rejected"])
+        longer = 1.0 if c_len > r_len else 0.5 if c_len == r_len else 0.0
         for group in ("all", p["source"]):
             hits[f"accuracy/{group}"].append(float(c > r))
             hits[f"length_baseline/{group}"].append(longer)

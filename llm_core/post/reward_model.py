@@ -27,6 +27,7 @@ from llm_core.chat.template import Message, render_completion, render_prompt
 from llm_core.model import CONFIG_FILE, GPT, WEIGHTS_FILE, GPTConfig
 from llm_core.tokenizer.base import Tokenizer
 
+
 class ScalarHeadModel(nn.Module):
     """A GPT trunk plus a linear head giving one number per position; used as reward model and as PPO value model."""
 

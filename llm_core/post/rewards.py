@@ -14,7 +14,12 @@ import re
 from collections.abc import Callable
 
 from llm_core.chat.loaders import load_gsm8k
-from llm_core.chat.synthetic import KEYWORD_PROMPTS, KEYWORDS, addition_problem, requested_keyword
+from llm_core.chat.synthetic import (
+    KEYWORD_PROMPTS,
+    KEYWORDS,
+    addition_problem,
+    requested_keyword,
+)
 
 RewardFn = Callable[[str, str, str | None], float]
 

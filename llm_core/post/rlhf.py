@@ -32,7 +32,12 @@ from llm_core.chat.template import render_prompt
 from llm_core.config import StageConfig
 from llm_core.model import GPT
 from llm_core.post.grpo import GrpoConfig, GrpoTrainer
-from llm_core.post.model_io import MODEL_DIR, load_gpt, load_scalar_model, save_model_files
+from llm_core.post.model_io import (
+    MODEL_DIR,
+    load_gpt,
+    load_scalar_model,
+    save_model_files,
+)
 from llm_core.post.ppo import PpoConfig, PpoTrainer
 from llm_core.post.reward_model import ScalarHeadModel
 from llm_core.post.rewards import arithmetic_task, get_reward, gsm8k_task

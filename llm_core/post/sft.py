@@ -25,7 +25,11 @@ from llm_core.chat.template import Message, render_prompt
 from llm_core.config import StageConfig
 from llm_core.model import GPT
 from llm_core.post.model_io import MODEL_DIR, load_gpt, save_model_files
-from llm_core.post.sft_batches import collate, conversation_batches, encode_conversations
+from llm_core.post.sft_batches import (
+    collate,
+    conversation_batches,
+    encode_conversations,
+)
 from llm_core.stage import Stage, StageContext, StageResult
 from llm_core.tokenizer import load_tokenizer
 from llm_core.tokenizer.base import Tokenizer
@@ -79,11 +83,13 @@ def eval_loss(model: GPT, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> f
 def answer_prompts(
     engine: Engine, tokenizer: Tokenizer, conversations: list[list[Message]], params: SamplingParams, seed: int
 ) -> list[dict[str, Any]]:
-    """Answer the first user turn of each conversation; rows {prompt, reference, reply, finished}."""
+    """Answer the first user turn of each conversation (after any system message); rows {prompt, reference (the
+    conversation's own answer, if it has one), reply, finished}."""
     prompts = [[m for m in c[:2] if m["role"] != "assistant"] for c in conversations]
     outs = engine.generate([render_prompt(tokenizer, p) for p in prompts], params, n=1, seed=seed)
     return [
-        {"prompt": p[-1]["content"], "reference": c[len(p)]["content"], "reply": o[0].text, "finished": o[0].finished}
+        {"prompt": p[-1]["content"], "reference": c[len(p)]["content"] if len(c) > len(p) else "",
+         "reply": o[0].text, "finished": o[0].finished}
         for p, c, o in zip(prompts, conversations, outs)
     ]
 

@@ -78,7 +78,8 @@ class LengthBucketBatches:
         self, lengths: list[int], batch_size: int, seed: int, make: Callable[[list[int]], Any], grad_accum: int = 1
     ):
         assert lengths, "no training examples"
-        self.lengths, self.batch_size, self.seed, self.make, self.grad_accum = lengths, batch_size, seed, make, grad_accum
+        self.lengths, self.batch_size, self.seed = lengths, batch_size, seed
+        self.make, self.grad_accum = make, grad_accum
         self._orders: dict[int, list[list[int]]] = {}
 
     def order(self, epoch: int) -> list[list[int]]:

@@ -15,7 +15,13 @@ from collections import Counter
 import pyarrow as pa
 from pydantic import Field
 
-from llm_core.chat.mixture import IdentityConfig, SourceConfig, copies, is_validation, load_source
+from llm_core.chat.mixture import (
+    IdentityConfig,
+    SourceConfig,
+    copies,
+    is_validation,
+    load_source,
+)
 from llm_core.chat.template import validate_messages
 from llm_core.config import StageConfig
 from llm_core.schemas import CONVERSATIONS
@@ -91,7 +97,8 @@ class SftDataStage(Stage):
 
 
 def funnel_markdown(rows: list[dict]) -> str:
-    head = "| source | weight | input | kept | rejected | train (unique) | train (weighted) | val |\n|---|---|---|---|---|---|---|---|\n"
+    head = ("| source | weight | input | kept | rejected | train (unique) | train (weighted) | val |\n"
+            "|---|---|---|---|---|---|---|---|\n")
     body = "".join(
         f"| {r['source']} | {r['weight']} | {r['input']} | {r['kept']} | {r['rejected']} | {r['train_unique']} "
         f"| {r['train']} | {r['val']} |\n"
