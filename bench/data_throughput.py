@@ -20,6 +20,7 @@ import argparse
 import functools
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -119,14 +120,24 @@ def _tree_rss_bytes(pid: int) -> tuple[int, int]:
     return total, largest
 
 
-def measured(cmd: list[str]) -> dict:
+class Stalled(RuntimeError):
+    """A measured command ran past its time limit and was killed."""
+
+
+def measured(cmd: list[str], limit_s: float | None = None) -> dict:
     """Run a command that prints one JSON line last; add the peak RSS of its process tree and of its largest
-    process."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=BENCH.parent)
+    process. Past `limit_s` the command's whole process group is killed and `Stalled` raised."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=BENCH.parent,
+                            start_new_session=True)
     peak = peak_process = 0
+    started = time.monotonic()
     while proc.poll() is None:
         tree, largest = _tree_rss_bytes(proc.pid)
         peak, peak_process = max(peak, tree), max(peak_process, largest)
+        if limit_s is not None and time.monotonic() - started > limit_s:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise Stalled(f"{cmd[1]} {cmd[2]} killed after {limit_s:.0f} s")
         time.sleep(0.05)
     out, err = proc.communicate()
     if proc.returncode != 0:
@@ -200,12 +211,19 @@ def bench_ours(warc_dir: Path, work: Path, workers: int, fast: bool) -> dict[str
     return {stage: measured([*cmd, "--ours-stage", stage]) for stage in ("crawl", "extract")}
 
 
-def bench_peer(python: str, warc_dir: Path, work: Path, workers: int, timeout_s: float) -> dict[str, dict]:
+def bench_peer(python: str, warc_dir: Path, work: Path, workers: int, timeout_s: float,
+               limit_s: float) -> dict[str, dict] | None:
+    """datatrove's two runs, or None (with a message) if one stalls past `limit_s`."""
     out = {}
     for mode in ("ingest", "extract"):
         out_dir = tempfile.mkdtemp(prefix=f"datatrove-{mode}-", dir=work)
-        out[mode] = measured([python, str(BENCH / "datatrove_peer.py"), mode, "--warc-dir", str(warc_dir),
-                              "--out", out_dir, "--workers", str(workers), "--timeout", str(timeout_s)])
+        try:
+            out[mode] = measured([python, str(BENCH / "datatrove_peer.py"), mode, "--warc-dir", str(warc_dir),
+                                  "--out", out_dir, "--workers", str(workers), "--timeout", str(timeout_s)],
+                                 limit_s)
+        except Stalled as e:
+            print(f"datatrove stalled, no peer figures: {e}", flush=True)
+            return None
     return out
 
 
@@ -262,7 +280,7 @@ def report(ours: dict, peer: dict | None, warc_bytes: int, workers: int, peer_na
             f"{ing['peak_process_rss_mb']:.0f} / {ext['peak_process_rss_mb']:.0f}",
         ] + ["-"] * (len(rows) - 11)
     width = max(len(r[0]) for r in rows)
-    head = f"{'':{width}}  {'llm_core':>22}  {peer_name if peer else 'peer (not run: --peer)'}"
+    head = f"{'':{width}}  {'llm_core':>22}  {peer_name if peer else 'peer: no figures'}"
     title = f"{workers} workers, {warc_bytes / MB:.1f} MB of WARC" + (", our extract.fast=true" if fast else "")
     lines = [title, head, "-" * len(head)]
     lines += [f"{label:{width}}  {mine:>22}  {theirs}" for (label, mine), theirs in zip(rows, peer_rows)]
@@ -281,6 +299,8 @@ def main() -> None:
     parser.add_argument("--fast", action="store_true", help="our extract with extract.fast=true (no fallbacks)")
     parser.add_argument("--peer", metavar="PYTHON", help="python of an environment with datatrove installed")
     parser.add_argument("--peer-timeout", type=float, default=10.0, help="datatrove's per-document timeout (s)")
+    parser.add_argument("--peer-limit", type=float, default=900.0,
+                        help="kill a datatrove run after this many seconds (its executor can stall)")
     parser.add_argument("--json", action="store_true", help="print the raw figures as JSON too")
     parser.add_argument("--filters", action="store_true", help="then run bench/filter_throughput.py (filter stage)")
     parser.add_argument("--ours-stage", help=argparse.SUPPRESS)
@@ -302,8 +322,10 @@ def main() -> None:
     if args.ceiling:
         ours["ceiling"] = measured([sys.executable, __file__, "--warc-dir", str(warc_dir), "--workers",
                                     str(args.workers), "--ours-stage", "ceiling"])
-    peer = bench_peer(args.peer, warc_dir, args.work, args.workers, args.peer_timeout) if args.peer else None
-    print(report(ours, peer, warc_bytes, args.workers, peer_version(args.peer) if args.peer else "",
+    peer = None
+    if args.peer:
+        peer = bench_peer(args.peer, warc_dir, args.work, args.workers, args.peer_timeout, args.peer_limit)
+    print(report(ours, peer, warc_bytes, args.workers, peer_version(args.peer) if peer else "",
                  args.fast))
     if args.json:
         print(json.dumps({"ours": ours, "peer": peer, "warc_bytes": warc_bytes}))
