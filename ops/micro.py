@@ -16,13 +16,24 @@ from llm_core.registry import STAGES
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "configs" / "tiny.yaml"
 
-# stage -> overrides applied when the stage is registered; one sample WARC file (about 30 pages) in place of all.
+# stage -> overrides applied when the stage is registered: one sample WARC file (about 30 pages) in place of all,
+# a one-layer model, a few steps of each training stage, a few generated conversations and preference pairs.
 MICRO_OVERRIDES: dict[str, list[str]] = {
     "crawl": ["crawl.warc=[data/warc/resiliparse_cc_warcfile.dev.warc.gz]", "crawl.html_dirs=[]"],
     "bpe": ["bpe.vocab_size=512"],
-    "pretrain": ["pretrain.model={n_layer: 1, n_head: 2, n_embd: 32, block_size: 32}", "pretrain.batch_size=4",
+    "pretrain": ["pretrain.model={n_layer: 1, n_head: 2, n_embd: 32, block_size: 128}", "pretrain.batch_size=4",
                  "pretrain.max_steps=4", "pretrain.eval_every=0", "pretrain.eval_tokens=1024",
                  "pretrain.optim.warmup_steps=1", "pretrain.sample_tokens=4"],
+    "sft_data": ["sft_data.sources=[{kind: identity, count: 40}, {kind: arithmetic, count: 40}]",
+                 "sft_data.val_fraction=0.2"],
+    "sft": ["sft.max_steps=2", "sft.batch_size=4", "sft.eval_every=0", "sft.eval_conversations=4",
+            "sft.sample_prompts=1", "sft.sample_tokens=4", "sft.optim.warmup_steps=1"],
+    "reward_data": ["reward_data.sources=[{kind: keyword, count: 40}]"],
+    "reward": ["reward.max_steps=2", "reward.batch_size=4", "reward.eval_every=0", "reward.eval_pairs=4",
+               "reward.normalise_prompts=2", "reward.sample_tokens=4", "reward.optim.warmup_steps=1"],
+    "rlhf": ["rlhf.iterations=1", "rlhf.max_tokens=4", "rlhf.eval_prompts=2", "rlhf.eval_samples=1",
+             "rlhf.ppo.prompts_per_iteration=2", "rlhf.ppo.minibatch_size=2", "rlhf.ppo.ppo_epochs=1"],
+    "report": ["report.sample_chats=1"],
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from prefect.client.orchestration import get_client
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
 from llm_core.config import ConfigError, RunConfig
@@ -26,12 +27,20 @@ def make_task_runner(run: RunConfig) -> TaskRunner:
         # Shards may start processes of their own (extract bounds each page's parse in a child process when it is
         # not on a main thread), which daemonic worker processes cannot: start the local workers non-daemonic.
         dask.config.set({"distributed.worker.daemon": False})
-        return DaskTaskRunner(cluster_kwargs={"n_workers": workers or 2, "threads_per_worker": 1})
+        return DaskTaskRunner(cluster_kwargs={"n_workers": workers or 2, "threads_per_worker": 1,
+                                              "env": {"PREFECT_API_URL": current_api_url()}})
     try:
         from prefect_ray import RayTaskRunner
     except ImportError as e:
         raise ConfigError("run.task_runner=ray needs prefect-ray: pip install 'llm-pipeline[ray]'") from e
     return RayTaskRunner(address=run.task_runner_address) if run.task_runner_address else RayTaskRunner()
+
+
+def current_api_url() -> str:
+    """The API this process reports to: the server's, or in ephemeral mode the temporary server's, which local
+    workers then share instead of each starting a temporary server of their own (tens of seconds each)."""
+    with get_client(sync_client=True) as client:
+        return str(client.api_url)
 
 
 def runs_shards_in_local_pool(run: RunConfig) -> bool:
