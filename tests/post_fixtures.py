@@ -51,15 +51,16 @@ def single_thread() -> Iterator[None]:
 @lru_cache(maxsize=1)
 @single_thread()
 def tiny_sft_model():
-    """A 2-layer GPT fine-tuned from scratch on generated chats (addition, keyword sentences, identity): the policy
-    the reward-model and RL tests start from. Returns (model, tokenizer)."""
+    """A 2-layer, 128-wide GPT fine-tuned from scratch on generated chats (addition, half of it answered with a hedge; keyword
+    sentences, half of them with the requested word; identity): the policy the reward-model and RL tests start
+    from. Returns (model, tokenizer)."""
     from llm_core.model import GPT, GPTConfig
     from llm_core.post.sft import SftConfig, train_sft
     from llm_core.train.pretrain_config import OptimSection
 
     tok = chat_tokenizer()
     torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=96, n_layer=2, n_head=4, n_embd=64))
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=96, n_layer=2, n_head=4, n_embd=128))
     train = [s.messages for s in sft_training_set()]
     cfg = SftConfig(max_steps=SFT_STEPS, batch_size=32, eval_every=0, device="cpu", checkpoint_every=0,
                     optim=OptimSection(lr=3e-3, min_lr=3e-4, weight_decay=0.0, warmup_steps=20))
@@ -74,7 +75,7 @@ HELD_BACK_SEED = 999  # generated prompts for evaluation use this seed; training
 
 def sft_training_set():
     return [
-        *arithmetic_conversations(300, 1, max_operand=MAX_OPERAND),
+        *arithmetic_conversations(300, 1, max_operand=MAX_OPERAND, hedge_share=0.5),
         *keyword_conversations(300, 2, keyword_share=0.5),
         *identity_conversations("Tinychat", "the llm-pipeline project", 60, 3),
     ]

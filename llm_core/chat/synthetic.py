@@ -121,13 +121,19 @@ def addition_problem(rng: random.Random, max_operand: int) -> tuple[str, int]:
     return f"What is {a} + {b}?", a + b
 
 
-def arithmetic_conversations(count: int, seed: int, max_operand: int = 20) -> list[Sample]:
-    """Addition questions with the answer as `#### N` (the GSM8K answer convention, checked by the same reward)."""
+HEDGES = ["I am not sure.", "I can't work that out.", "Hard to say."]
+
+
+def arithmetic_conversations(count: int, seed: int, max_operand: int = 20, hedge_share: float = 0.0) -> list[Sample]:
+    """Addition questions with the answer as `#### N` (the GSM8K answer convention, checked by the same reward);
+    `hedge_share` of them are answered with a hedge instead, the habit of not committing to an answer that a
+    verifiable reward can train away (GRPO) while imitation cannot."""
     rng = random.Random(seed)
     out = []
     for _ in range(count):
         question, answer = addition_problem(rng, max_operand)
-        out.append(Sample([msg("user", question), msg("assistant", f"#### {answer}")], "arithmetic"))
+        reply = rng.choice(HEDGES) if rng.random() < hedge_share else f"#### {answer}"
+        out.append(Sample([msg("user", question), msg("assistant", reply)], "arithmetic"))
     return out
 
 
