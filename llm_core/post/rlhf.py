@@ -215,6 +215,9 @@ class RlhfStage(Stage):
         fitting = [p for p in prompts if len(render_prompt(tokenizer, [{"role": "user", "content": p[0]}])) <= room]
         train, held = split_prompts(fitting, cfg.eval_fraction, seed)
         held = held[: cfg.eval_prompts]
+        assert train and held, (
+            f"{len(fitting)} of {len(prompts)} prompts fit the context ({room} tokens before the reply): too few to "
+            "train and evaluate; lower rlhf.max_tokens or use a model with a longer block_size")
         params = SamplingParams(max_tokens=cfg.max_tokens, temperature=cfg.temperature)
         before, before_samples = evaluate_policy(policy, ref, tokenizer, held, scorer, params, cfg.eval_samples, seed)
         writer = ctx.writer()
