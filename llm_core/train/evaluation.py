@@ -43,7 +43,8 @@ class LMEvaluator:
         self.decode, self.prompts, self.sample_tokens = decode, list(prompts), sample_tokens
         self.stop_token, self.seed = stop_token, seed
         targets = val_tokens[1:len(self.starts) * block_size + 1].astype(np.int64)
-        ordinary = [int(t) for t in targets if int(t) not in set(special_ids)]
+        specials = set(special_ids)
+        ordinary = [int(t) for t in targets if int(t) not in specials]
         self.num_targets = len(targets)
         self.num_bytes = len(decode(ordinary).encode("utf-8"))
         self.samples: list[dict] = []  # the latest evaluation's continuations

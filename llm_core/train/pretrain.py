@@ -145,13 +145,13 @@ def write_outputs(ctx: StageContext, model: GPT, history: TrainHistory, samples:
 
 
 def build_result(ctx: StageContext) -> StageResult:
-    reader = ctx.writer()
-    result: dict[str, Any] = reader.read_json(RESULT_FILE)
-    history = TrainHistory(**{k: v for k, v in reader.read_json(HISTORY_FILE).items() if k != "samples"})
-    samples = reader.read_json(HISTORY_FILE)["samples"]
+    files = ctx.writer()  # the artifact being built: read back what training wrote
+    result: dict[str, Any] = files.read_json(RESULT_FILE)
+    recorded = files.read_json(HISTORY_FILE)
+    history = TrainHistory(train=recorded["train"], evals=recorded["evals"])
+    samples = recorded["samples"]
     metrics = {k: float(v) for k, v in result.items() if isinstance(v, (int, float))}
-    with reader.open(f"{MODEL_DIR}/config.json") as f:
-        model_config = json.loads(f.read())
+    model_config = files.read_json(f"{MODEL_DIR}/config.json")
     markdown = (
         f"### Pretraining\n\n{result['params']:,} parameters ({model_config['n_layer']} layers, "
         f"{model_config['n_embd']} wide), {result['steps']} steps of {result['tokens_per_step']:,} tokens on "
