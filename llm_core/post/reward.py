@@ -175,7 +175,8 @@ class RewardStage(Stage):
         params = SamplingParams(max_tokens=cfg.sample_tokens, temperature=cfg.temperature)
         mean, std = normalise_on_samples(model, Engine(sft.eval(), tokenizer), tokenizer,
                                          [p["prompt"] for p in val[: cfg.normalise_prompts]], params, seed)
-        final = evaluate_pairs(model, tokenizer, val[: cfg.eval_pairs])
+        # the loop evaluated the final weights; normalising (a positive affine map) leaves accuracies unchanged
+        final = {k: v for k, v in history.evals[-1].items() if k != "step"} if history.evals else {}
         save_model_files(writer, model)
         writer.write_json(HISTORY_FILE, {"train": history.train, "evals": history.evals})
         writer.write_json(RESULT_FILE, {**final, "steps": cfg.max_steps, "train_pairs": len(train),
