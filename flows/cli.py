@@ -176,7 +176,7 @@ def artifacts_show(
         if values:
             table = Table(title, "value", title_justify="left")
             for k, v in values.items():
-                table.add_row(k, f"{v:,}" if isinstance(v, int) else f"{v:.6g}")
+                table.add_row(k, "n/a" if v is None else f"{v:,}" if isinstance(v, int) else f"{v:.6g}")
             console.print(table)
     files = Table("file", "bytes", "sha256")
     for name, entry in m.files.items():

@@ -19,6 +19,7 @@ import datetime as dt
 import fnmatch
 import hashlib
 import json
+import math
 import os
 import posixpath
 import uuid
@@ -78,7 +79,7 @@ class Manifest(BaseModel):
     inputs: dict[str, str] = Field(default_factory=dict, description="input name -> 'stage/key'")
     files: dict[str, FileEntry] = Field(default_factory=dict)
     counts: dict[str, int] = Field(default_factory=dict)
-    metrics: dict[str, float] = Field(default_factory=dict)
+    metrics: dict[str, float | None] = Field(default_factory=dict, description="None: not measurable (NaN, inf)")
     timings: dict[str, float] = Field(default_factory=dict)
     extra: dict[str, Any] = Field(default_factory=dict)
 
@@ -311,7 +312,7 @@ class ArtifactWriter(_ArtifactFiles):
             inputs={name: str(ref) for name, ref in inputs.items()},
             files=self._file_entries(),
             counts=counts or {},
-            metrics=metrics or {},
+            metrics={k: (v if v is None or math.isfinite(v) else None) for k, v in (metrics or {}).items()},
             timings=timings or {},
             extra=extra or {},
         )

@@ -28,7 +28,7 @@ def manifest_markdown(manifest: Manifest, uri: str, cached: bool) -> str:
     lines += [f"- input `{name}`: `{ref}`" for name, ref in manifest.inputs.items()]
     if manifest.metrics:
         lines += ["", "| metric | value |", "|---|---|"]
-        lines += [f"| {k} | {v:.4g} |" for k, v in manifest.metrics.items()]
+        lines += [f"| {k} | {'n/a' if v is None else f'{v:.4g}'} |" for k, v in manifest.metrics.items()]
     if markdown := manifest.extra.get("markdown"):
         lines += ["", markdown]
     return "\n".join(lines)

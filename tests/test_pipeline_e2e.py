@@ -9,19 +9,7 @@ from typer.testing import CliRunner
 from llm_core.config import load_config
 from llm_core.pipeline import plan
 from llm_core.store import ArtifactStore
-
-# The tiny config, made smaller so the whole chain runs in the test suite's budget.
-MICRO = [
-    "crawl.warc=[data/warc/warcio_example-iana.org-chunked.warc, data/warc/whirlwind.warc.gz]",
-    "crawl.html_dirs=[data/html/zh]",
-    "pretrain.max_steps=20", "pretrain.eval_every=10", "pretrain.checkpoint_every=10", "pretrain.eval_tokens=2048",
-    "pretrain.sample_tokens=8",
-    "sft.max_steps=10", "sft.eval_every=0", "sft.eval_conversations=16", "sft.sample_prompts=4", "sft.sample_tokens=16",
-    "reward.max_steps=10", "reward.eval_every=0", "reward.eval_pairs=32", "reward.normalise_prompts=4",
-    "reward.sample_tokens=16",
-    "rlhf.iterations=2", "rlhf.eval_prompts=4", "rlhf.eval_samples=1", "rlhf.max_tokens=16",
-    "report.sample_chats=1",
-]
+from ops.micro import micro_overrides
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +17,7 @@ def micro(tmp_path_factory, prefect_harness):
     from flows.pipeline import full_pipeline
 
     root = tmp_path_factory.mktemp("micro") / "artifacts"
-    overrides = [*MICRO, f"run.artifact_root={root}"]
+    overrides = micro_overrides([f"run.artifact_root={root}"])
     cfg = load_config("configs/tiny.yaml", overrides)
     done = full_pipeline(cfg)
     return cfg, overrides, done

@@ -71,6 +71,13 @@ def test_s3_store(s3_server):
     _exercise(ArtifactStore(s3_server["root"] + "/store-test", s3_server["storage_options"]))
 
 
+def test_non_finite_metrics_are_kept_as_not_measured(tmp_path):
+    store = ArtifactStore(str(tmp_path))
+    ref = store.ref("sft", "k")
+    store.writer(ref).commit(version="1", config={}, inputs={}, metrics={"val_loss": float("nan"), "acc": 0.5})
+    assert store.manifest(ref).metrics == {"val_loss": None, "acc": 0.5}
+
+
 def test_table_roundtrip(tmp_path):
     store = ArtifactStore(str(tmp_path))
     w = store.writer(store.ref("x", "k"))
