@@ -16,6 +16,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 from rich.tree import Tree
 
+from flows.chat_cli import chat, generate
 from flows.serve import serve
 from llm_core.config import ConfigError, load_config
 from llm_core.pipeline import plan
@@ -191,6 +192,8 @@ def artifacts_show(
 
 
 app.command()(serve)
+app.command()(chat)
+app.command()(generate)
 
 if __name__ == "__main__":
     app()
