@@ -53,7 +53,7 @@ def main() -> None:
 
     mode = "compiled" if args.compile else "eager"
     peer_speed = NANOGPT[f"{mode}_tokens_per_s"]
-    print(f"\nshakespeare-char, {int(m['steps'])} steps, {int(m['params']):,} parameters, {m['device']}, "
+    print(f"\nshakespeare-char, {int(m['steps'])} steps, {int(m['params']):,} parameters, {config.pretrain.device}, "
           f"{torch.get_num_threads()} threads, {mode}")
     print(f"{'':28}{'val loss':>10}{'tokens/s':>12}")
     print(f"{'nanoGPT README (published)':28}{NANOGPT['published_val_loss']:>10.4f}{'':>12}")
