@@ -100,3 +100,42 @@ def test_two_process_ddp_matches_one_process(tmp_path):
     for name in a:
         torch.testing.assert_close(a[name], b[name], atol=1e-4, rtol=1e-3, msg=name)
     assert manifest.metrics["val_loss"] == pytest.approx(store.manifest(single.output).metrics["val_loss"], abs=1e-4)
+
+
+@pytest.mark.slow
+def test_two_nodes_meet_at_a_rendezvous(tmp_path):
+    """The multi-node path: two 'nodes' (one process each, on loopback) join through torchrun's c10d rendezvous and
+    train as one world of 2, as two machines would; then the stage commits the model they wrote."""
+    import socket
+    from concurrent.futures import ThreadPoolExecutor
+
+    from llm_core.train.distributed import launch_torchrun
+    from llm_core.train.pretrain import dump_context
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = {"max_steps": 4, "eval_every": 0, "checkpoint_every": 0, "tokens_per_step": 2 * 8 * 32,
+                "sample_tokens": 0, "nnodes": 2, "rdzv_endpoint": f"127.0.0.1:{port}"}
+    config = load_config(data=shakespeare_config(str(tmp_path), **settings))
+    ctx = plan(config, ["pretrain"])
+    for name in ("bpe", "tokenize"):
+        run_stage(STAGES[name], ctx[name])
+    context_file = tmp_path / "context.json"
+    context_file.write_text(dump_context(ctx["pretrain"]))
+
+    def node(_: int) -> None:
+        launch_torchrun(1, "llm_core.train.pretrain_worker", [str(context_file)], threads_per_proc=1,
+                        nnodes=2, rdzv_endpoint=f"127.0.0.1:{port}", rdzv_id="test-two-nodes")
+
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(node, range(2)))
+    manifest, cached = run_stage(STAGES["pretrain"], ctx["pretrain"])
+    assert not cached
+    assert manifest.metrics["world_size"] == 2 and manifest.metrics["grad_accum"] == 1
+    assert "model/model.safetensors" in manifest.files
+
+
+def test_several_nodes_need_a_rendezvous(tmp_path):
+    with pytest.raises(Exception, match="rdzv_endpoint"):
+        load_config(data=shakespeare_config(str(tmp_path), nnodes=2))

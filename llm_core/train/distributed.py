@@ -71,13 +71,23 @@ def all_reduce_mean(value: torch.Tensor, env: DistEnv) -> torch.Tensor:
     return value
 
 
-def launch_torchrun(nproc: int, module: str, args: list[str], threads_per_proc: int | None = None) -> None:
-    """Run `python -m module args...` in `nproc` processes on this node under torchrun; raise if any fails."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", module, *args]
+def launch_torchrun(nproc: int, module: str, args: list[str], threads_per_proc: int | None = None,
+                    nnodes: int = 1, rdzv_endpoint: str | None = None, rdzv_id: str = "llmpipe") -> None:
+    """Run `python -m module args...` in `nproc` processes per node under torchrun; raise if any fails.
+
+    One node: `--standalone`. Several: every node runs this same call and they meet at `rdzv_endpoint` (host:port
+    of any one of them) through torchrun's c10d rendezvous, as `torchrun --nnodes N --rdzv-backend c10d` does."""
+    if nnodes == 1:
+        placement = ["--standalone", f"--nproc_per_node={nproc}"]
+    else:
+        if not rdzv_endpoint:
+            raise ValueError(f"{nnodes} nodes need a rendezvous endpoint (host:port reachable from every node)")
+        placement = [f"--nnodes={nnodes}", f"--nproc_per_node={nproc}", "--rdzv-backend=c10d",
+                     f"--rdzv-endpoint={rdzv_endpoint}", f"--rdzv-id={rdzv_id}"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", *placement, "-m", module, *args]
     env = dict(os.environ)
     if threads_per_proc:
         env["OMP_NUM_THREADS"] = str(threads_per_proc)
     result = subprocess.run(cmd, env=env)
     if result.returncode != 0:
-        raise RuntimeError(f"torchrun with {nproc} processes failed (exit {result.returncode}): {' '.join(cmd)}")
+        raise RuntimeError(f"torchrun with {nproc} processes x {nnodes} nodes failed (exit {result.returncode}): {' '.join(cmd)}")

@@ -183,7 +183,7 @@ class PretrainStage(Stage):
     def run(self, ctx: StageContext) -> StageResult:
         cfg: PretrainConfig = ctx.config
         if not ctx.writer().exists(RESULT_FILE):
-            if cfg.nproc > 1 and not under_torchrun():
+            if cfg.nproc * cfg.nnodes > 1 and not under_torchrun():
                 launch_workers(ctx)
             else:
                 pretrain(ctx)
@@ -199,7 +199,8 @@ def launch_workers(ctx: StageContext) -> None:
         with open(path, "w", encoding="utf-8") as f:
             f.write(dump_context(ctx))
         threads = None if torch.cuda.is_available() else cfg.threads or max(1, (os.cpu_count() or 1) // cfg.nproc)
-        launch_torchrun(cfg.nproc, "llm_core.train.pretrain_worker", [path], threads_per_proc=threads)
+        launch_torchrun(cfg.nproc, "llm_core.train.pretrain_worker", [path], threads_per_proc=threads,
+                        nnodes=cfg.nnodes, rdzv_endpoint=cfg.rdzv_endpoint, rdzv_id=cfg.rdzv_id)
 
 
 def dump_context(ctx: StageContext) -> str:

@@ -71,7 +71,10 @@ class PretrainConfig(StageConfig):
     sample_tokens: int = Field(64, ge=0)
     bf16: bool = Field(True, description="bf16 autocast on CUDA (CPU trains in fp32)")
     # runtime: how, not what
-    nproc: int = Field(1, ge=1, description="processes (DDP under torchrun when > 1)")
+    nproc: int = Field(1, ge=1, description="processes per node (DDP under torchrun when > 1)")
+    nnodes: int = Field(1, ge=1, description="nodes; > 1: start the same stage on every node (shared artifact root)")
+    rdzv_endpoint: str | None = Field(None, pattern=r"^[\w.\-]+:\d+$", description="host:port of the rendezvous")
+    rdzv_id: str = Field("llmpipe", description="names one training job at the rendezvous")
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
     compile: bool = False
     threads: int = Field(0, ge=0, description="CPU threads for torch per process (0 = torch's default)")
@@ -80,7 +83,8 @@ class PretrainConfig(StageConfig):
     log_every: int = Field(10, ge=1)
 
     runtime_fields: ClassVar[frozenset[str]] = frozenset(
-        {"nproc", "device", "compile", "threads", "checkpoint_every", "keep_checkpoints", "log_every"}
+        {"nproc", "nnodes", "rdzv_endpoint", "rdzv_id", "device", "compile", "threads", "checkpoint_every",
+         "keep_checkpoints", "log_every"}
     )
 
     def grad_accum(self, world_size: int) -> int:
@@ -95,5 +99,7 @@ class PretrainConfig(StageConfig):
 
     @model_validator(mode="after")
     def _batch_fits(self) -> PretrainConfig:
-        self.grad_accum(self.nproc)
+        self.grad_accum(self.nproc * self.nnodes)
+        if self.nnodes > 1 and not self.rdzv_endpoint:
+            raise ValueError(f"pretrain.nnodes={self.nnodes} needs pretrain.rdzv_endpoint (host:port)")
         return self
