@@ -31,16 +31,17 @@ from llm_core.post.reward_model import (
     score,
 )
 from llm_core.post.sft_batches import LengthBucketBatches
-from llm_core.stage import Stage, StageContext, StageResult
+from llm_core.stage import StageContext, StageResult
 from llm_core.tokenizer import load_tokenizer
 from llm_core.tokenizer.base import Tokenizer
 from llm_core.train.checkpoint import CheckpointStore
+from llm_core.train.training_stage import RESULT_FILE, TrainingStage
 from llm_core.train.distributed import init_distributed
 from llm_core.train.optim import LRSchedule, build_adamw
 from llm_core.train.pretrain_config import OptimSection
 from llm_core.train.trainer import LoopSettings, Trainer, TrainHistory
 
-RESULT_FILE, HISTORY_FILE = "result.json", "history.json"
+HISTORY_FILE = "history.json"
 
 
 def reward_optim() -> OptimSection:
@@ -142,7 +143,7 @@ def normalise_on_samples(
     return normalise(model, rows, tokenizer.eot_id)
 
 
-class RewardStage(Stage):
+class RewardStage(TrainingStage):
     name = "reward"
     config_model = RewardConfig
     version = "1"
@@ -151,12 +152,8 @@ class RewardStage(Stage):
     def input_stages(self, config: Any) -> dict[str, str]:
         return {"sft": "sft", "data": "reward_data", "tokenizer": "bpe"}
 
-    def run(self, ctx: StageContext) -> StageResult:
-        writer = ctx.writer()
-        if not writer.exists(RESULT_FILE):
-            self.train(ctx)
-        CheckpointStore(writer).remove_all()
-        return build_result(writer.read_json(RESULT_FILE))
+    def result(self, ctx: StageContext) -> StageResult:
+        return build_result(ctx.writer().read_json(RESULT_FILE))
 
     def train(self, ctx: StageContext) -> None:
         cfg: RewardConfig = ctx.config

@@ -42,12 +42,13 @@ from llm_core.post.ppo import PpoConfig, PpoTrainer
 from llm_core.post.reward_model import ScalarHeadModel
 from llm_core.post.rewards import arithmetic_task, get_reward, gsm8k_task
 from llm_core.post.rollout import RolloutBatch, make_batch, token_logprobs
-from llm_core.stage import Stage, StageContext, StageResult
+from llm_core.stage import StageContext, StageResult
 from llm_core.tokenizer import load_tokenizer
 from llm_core.tokenizer.base import Tokenizer
 from llm_core.train.checkpoint import CheckpointStore
+from llm_core.train.training_stage import RESULT_FILE, TrainingStage
 
-RESULT_FILE, HISTORY_FILE, SAMPLES_FILE = "result.json", "history.json", "samples.json"
+HISTORY_FILE, SAMPLES_FILE = "history.json", "samples.json"
 
 
 class RlhfConfig(StageConfig):
@@ -181,7 +182,7 @@ def run_rl(
     return log
 
 
-class RlhfStage(Stage):
+class RlhfStage(TrainingStage):
     name = "rlhf"
     config_model = RlhfConfig
     version = "1"
@@ -193,11 +194,8 @@ class RlhfStage(Stage):
             inputs["reward"] = "reward"
         return inputs
 
-    def run(self, ctx: StageContext) -> StageResult:
+    def result(self, ctx: StageContext) -> StageResult:
         writer = ctx.writer()
-        if not writer.exists(RESULT_FILE):
-            self.train(ctx)
-        CheckpointStore(writer).remove_all()
         return build_result(writer.read_json(RESULT_FILE), writer.read_json(SAMPLES_FILE))
 
     def train(self, ctx: StageContext) -> None:

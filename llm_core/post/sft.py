@@ -30,16 +30,17 @@ from llm_core.post.sft_batches import (
     conversation_batches,
     encode_conversations,
 )
-from llm_core.stage import Stage, StageContext, StageResult
+from llm_core.stage import StageContext, StageResult
 from llm_core.tokenizer import load_tokenizer
 from llm_core.tokenizer.base import Tokenizer
 from llm_core.train.checkpoint import CheckpointStore
+from llm_core.train.training_stage import RESULT_FILE, TrainingStage
 from llm_core.train.distributed import init_distributed
 from llm_core.train.optim import LRSchedule, build_adamw
 from llm_core.train.pretrain_config import OptimSection
 from llm_core.train.trainer import LoopSettings, Trainer, TrainHistory
 
-RESULT_FILE, HISTORY_FILE, SAMPLES_FILE = "result.json", "history.json", "samples.json"
+HISTORY_FILE, SAMPLES_FILE = "history.json", "samples.json"
 
 
 def sft_optim() -> OptimSection:
@@ -127,7 +128,7 @@ def train_sft(
     return history, facts
 
 
-class SftStage(Stage):
+class SftStage(TrainingStage):
     name = "sft"
     config_model = SftConfig
     version = "1"
@@ -136,11 +137,8 @@ class SftStage(Stage):
     def input_stages(self, config: Any) -> dict[str, str]:
         return {"base": "pretrain", "data": "sft_data", "tokenizer": "bpe"}
 
-    def run(self, ctx: StageContext) -> StageResult:
+    def result(self, ctx: StageContext) -> StageResult:
         writer = ctx.writer()
-        if not writer.exists(RESULT_FILE):
-            self.train(ctx)
-        CheckpointStore(writer).remove_all()
         return build_result(writer.read_json(RESULT_FILE), writer.read_json(SAMPLES_FILE))
 
     def train(self, ctx: StageContext) -> None:

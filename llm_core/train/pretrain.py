@@ -26,9 +26,10 @@ import numpy as np
 import torch
 
 from llm_core.model import GPT
-from llm_core.stage import Stage, StageContext, StageResult
+from llm_core.stage import StageContext, StageResult
 from llm_core.tokenizer import TokenShards, load_tokenizer
 from llm_core.train.checkpoint import CheckpointStore
+from llm_core.train.training_stage import RESULT_FILE, TrainingStage
 from llm_core.train.data import RandomWindowBatches, TokenWindows
 from llm_core.train.distributed import DistEnv, init_distributed, launch_torchrun, shutdown_distributed, under_torchrun
 from llm_core.train.evaluation import LMEvaluator, unigram_entropy
@@ -37,7 +38,6 @@ from llm_core.train.pretrain_config import PretrainConfig
 from llm_core.train.report import eval_table, loss_curve_png
 from llm_core.train.trainer import LoopSettings, Trainer, TrainHistory
 
-RESULT_FILE = "result.json"
 HISTORY_FILE = "history.json"
 MODEL_DIR = "model"
 UNIGRAM_SAMPLE_TOKENS = 10_000_000
@@ -171,7 +171,7 @@ def build_result(ctx: StageContext) -> StageResult:
     )
 
 
-class PretrainStage(Stage):
+class PretrainStage(TrainingStage):
     name = "pretrain"
     config_model = PretrainConfig
     version = "1"
@@ -180,14 +180,14 @@ class PretrainStage(Stage):
     def input_stages(self, config: Any) -> dict[str, str]:
         return {"tokens": "tokenize", "tokenizer": "bpe"}
 
-    def run(self, ctx: StageContext) -> StageResult:
+    def train(self, ctx: StageContext) -> None:
         cfg: PretrainConfig = ctx.config
-        if not ctx.writer().exists(RESULT_FILE):
-            if cfg.nproc * cfg.nnodes > 1 and not under_torchrun():
-                launch_workers(ctx)
-            else:
-                pretrain(ctx)
-        CheckpointStore(ctx.writer()).remove_all()
+        if cfg.nproc * cfg.nnodes > 1 and not under_torchrun():
+            launch_workers(ctx)
+        else:
+            pretrain(ctx)
+
+    def result(self, ctx: StageContext) -> StageResult:
         return build_result(ctx)
 
 
