@@ -6,7 +6,7 @@
 
 Runs `bpe` (kind char), `tokenize` (nanoGPT's 90/10 split) and `pretrain` into a fresh artifact root, then prints
 our validation loss at the final step and our training throughput (tokens/s, evaluation time left out) beside
-the published 1.88 and nanoGPT measured on the 2-core CPU machine this project is developed on (1.8857 at step
+the published 1.88 and nanoGPT measured on a 2-core CPU machine (1.8857 at step
 2000, about 21,000 tokens/s eager, 24,000 with torch.compile).
 """
 
