@@ -18,7 +18,7 @@ import pyarrow as pa
 from pydantic import Field, model_validator
 
 from llm_core.chat.loaders import Pair, load_hh_rlhf, load_oasst_pairs
-from llm_core.chat.mixture import copies, is_validation
+from llm_core.chat.mixture import route_record
 from llm_core.chat.synthetic import keyword_pairs
 from llm_core.config import StageConfig, StrictModel
 from llm_core.schemas import PREFERENCES
@@ -81,28 +81,15 @@ class RewardDataStage(Stage):
         with (
             ParquetShardWriter(writer, TRAIN, PREFERENCES) as train,
             ParquetShardWriter(writer, VAL, PREFERENCES) as val,
-            ParquetShardWriter(writer, REJECTED, REJECTED_PREFERENCES) as rejected,
+            ParquetShardWriter(writer, REJECTED, REJECTED_PREFERENCES) as rejected_rows,
         ):
             for i, src in enumerate(cfg.sources):
                 c: Counter[str] = Counter()
                 for pair in load_pairs(src, seed + i):
-                    c["input"] += 1
                     row = {"prompt": pair.prompt, "chosen": pair.chosen, "rejected": pair.rejected,
                            "source": pair.source}
-                    if pair.reject:
-                        c["rejected"] += 1
-                        counts[f"rejected:{pair.reject}"] += 1
-                        rejected.write({**row, "reason": pair.reject})
-                        continue
-                    c["kept"] += 1
-                    if is_validation(row, cfg.val_fraction, seed):
-                        c["val"] += 1
-                        val.write(row)
-                        continue
-                    n = copies(row, src.weight, seed)
-                    c["train"] += n
-                    for _ in range(n):
-                        train.write(row)
+                    route_record(row, pair.reject, row, weight=src.weight, val_fraction=cfg.val_fraction, seed=seed,
+                                 train=train, val=val, rejected=rejected_rows, counts=c)
                 for k, v in c.items():
                     counts[k] += v
                     counts[f"{src.kind}:{k}"] += v

@@ -15,13 +15,7 @@ from collections import Counter
 import pyarrow as pa
 from pydantic import Field
 
-from llm_core.chat.mixture import (
-    IdentityConfig,
-    SourceConfig,
-    copies,
-    is_validation,
-    load_source,
-)
+from llm_core.chat.mixture import IdentityConfig, SourceConfig, load_source, route_record
 from llm_core.chat.template import validate_messages
 from llm_core.config import StageConfig
 from llm_core.schemas import CONVERSATIONS
@@ -69,24 +63,10 @@ class SftDataStage(Stage):
             for i, src in enumerate(cfg.sources):
                 c: Counter[str] = Counter()
                 for sample in load_source(src, cfg.identity, seed + i):
-                    c["input"] += 1
-                    reason = sample.reject or validate_messages(sample.messages)
-                    if reason:
-                        c["rejected"] += 1
-                        counts[f"rejected:{reason}"] += 1
-                        rejected.write({"messages": sample.messages, "source": sample.source, "reason": reason})
-                        continue
-                    c["kept"] += 1
-                    row = {"messages": sample.messages, "source": sample.source}
-                    if is_validation(sample.messages, cfg.val_fraction, seed):
-                        c["val"] += 1
-                        val.write(row)
-                        continue
-                    n = copies(sample.messages, src.weight, seed)
-                    c["train_unique"] += 1
-                    c["train"] += n
-                    for _ in range(n):
-                        train.write(row)
+                    route_record({"messages": sample.messages, "source": sample.source},
+                                 sample.reject or validate_messages(sample.messages), sample.messages,
+                                 weight=src.weight, val_fraction=cfg.val_fraction, seed=seed,
+                                 train=train, val=val, rejected=rejected, counts=c)
                 for k, v in c.items():
                     counts[k] += v
                     counts[f"{src.label}:{k}"] += v
