@@ -23,6 +23,17 @@ def data_dir() -> Path:
     return DATA
 
 
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models gain nothing from a second thread, and on a busy 2-core machine OpenMP threads contend badly."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def prefect_harness():
     """One temporary Prefect server for the whole test run (starting one costs seconds)."""
