@@ -97,7 +97,7 @@ class GrpoTrainer:
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
                 self.opt.step()
-                stats["loss"].append(float(loss))
+                stats["loss"].append(loss.item())
                 stats["kl"].append(float(masked_mean(kl.detach(), m)))
                 stats["clipfrac"].append(float(masked_mean(((ratio.detach() - 1).abs() > cfg.cliprange).float(), m)))
                 stats["entropy"].append(float(masked_mean(entropy.detach(), m)))
