@@ -9,20 +9,16 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from llm_core.chat.engine import Engine, SamplingParams
 from llm_core.chat.template import Message, render_prompt
-from llm_core.config import ConfigError, load_config
 from llm_core.post.model_io import load_chat_model
 from llm_core.store import ArtifactStore
+from flows.cli_options import DEFAULT_CONFIG, ConfigOpt, SetOpt, console, load_or_exit
 
-console = Console()
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m",
                                        help="artifact key, key prefix or stage/key (pretrain, sft, rlhf)")]
-ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="pipeline config (for the artifact store)")]
-SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help="override: key.path=value (repeatable)")]
 TemperatureOpt = Annotated[float, typer.Option(help="0 = greedy")]
 TopKOpt = Annotated[int | None, typer.Option("--top-k")]
 TopPOpt = Annotated[float | None, typer.Option("--top-p")]
@@ -31,11 +27,7 @@ SeedOpt = Annotated[int | None, typer.Option(help="fix the sampling")]
 
 
 def _engine(model: str, config: Path, overrides: list[str] | None) -> tuple[Engine, str]:
-    try:
-        cfg = load_config(config, overrides or [])
-    except ConfigError as e:
-        console.print(f"[red]{e}[/red]")
-        raise typer.Exit(2) from None
+    cfg = load_or_exit(config, overrides)
     store = ArtifactStore(cfg.run.artifact_root, cfg.run.storage_options)
     try:
         gpt, tokenizer, name = load_chat_model(store, model)
@@ -62,7 +54,7 @@ def stream_reply(engine: Engine, messages: list[Message], params: SamplingParams
 def chat(
     model: ModelOpt,
     system: Annotated[str, typer.Option(help="system message ('' for none)")] = "You are a helpful assistant.",
-    config: ConfigOpt = Path("configs/tiny.yaml"),
+    config: ConfigOpt = DEFAULT_CONFIG,
     set_: SetOpt = None,
     temperature: TemperatureOpt = 0.7,
     top_k: TopKOpt = 50,
@@ -117,7 +109,7 @@ def generate(
     prompts: Annotated[Path, typer.Option("--prompts", "-p", help="JSONL (strings, prompt or messages) or text")],
     out: Annotated[Path, typer.Option("--out", "-o", help="JSONL output, one line per reply")],
     n: Annotated[int, typer.Option("-n", help="replies per prompt")] = 1,
-    config: ConfigOpt = Path("configs/tiny.yaml"),
+    config: ConfigOpt = DEFAULT_CONFIG,
     set_: SetOpt = None,
     temperature: TemperatureOpt = 0.7,
     top_k: TopKOpt = 50,

@@ -11,16 +11,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.tree import Tree
 
 from flows.chat_cli import chat, generate
+from flows.cli_options import DEFAULT_CONFIG, ConfigOpt, SetOpt, console, load_or_exit
 from flows.serve import serve
-from llm_core.config import ConfigError, load_config
+from llm_core.config import ConfigError
 from llm_core.pipeline import plan
-from llm_core.pipeline_config import PipelineConfig
 from llm_core.stage import add_progress_listener, remove_progress_listener
 from llm_core.store import ArtifactStore
 
@@ -32,19 +31,6 @@ app = typer.Typer(help="llm-pipeline: crawl -> extract -> filter -> tokenizer ->
                   no_args_is_help=True, pretty_exceptions_enable=False)
 artifacts_app = typer.Typer(help="List and inspect artifacts in the store.", no_args_is_help=True)
 app.add_typer(artifacts_app, name="artifacts")
-console = Console()
-
-ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="pipeline config (YAML)")]
-SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help="override: key.path=value (repeatable)")]
-DEFAULT_CONFIG = Path("configs/tiny.yaml")
-
-
-def _load(config: Path, overrides: list[str] | None) -> PipelineConfig:
-    try:
-        return load_config(config, overrides or [])
-    except ConfigError as e:
-        console.print(f"[red]{e}[/red]")
-        raise typer.Exit(2) from None
 
 
 class _ProgressBars:
@@ -85,7 +71,7 @@ def run(config: ConfigOpt = DEFAULT_CONFIG, set_: SetOpt = None) -> None:
     """Run the whole pipeline (every enabled stage); finished stages are cache hits."""
     from flows.pipeline import full_pipeline
 
-    cfg = _load(config, set_)
+    cfg = load_or_exit(config, set_)
     _print_done(_with_progress(full_pipeline, cfg))
 
 
@@ -95,7 +81,7 @@ def refresh(config: ConfigOpt = DEFAULT_CONFIG, set_: SetOpt = None,
     """Crawl a new snapshot and carry it through to token shards (what the nightly schedule runs)."""
     from flows.pipeline import data_refresh
 
-    cfg = _load(config, set_)
+    cfg = load_or_exit(config, set_)
     _print_done(_with_progress(data_refresh, cfg, snapshot))
 
 
@@ -109,7 +95,7 @@ def stage(
     """Run one stage; its missing upstream stages run first (or read the artifacts named with --input)."""
     from flows.pipeline import run_stage
 
-    cfg = _load(config, set_)
+    cfg = load_or_exit(config, set_)
     given = {}
     for item in input_ or []:
         if "=" not in item:
@@ -128,7 +114,7 @@ def stage(
 @app.command("plan")
 def show_plan(config: ConfigOpt = DEFAULT_CONFIG, set_: SetOpt = None) -> None:
     """Show the stages a run would execute, their keys, and which are already done."""
-    cfg = _load(config, set_)
+    cfg = load_or_exit(config, set_)
     store = ArtifactStore(cfg.run.artifact_root, cfg.run.storage_options)
     table = Table("stage", "key", "status", "inputs")
     for name, ctx in plan(cfg).items():
@@ -138,7 +124,7 @@ def show_plan(config: ConfigOpt = DEFAULT_CONFIG, set_: SetOpt = None) -> None:
 
 
 def _store(config: Path, overrides: list[str] | None) -> ArtifactStore:
-    cfg = _load(config, overrides)
+    cfg = load_or_exit(config, overrides)
     return ArtifactStore(cfg.run.artifact_root, cfg.run.storage_options)
 
 
