@@ -2,15 +2,17 @@
 #   make run    create .venv if missing, install, run the whole pipeline on configs/tiny.yaml
 #   make test   create .venv if missing, install, run the test suite
 #
-# torch is pinned to the CPU build by default. On a GPU machine, install a CUDA build instead, e.g.
-#   make run TORCH_SPEC="torch==2.13.0" TORCH_INDEX="--index-url https://download.pytorch.org/whl/cu128"
+# torch is pinned to 2.13.0, CPU build: from PyTorch's CPU index when it is reachable (a bare `pip install torch`
+# from PyPI would pull a multi-GB CUDA build), else from the configured indexes / local wheels. On a GPU machine:
+#   make run TORCH_INDEX="--index-url https://download.pytorch.org/whl/cu128"
 # (or pre-install any torch>=2.4 into .venv: the project itself only requires torch>=2.4).
 
 PYTHON ?= python3
 VENV ?= .venv
 CONFIG ?= configs/tiny.yaml
 TORCH_SPEC ?= torch==2.13.0
-TORCH_INDEX ?=
+CPU_INDEX := https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?= $(shell curl -fsS -m 5 -o /dev/null $(CPU_INDEX)/torch/ 2>/dev/null && echo "--index-url $(CPU_INDEX)")
 PYTEST_ARGS ?=
 
 BIN := $(VENV)/bin
