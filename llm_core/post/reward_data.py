@@ -10,23 +10,18 @@ Layout of the artifact:
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterator
 from typing import Literal
 
-import pyarrow as pa
 from pydantic import Field, model_validator
 
 from llm_core.chat.loaders import Pair, load_hh_rlhf, load_oasst_pairs
-from llm_core.chat.mixture import route_record
 from llm_core.chat.synthetic import keyword_pairs
 from llm_core.config import StageConfig, StrictModel
 from llm_core.schemas import PREFERENCES
 from llm_core.stage import Stage, StageContext, StageResult
-from llm_core.store import ParquetShardWriter
+from llm_core.post.splits import Records, write_splits
 
-REJECTED_PREFERENCES = pa.schema([*PREFERENCES, ("reason", pa.string())])
-TRAIN, VAL, REJECTED = "train/part-00000.parquet", "val/part-00000.parquet", "rejected/part-00000.parquet"
 
 
 class PreferenceSourceConfig(StrictModel):
@@ -74,28 +69,15 @@ class RewardDataStage(Stage):
 
     def run(self, ctx: StageContext) -> StageResult:
         cfg: RewardDataConfig = ctx.config
-        seed = ctx.run.seed
-        writer = ctx.writer()
-        counts: Counter[str] = Counter()
-        rows = []
-        with (
-            ParquetShardWriter(writer, TRAIN, PREFERENCES) as train,
-            ParquetShardWriter(writer, VAL, PREFERENCES) as val,
-            ParquetShardWriter(writer, REJECTED, REJECTED_PREFERENCES) as rejected_rows,
-        ):
-            for i, src in enumerate(cfg.sources):
-                c: Counter[str] = Counter()
-                for pair in load_pairs(src, seed + i):
-                    row = {"prompt": pair.prompt, "chosen": pair.chosen, "rejected": pair.rejected,
-                           "source": pair.source}
-                    route_record(row, pair.reject, row, weight=src.weight, val_fraction=cfg.val_fraction, seed=seed,
-                                 train=train, val=val, rejected=rejected_rows, counts=c)
-                for k, v in c.items():
-                    counts[k] += v
-                    counts[f"{src.kind}:{k}"] += v
-                rows.append({"source": src.kind, **{k: c[k] for k in ("input", "kept", "rejected", "train", "val")}})
-                ctx.progress(i + 1, len(cfg.sources))
+
+        def records(i: int, src: PreferenceSourceConfig) -> Records:
+            for pair in load_pairs(src, ctx.run.seed + i):
+                row = {"prompt": pair.prompt, "chosen": pair.chosen, "rejected": pair.rejected, "source": pair.source}
+                yield row, pair.reject, row
+
+        sources = [(src.kind, src.weight, records(i, src)) for i, src in enumerate(cfg.sources)]
+        counts, rows = write_splits(ctx, PREFERENCES, sources, cfg.val_fraction)
         md = "### Preference pairs\n\n| source | input | kept | rejected | train | val |\n|---|---|---|---|---|---|\n"
         md += "".join(f"| {r['source']} | {r['input']} | {r['kept']} | {r['rejected']} | {r['train']} | {r['val']} |\n"
                       for r in rows)
-        return StageResult(counts=dict(counts), tables={"sources": rows}, markdown=md)
+        return StageResult(counts=counts, tables={"sources": rows}, markdown=md)

@@ -10,20 +10,15 @@ Every record of every source is counted: input = kept + rejected, per source and
 
 from __future__ import annotations
 
-from collections import Counter
-
-import pyarrow as pa
 from pydantic import Field
 
-from llm_core.chat.mixture import IdentityConfig, SourceConfig, load_source, route_record
+from llm_core.chat.mixture import IdentityConfig, SourceConfig, load_source
 from llm_core.chat.template import validate_messages
 from llm_core.config import StageConfig
 from llm_core.schemas import CONVERSATIONS
 from llm_core.stage import Stage, StageContext, StageResult
-from llm_core.store import ParquetShardWriter
+from llm_core.post.splits import Records, write_splits
 
-REJECTED_CONVERSATIONS = pa.schema([*CONVERSATIONS, ("reason", pa.string())])
-TRAIN, VAL, REJECTED = "train/part-00000.parquet", "val/part-00000.parquet", "rejected/part-00000.parquet"
 
 
 def default_sources() -> list[SourceConfig]:
@@ -51,29 +46,15 @@ class SftDataStage(Stage):
 
     def run(self, ctx: StageContext) -> StageResult:
         cfg: SftDataConfig = ctx.config
-        seed = ctx.run.seed
-        writer = ctx.writer()
-        counts: Counter[str] = Counter()
-        rows = []
-        with (
-            ParquetShardWriter(writer, TRAIN, CONVERSATIONS) as train,
-            ParquetShardWriter(writer, VAL, CONVERSATIONS) as val,
-            ParquetShardWriter(writer, REJECTED, REJECTED_CONVERSATIONS) as rejected,
-        ):
-            for i, src in enumerate(cfg.sources):
-                c: Counter[str] = Counter()
-                for sample in load_source(src, cfg.identity, seed + i):
-                    route_record({"messages": sample.messages, "source": sample.source},
-                                 sample.reject or validate_messages(sample.messages), sample.messages,
-                                 weight=src.weight, val_fraction=cfg.val_fraction, seed=seed,
-                                 train=train, val=val, rejected=rejected, counts=c)
-                for k, v in c.items():
-                    counts[k] += v
-                    counts[f"{src.label}:{k}"] += v
-                rows.append({"source": src.label, "weight": src.weight, **{k: c[k] for k in
-                             ("input", "kept", "rejected", "train_unique", "train", "val")}})
-                ctx.progress(i + 1, len(cfg.sources))
-        return StageResult(counts=dict(counts), tables={"sources": rows}, markdown=funnel_markdown(rows))
+
+        def records(i: int, src: SourceConfig) -> Records:
+            for sample in load_source(src, cfg.identity, ctx.run.seed + i):
+                row = {"messages": sample.messages, "source": sample.source}
+                yield row, sample.reject or validate_messages(sample.messages), sample.messages
+
+        sources = [(src.label, src.weight, records(i, src)) for i, src in enumerate(cfg.sources)]
+        counts, rows = write_splits(ctx, CONVERSATIONS, sources, cfg.val_fraction)
+        return StageResult(counts=counts, tables={"sources": rows}, markdown=funnel_markdown(rows))
 
 
 def funnel_markdown(rows: list[dict]) -> str:
