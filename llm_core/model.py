@@ -101,14 +101,20 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
 
 
 class KVCache:
-    """Keys and values of every layer for `max_len` positions; `pos` is how many positions are filled."""
+    """Keys and values of every layer for `max_len` positions; `pos` is how many positions are filled.
 
-    def __init__(self, config: GPTConfig, batch_size: int, max_len: int, device, dtype=torch.float32):
+    Rows of a batch may hold prompts of different lengths, left-padded to a common length: `left_pad[b]` is the
+    number of padding positions that open row b. Their keys are masked out of attention; with rotary embeddings
+    scores depend only on relative positions, so a row's shift by its padding changes nothing else."""
+
+    def __init__(self, config: GPTConfig, batch_size: int, max_len: int, device, dtype=torch.float32,
+                 left_pad: torch.Tensor | None = None):
         shape = (config.n_layer, batch_size, config.n_head, max_len, config.head_dim)
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
         self.max_len = max_len
         self.pos = 0
+        self.left_pad = None if left_pad is None or not bool(left_pad.any()) else left_pad.to(device)
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store k, v (B, H, T, D) at the current position; return all keys and values so far."""
@@ -117,6 +123,31 @@ class KVCache:
         self.k[layer, :, :, self.pos:end] = k
         self.v[layer, :, :, self.pos:end] = v
         return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+
+    def attention_mask(self, T: int) -> tuple[torch.Tensor | None, bool]:
+        """(mask, is_causal) for `scaled_dot_product_attention` when T new queries follow the cached positions:
+        each query sees the keys up to its own position, minus padding. A padding query also sees itself, so that
+        no row of the mask is empty (its output is never read)."""
+        start, device = self.pos, self.k.device
+        if self.left_pad is None:
+            if start == 0:
+                return None, True
+            if T == 1:
+                return None, False
+        keys = torch.arange(start + T, device=device)
+        queries = start + torch.arange(T, device=device)
+        mask = keys[None, :] <= queries[:, None]  # (T, Tk)
+        if self.left_pad is not None:
+            real = keys[None, :] >= self.left_pad[:, None]  # (B, Tk)
+            mask = mask & (real[:, None, :] | (keys[None, :] == queries[:, None]))  # (B, T, Tk)
+            mask = mask[:, None]  # (B, 1, T, Tk): the same for every head
+        return mask, False
+
+    def repeat_rows(self, n: int) -> None:
+        """Repeat every row n times in place (row b becomes rows b*n .. b*n+n-1): n samples from one prefill."""
+        self.k, self.v = self.k.repeat_interleave(n, 1), self.v.repeat_interleave(n, 1)
+        if self.left_pad is not None:
+            self.left_pad = self.left_pad.repeat_interleave(n)
 
     def reset(self) -> None:
         self.pos = 0
@@ -131,22 +162,18 @@ class CausalSelfAttention(nn.Module):
         self.qk_gain = nn.Parameter(torch.ones(2, 1, self.head_dim))  # gains of the query and key RMSNorms
         self.eps, self.dropout = config.norm_eps, config.dropout
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | None,
+        mask: torch.Tensor | None, causal: bool,
+    ) -> torch.Tensor:
         B, T, C = x.shape
         qkv = self.c_attn(x).view(B, T, 3, self.n_head, self.head_dim)
         # QK-norm and rotary on queries and keys together (one kernel each instead of two: CPU time is per kernel)
         qk = F.rms_norm(qkv[:, :, :2], (self.head_dim,), eps=self.eps) * self.qk_gain
         q, k = apply_rotary(qk, cos, sin).transpose(1, 3).unbind(2)  # (B, H, T, D) each
         v = qkv[:, :, 2].transpose(1, 2)
-        mask, causal = None, True
         if cache is not None:
-            start = cache.pos
             k, v = cache.update(self.layer, k, v)
-            if start > 0:  # queries at positions start..start+T-1 see every key up to their own position
-                causal = False
-                if T > 1:
-                    mask = torch.arange(k.size(2), device=x.device)[None, :] <= (
-                        start + torch.arange(T, device=x.device)[:, None])
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal,
                                            dropout_p=self.dropout if self.training else 0.0)
         return self.c_proj(y.transpose(1, 2).reshape(B, T, C))
@@ -181,8 +208,11 @@ class Block(nn.Module):
         self.mlp = MLP(config)
         self.drop = nn.Dropout(config.dropout)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | None) -> torch.Tensor:
-        x = x + self.drop(self.attn(self.ln_1(x), cos, sin, cache))
+    def forward(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | None,
+        mask: torch.Tensor | None, causal: bool,
+    ) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.ln_1(x), cos, sin, cache, mask, causal))
         return x + self.drop(self.mlp(self.ln_2(x)))
 
 
@@ -219,9 +249,10 @@ class GPT(nn.Module):
         assert start + T <= self.config.block_size, (
             f"sequence of {start + T} tokens is longer than block_size={self.config.block_size}")
         cos, sin = self.rope_cos[start:start + T], self.rope_sin[start:start + T]
+        mask, causal = cache.attention_mask(T) if cache is not None else (None, True)
         x = self.drop(self.wte(idx))
         for block in self.blocks:
-            x = block(x, cos, sin, cache)
+            x = block(x, cos, sin, cache, mask, causal)
         if cache is not None:
             cache.pos += T
         return self.ln_f(x)

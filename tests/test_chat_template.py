@@ -104,3 +104,33 @@ def test_engine_samples_n_per_prompt_with_a_token_bound_and_matches_full_recompu
     assert ids[len(prompts[0]):] == greedy.ids
     streamed = list(engine.stream(prompts[0], SamplingParams(max_tokens=6, temperature=0)))
     assert streamed == [t for t in greedy.ids if t not in (tok.special_ids["<|im_end|>"], tok.eot_id)]
+
+
+def test_prompts_of_different_lengths_share_a_batch_and_reply_as_they_would_alone():
+    tok = chat_tokenizer()
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=64, n_layer=2, n_head=2, n_embd=32))
+    engine = Engine(model, tok)
+    prompts = [render_prompt(tok, [{"role": "user", "content": text}])
+               for text in ("Hi", "What is the capital of France?", "2+2", "Tell me a story about a cat")]
+    assert len({len(p) for p in prompts}) == 4
+    batches = engine.batches([engine.fit_prompt(p, SamplingParams(max_tokens=8)) for p in prompts], 1)
+    assert len(batches) == 1 and [len(prompts[i]) for i in batches[0]] == sorted(len(p) for p in prompts)
+    greedy = SamplingParams(max_tokens=8, temperature=0)
+    together = engine.generate(prompts, greedy)
+    alone = [engine.generate([p], greedy)[0] for p in prompts]
+    assert [[c.ids for c in o] for o in together] == [[c.ids for c in o] for o in alone]
+
+
+def test_a_long_prompt_is_not_batched_where_its_neighbours_bound_would_not_fit():
+    tok = chat_tokenizer()
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=64, n_layer=1, n_head=1, n_embd=16))
+    engine = Engine(model, tok)
+    params = SamplingParams(max_tokens=40)
+    short, long = [1] * 10, [2] * 50  # the long one is cut to leave half the block; the short one may use 40 tokens
+    fitted = [engine.fit_prompt(p, params) for p in (long, short, short)]
+    assert fitted == [([2] * 32, 32), ([1] * 10, 40), ([1] * 10, 40)]
+    assert engine.batches(fitted, n=2) == [[1, 2], [0]]  # 32 + 40 > 64: the long prompt goes alone
+    assert engine.batches(fitted[1:], n=2) == [[0, 1]]
+    out = engine.generate([long, short], SamplingParams(max_tokens=40, temperature=0))
+    assert len(out[0][0].ids) <= 32 and len(out[1][0].ids) <= 40

@@ -49,6 +49,20 @@ def test_cached_forward_equals_full_forward(model):
     torch.testing.assert_close(torch.cat(parts, dim=1), full, atol=1e-5, rtol=1e-5)
 
 
+def test_left_padded_rows_give_the_logits_of_each_prompt_alone(model):
+    prompts = [torch.randint(0, 97, (n,)) for n in (9, 4, 6)]
+    width = max(len(p) for p in prompts)
+    pad = torch.tensor([width - len(p) for p in prompts])
+    batch = torch.stack([torch.cat([torch.zeros(width - len(p), dtype=torch.long), p]) for p in prompts])
+    cache = KVCache(model.config, 3, 32, "cpu", left_pad=pad)
+    prefill = model(batch, cache=cache)[0]
+    step = model(torch.tensor([[5], [6], [7]]), cache=cache)[0]  # one cached step after the padded prefill
+    for b, p in enumerate(prompts):
+        alone = model(torch.cat([p, torch.tensor([5 + b])])[None])[0][0]
+        torch.testing.assert_close(prefill[b, int(pad[b]):], alone[:-1], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(step[b, 0], alone[-1], atol=1e-5, rtol=1e-5)
+
+
 def test_greedy_generation_equals_full_recompute(model):
     prompt = torch.randint(0, 97, (2, 5))
     out = model.generate(prompt, max_new_tokens=40, temperature=0)  # runs past block_size=32

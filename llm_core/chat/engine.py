@@ -3,8 +3,9 @@
 - Temperature, top-k and top-p (nucleus) sampling; temperature 0 is greedy.
 - Stops a row at `<|im_end|>` (or `<|endoftext|>`); a reply that hits the token bound without one is `finished=False`
   (RLHF penalises those).
-- N samples per prompt in one batch: the prompt is run once (prefill), its cache is copied N times. Prompts of the
-  same length share a batch too (the model has no padding mask, so rows of a batch must align).
+- N samples per prompt in one batch: the prompt is run once (prefill), its cache is copied N times. Prompts of
+  different lengths share a batch, left-padded (the KV cache masks the padding); each reply keeps the token bound it
+  would have alone, and a batch never mixes a prompt with one so long that the bound would not fit.
 - `stream` yields the tokens of one reply as they are sampled (the chat CLI prints them live).
 
 It does not render chat turns (see `template`) and does not compute training log-probs (the trainers recompute
@@ -13,7 +14,6 @@ them with gradients).
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -84,31 +84,51 @@ class Engine:
 
     @torch.no_grad()
     def _steps(
-        self, prompts: list[list[int]], n: int, max_new: int, params: SamplingParams,
+        self, prompts: list[list[int]], n: int, budgets: list[int], params: SamplingParams,
         generator: torch.Generator | None,
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """(sampled ids (rows,), finished-before mask (rows,)) per step for prompts of equal length, n rows each."""
+        """(sampled ids (rows,), finished-before mask (rows,)) per step; n rows per prompt, row r of prompt i stops
+        after `budgets[i]` tokens. Prompts are left-padded to the longest."""
         was_training = self.model.training
         self.model.eval()
         try:
-            x = torch.tensor(prompts, dtype=torch.long, device=self.device)
+            width = max(len(p) for p in prompts)
+            pad = torch.tensor([width - len(p) for p in prompts], device=self.device)
+            x = torch.tensor([[self.im_end] * (width - len(p)) + p for p in prompts], device=self.device)
+            max_new = max(budgets)
             param = next(self.model.parameters())
-            cache = KVCache(self.model.config, x.size(0), x.size(1) + max_new, x.device, param.dtype)
+            cache = KVCache(self.model.config, x.size(0), width + max_new, x.device, param.dtype, left_pad=pad)
             logits = self.model(x, cache=cache)[0][:, -1]
             if n > 1:
-                cache.k, cache.v = cache.k.repeat_interleave(n, 1), cache.v.repeat_interleave(n, 1)
+                cache.repeat_rows(n)
                 logits = logits.repeat_interleave(n, 0)
+            budget = torch.tensor(budgets, device=x.device).repeat_interleave(n)
             done = torch.zeros(logits.size(0), dtype=torch.bool, device=x.device)
             stops = self.stop_ids.to(x.device)
             for step in range(max_new):
                 tok = sample_tokens(logits, params, generator)
                 yield tok, done.clone()
-                done |= torch.isin(tok, stops)
-                if bool(done.all()) or step == max_new - 1:
+                done |= torch.isin(tok, stops) | (budget <= step + 1)
+                if bool(done.all()):
                     break
                 logits = self.model(tok[:, None], cache=cache)[0][:, -1]
         finally:
             self.model.train(was_training)
+
+    def batches(self, fitted: list[tuple[list[int], int]], n: int) -> list[list[int]]:
+        """Indices of prompts, shortest first, in batches of at most max_batch / n prompts where the longest prompt
+        plus every reply's token bound fits in the model's block."""
+        block, per_batch = self.model.config.block_size, max(1, self.max_batch // n)
+        out: list[list[int]] = []
+        for i in sorted(range(len(fitted)), key=lambda i: len(fitted[i][0])):
+            current = out[-1] if out else []
+            fits = current and len(current) < per_batch and (
+                len(fitted[i][0]) + max(fitted[j][1] for j in current) <= block)
+            if fits:
+                current.append(i)
+            else:
+                out.append([i])
+        return out
 
     def generate(
         self, prompts: Sequence[Sequence[int]], params: SamplingParams, n: int = 1, seed: int | None = None
@@ -116,21 +136,15 @@ class Engine:
         """`n` completions for each prompt (token ids, e.g. from `render_prompt`), in prompt order."""
         generator = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
         fitted = [self.fit_prompt(p, params) for p in prompts]
-        by_length: dict[int, list[int]] = defaultdict(list)
-        for i, (p, _) in enumerate(fitted):
-            by_length[len(p)].append(i)
         out: list[list[Completion]] = [[] for _ in prompts]
-        per_batch = max(1, self.max_batch // n)
-        for indices in by_length.values():
-            for start in range(0, len(indices), per_batch):
-                chunk = indices[start:start + per_batch]
-                max_new = fitted[chunk[0]][1]
-                rows: list[list[int]] = [[] for _ in range(len(chunk) * n)]
-                for tok, done in self._steps([fitted[i][0] for i in chunk], n, max_new, params, generator):
-                    for r in (~done).nonzero().flatten().tolist():
-                        rows[r].append(int(tok[r]))
-                for r, ids in enumerate(rows):
-                    out[chunk[r // n]].append(self._completion(ids))
+        for chunk in self.batches(fitted, n):
+            rows: list[list[int]] = [[] for _ in range(len(chunk) * n)]
+            steps = self._steps([fitted[i][0] for i in chunk], n, [fitted[i][1] for i in chunk], params, generator)
+            for tok, done in steps:
+                for r in (~done).nonzero().flatten().tolist():
+                    rows[r].append(int(tok[r]))
+            for r, ids in enumerate(rows):
+                out[chunk[r // n]].append(self._completion(ids))
         return out
 
     def _completion(self, ids: list[int]) -> Completion:
@@ -142,7 +156,7 @@ class Engine:
         """The ids of one reply as they are sampled; stops after the stop token (which is not yielded)."""
         generator = torch.Generator(device=self.device).manual_seed(seed) if seed is not None else None
         prompt, max_new = self.fit_prompt(prompt, params)
-        for tok, _ in self._steps([prompt], 1, max_new, params, generator):
+        for tok, _ in self._steps([prompt], 1, [max_new], params, generator):
             t = int(tok[0])
             if t in self.stop_ids.tolist():
                 return
