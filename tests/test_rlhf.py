@@ -29,7 +29,8 @@ from llm_core.post.rlhf import (
 from llm_core.store import ArtifactStore
 from llm_core.train.checkpoint import CheckpointStore
 
-KL_BOUND = 10.0  # nats per reply: with kl_coef 0.05 the policy may move, but not arbitrarily far from SFT
+KL_COEF = 0.1
+KL_BOUND = 10.0  # nats per reply: with kl_coef 0.1 the policy may move, but not arbitrarily far from SFT
 
 
 def test_gae_with_gamma_and_lambda_one_is_reward_to_go_minus_value():
@@ -49,7 +50,7 @@ def test_group_advantages_are_normalised_within_each_group():
 
 def ppo_config(iterations: int) -> RlhfConfig:
     return RlhfConfig.model_validate({"iterations": iterations, "max_tokens": 24, "ppo": {
-        "prompts_per_iteration": 16, "minibatch_size": 8, "lr": 3e-4, "value_lr": 1e-3, "kl_coef": 0.05}})
+        "prompts_per_iteration": 16, "minibatch_size": 8, "lr": 3e-4, "value_lr": 1e-3, "kl_coef": KL_COEF}})
 
 
 @pytest.mark.slow
@@ -73,10 +74,10 @@ def test_ppo_raises_the_reward_on_held_back_prompts_with_bounded_kl():
 @pytest.mark.slow
 @single_thread()
 def test_grpo_raises_pass_at_1_on_addition_over_the_sft_model():
-    """The SFT model hedges on half of the additions it is asked ("I am not sure."), as its data did; the exact-
-    answer reward trains the habit away. pass@1 (fresh samples, another seed than the rollouts) rises clearly on the
-    problems GRPO trained on; on held-back problems of this 25-problem table it must not fall (a 2-layer model
-    memorises the table, so gains do not carry over to problems it never practised)."""
+    """The SFT model hedges on some of the additions it is asked ("I am not sure."), as its data did, and is unsure
+    of some sums; the exact-answer reward trains both away. pass@1 (fresh samples, another seed than the rollouts)
+    rises clearly on the problems GRPO trained on and on the held-back problems it never practised: committing to
+    an answer is a habit of the policy, not of a problem."""
     sft, tok = tiny_sft_model()
     train, held = split_prompts(arithmetic_task(500, 0, MAX_OPERAND), 0.4, seed=0)  # 25 problems in all
     assert len(held) >= 6 and not set(held) & set(train)
@@ -90,7 +91,7 @@ def test_grpo_raises_pass_at_1_on_addition_over_the_sft_model():
     after = {name: evaluate_policy(policy, sft, tok, problems, scorer, params, n=16, seed=5)[0]
              for name, problems in (("train", train), ("held", held))}
     assert after["train"]["reward"] >= before["train"]["reward"] + 0.15, (before, after)
-    assert after["held"]["reward"] >= before["held"]["reward"] - 0.1, (before, after)
+    assert after["held"]["reward"] >= before["held"]["reward"] + 0.1, (before, after)
     assert after["train"]["finished"] >= 0.9
     assert log[-1]["kl"] > 0  # the k3 KL term is in the loss
 
