@@ -25,8 +25,8 @@ What runs, one after the other in this process, with the same torch thread count
    prepare.py's format (prepare.py itself would download the text). Tokens/s come from its
    "iter N: ... time X ms" lines (768 tokens an iteration), leaving out the first 20 iterations and those that
    evaluated; the val loss is its last "step N: ... val loss X" line (estimated on `--eval_iters=20` random
-   batches). This path could not be run where this bench was written (no checkout, no network); only its
-   data files and its parsing of train.py's log lines were checked.
+   batches). Its data files and its parsing of train.py's log lines are checked; it has not been run
+   against a real checkout.
 4. The matmul-only ceiling: the matrix products of one training step of this model shape (each linear layer's
    forward x @ W^T, grad-input dy @ W and grad-weight dy^T @ x, batch x block rows; attention's small batched
    products left out), timed back to back; tokens/s if a step were nothing else: a bound no trainer using
