@@ -14,7 +14,7 @@ from llm_core.chat.loaders import (
     oasst_paths,
     parse_hh_transcript,
 )
-from llm_core.chat.mixture import copies, is_validation
+from llm_core.chat.mixture import copies, evenly_spaced, is_validation
 from llm_core.chat.synthetic import (
     identity_conversations,
     keyword_pairs,
@@ -105,3 +105,11 @@ def test_split_and_weights_are_deterministic():
     assert 150 < sum(val) < 250
     assert sum(copies(x, 2.0, 7) for x in items) == 4000
     assert 900 < sum(copies(x, 0.5, 7) for x in items) < 1100
+
+
+def test_an_evaluation_subset_keeps_every_sources_share():
+    pairs = [("hh", i) for i in range(60)] + [("oasst", i) for i in range(40)] + [("keyword", i) for i in range(40)]
+    subset = evenly_spaced(pairs, 70)
+    assert len(subset) == 70 and len(set(subset)) == 70
+    assert Counter(source for source, _ in subset) == {"hh": 30, "oasst": 20, "keyword": 20}
+    assert evenly_spaced(pairs[:5], 70) == pairs[:5]

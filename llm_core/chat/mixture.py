@@ -11,8 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Iterator
-from typing import Literal, Protocol
+from collections.abc import Iterator, Sequence
+from typing import Literal, Protocol, TypeVar
 
 from pydantic import Field, model_validator
 
@@ -88,6 +88,17 @@ def unit_hash(obj: object, salt: str = "") -> float:
 
 def is_validation(obj: object, val_fraction: float, seed: int) -> bool:
     return unit_hash(obj, f"split:{seed}:") < val_fraction
+
+
+T = TypeVar("T")
+
+
+def evenly_spaced(items: Sequence[T], n: int) -> list[T]:
+    """At most n items spread evenly over the sequence: a held-back subset that keeps each source's share (splits are
+    written source after source, so their first n items would all come from the first sources)."""
+    if len(items) <= n:
+        return list(items)
+    return [items[i * len(items) // n] for i in range(n)]
 
 
 def copies(obj: object, weight: float, seed: int) -> int:

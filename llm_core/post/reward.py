@@ -19,6 +19,7 @@ import torch
 from pydantic import Field
 
 from llm_core.chat.engine import Engine, SamplingParams
+from llm_core.chat.mixture import evenly_spaced
 from llm_core.chat.template import render_completion, render_prompt
 from llm_core.config import StageConfig
 from llm_core.post.model_io import MODEL_DIR, load_gpt, save_model_files
@@ -114,7 +115,7 @@ def train_reward_model(
     batches = LengthBucketBatches([max(len(c), len(r)) for c, r in encoded], cfg.batch_size, seed,
                                   lambda idx: pair_batch([encoded[i] for i in idx], tokenizer.eot_id))
     o = cfg.optim
-    val = list(val_pairs[: cfg.eval_pairs])
+    val = evenly_spaced(val_pairs, cfg.eval_pairs)
     trainer = Trainer(
         model,
         build_adamw(model, o.lr, o.weight_decay, (o.beta1, o.beta2), env.device.type),
@@ -146,7 +147,7 @@ def normalise_on_samples(
 class RewardStage(TrainingStage):
     name = "reward"
     config_model = RewardConfig
-    version = "1"
+    version = "2"
     uses_seed = True
 
     def input_stages(self, config: Any) -> dict[str, str]:

@@ -21,6 +21,7 @@ import torch
 from pydantic import Field
 
 from llm_core.chat.engine import Engine, SamplingParams
+from llm_core.chat.mixture import evenly_spaced
 from llm_core.chat.template import Message, render_prompt
 from llm_core.config import StageConfig
 from llm_core.model import GPT
@@ -105,7 +106,7 @@ def train_sft(
     model.to(env.device)
     block = model.config.block_size
     train_set = encode_conversations(tokenizer, train, block)
-    val_set = encode_conversations(tokenizer, val[: cfg.eval_conversations], block)
+    val_set = encode_conversations(tokenizer, evenly_spaced(val, cfg.eval_conversations), block)
     val_batches = [collate(val_set.examples[i:i + cfg.batch_size], tokenizer.eot_id)
                    for i in range(0, len(val_set.examples), cfg.batch_size)]
     o = cfg.optim
@@ -131,7 +132,7 @@ def train_sft(
 class SftStage(TrainingStage):
     name = "sft"
     config_model = SftConfig
-    version = "1"
+    version = "2"
     uses_seed = True
 
     def input_stages(self, config: Any) -> dict[str, str]:
