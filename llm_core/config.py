@@ -96,20 +96,38 @@ def _pipeline_config_class() -> type[BaseModel]:
     return PipelineConfig
 
 
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """`override` laid over `base`: mappings merge key by key, anything else (values, lists) is replaced."""
+    out = dict(base)
+    for k, v in override.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def read_config_file(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A YAML config as a mapping; `extends: FILE` (relative to this file) lays this file over FILE."""
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    if path.resolve() in seen:
+        raise ConfigError(f"config file {path} extends itself through {' -> '.join(str(p) for p in seen)}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {path} is not valid YAML: {e}") from e
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    base = raw.pop("extends", None)
+    if base is None:
+        return raw
+    if not isinstance(base, str):
+        raise ConfigError(f"config file {path}: extends must be a file name, not {base!r}")
+    return deep_merge(read_config_file(path.parent / base, (*seen, path.resolve())), raw)
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None, data: dict | None = None):
     """Load and validate a pipeline config from YAML (or a dict), with overrides applied first."""
     source = str(path) if path else "(defaults)"
-    raw: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file {p} does not exist")
-        try:
-            raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"config file {p} is not valid YAML: {e}") from e
-        if not isinstance(raw, dict):
-            raise ConfigError(f"config file {p} must hold a mapping at the top level")
+    raw = read_config_file(Path(path)) if path is not None else {}
     if data:
         raw = {**raw, **data}
     raw = apply_overrides(raw, overrides or [])

@@ -49,3 +49,18 @@ def test_missing_file_and_bad_yaml(tmp_path):
     scalar.write_text("42\n")
     with pytest.raises(ConfigError, match="mapping at the top level"):
         load_config(scalar)
+
+
+def test_a_config_extends_another_section_by_section(tmp_path):
+    grpo, tiny = load_config("configs/grpo_arithmetic.yaml"), load_config("configs/tiny.yaml")
+    assert grpo.rlhf.algorithm == "grpo" and grpo.rlhf.grpo.kl_coef == 0.02 and not grpo.reward.enabled
+    assert grpo.pretrain == tiny.pretrain and grpo.sft == tiny.sft  # taken from tiny.yaml
+    assert grpo.run.seed == tiny.run.seed and grpo.run.name == "grpo-arithmetic"  # run section merged key by key
+    assert grpo.rlhf.ppo == tiny.rlhf.ppo  # untouched keys of a merged section stay
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
+    with pytest.raises(ConfigError, match="extends itself"):
+        load_config(tmp_path / "a.yaml")
+    (tmp_path / "c.yaml").write_text("extends: missing.yaml\n")
+    with pytest.raises(ConfigError, match="missing.yaml does not exist"):
+        load_config(tmp_path / "c.yaml")
