@@ -53,8 +53,8 @@ def test_missing_file_and_bad_yaml(tmp_path):
 
 def test_a_config_extends_another_section_by_section(tmp_path):
     grpo, tiny = load_config("configs/grpo_arithmetic.yaml"), load_config("configs/tiny.yaml")
-    assert grpo.rlhf.algorithm == "grpo" and grpo.rlhf.grpo.kl_coef == 0.02 and not grpo.reward.enabled
-    assert grpo.pretrain == tiny.pretrain and grpo.sft == tiny.sft  # taken from tiny.yaml
+    assert grpo.rlhf.algorithm == "grpo" and grpo.rlhf.grpo.max_operand == 4 and not grpo.reward.enabled
+    assert grpo.pretrain == tiny.pretrain and grpo.sft.batch_size == tiny.sft.batch_size  # taken from tiny.yaml
     assert grpo.run.seed == tiny.run.seed and grpo.run.name == "grpo-arithmetic"  # run section merged key by key
     assert grpo.rlhf.ppo == tiny.rlhf.ppo  # untouched keys of a merged section stay
     (tmp_path / "a.yaml").write_text("extends: b.yaml\n")
