@@ -4,6 +4,7 @@ documents, the artifact layout and counts, and resuming after a crash without re
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pyarrow as pa
@@ -65,6 +66,23 @@ def test_snapshot_is_part_of_the_key(tmp_path):
     b = crawl_context(tmp_path, "crawl.html_dirs=[data/html/zh]", "crawl.snapshot=2026-11-02")
     c = crawl_context(tmp_path, "crawl.html_dirs=[data/html/zh]", "crawl.snapshot=2026-11-02", "run.workers=2")
     assert a.output.key != b.output.key == c.output.key
+
+
+def test_changed_local_files_change_the_key(tmp_path):
+    pages, warcs = tmp_path / "pages", tmp_path / "warcs"
+    shutil.copytree(DATA / "html" / "zh", pages)
+    warcs.mkdir()
+    first_warc = sorted((DATA / "warc").glob("*.warc.gz"))[0]
+    shutil.copy(first_warc, warcs)
+    sources = (f"crawl.html_dirs=[{pages}]", f"crawl.warc=['{warcs}/*.warc.gz']")
+    key = crawl_context(tmp_path, *sources).output.key
+    assert crawl_context(tmp_path, *sources).output.key == key  # the same files: the same artifact
+    page = sorted(pages.glob("*.html"))[0]
+    page.write_text(page.read_text(encoding="utf-8") + "<p>new</p>", encoding="utf-8")
+    edited = crawl_context(tmp_path, *sources).output.key
+    assert edited != key
+    (warcs / first_warc.name).rename(warcs / ("renamed-" + first_warc.name))
+    assert crawl_context(tmp_path, *sources).output.key not in (key, edited)
 
 
 def test_no_source_is_an_error_when_the_stage_runs(tmp_path):

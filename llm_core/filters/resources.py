@@ -7,8 +7,9 @@ that new blocklists or a new model give the stage a new artifact key.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
+
+from llm_core.fingerprint import path_digest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,10 +28,5 @@ def resolve_data_path(path: str) -> Path:
 
 
 def data_digest(path: str) -> str:
-    """16 hex chars of sha256 over a file, or over the names and contents of every file under a folder."""
-    root = resolve_data_path(path)
-    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
-    digest = hashlib.sha256()
-    for f in files:
-        digest.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes())
-    return digest.hexdigest()[:16]
+    """The fingerprint of a configured data file or folder (see `llm_core.fingerprint`)."""
+    return path_digest(resolve_data_path(path))
