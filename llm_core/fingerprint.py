@@ -37,3 +37,9 @@ def path_digest(path: Path) -> str:
     """The fingerprint of a file, or of every file under a folder (sorted)."""
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
     return files_digest(files, path if path.is_dir() else path.parent)
+
+
+def local_digests(paths: Iterable[str]) -> dict[str, str]:
+    """Path -> fingerprint for each path that names a local file or folder (relative to the working directory);
+    anything else (a hub dataset name, a URL) maps to "not local": it is named in the key, not read."""
+    return {p: path_digest(Path(p)) if Path(p).exists() else "not local" for p in paths}

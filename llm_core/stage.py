@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from llm_core.config import RunConfig, StageConfig
+from llm_core.fingerprint import local_digests
 from llm_core.store import ArtifactReader, ArtifactRef, ArtifactStore, ArtifactWriter, Manifest
 
 SHARD_STATS_DIR = "_shards"
@@ -111,10 +112,19 @@ class Stage(abc.ABC):
     def run(self, ctx: StageContext) -> StageResult:
         """Do the stage's work into `ctx.writer()`; the caller commits the manifest."""
 
+    def data_paths(self, ctx_config: StageConfig) -> list[str]:
+        """Local data files or folders the stage reads beside its input artifacts; their content fingerprints join
+        the artifact key, so an edited file gives a new artifact (paths that are not local, e.g. hub names, are
+        named only)."""
+        return []
+
     def key_config(self, ctx_config: StageConfig, run: RunConfig) -> dict[str, Any]:
         cfg = ctx_config.key_config()
         if self.uses_seed:
             cfg["seed"] = run.seed
+        paths = self.data_paths(ctx_config)
+        if paths:
+            cfg["data_digests"] = local_digests(paths)
         return cfg
 
 

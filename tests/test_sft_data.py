@@ -70,3 +70,22 @@ def test_reward_data_pairs_from_hh_oasst_and_keyword(tmp_path, data_dir):
     row = next(reader.iter_rows("val/*.parquet"))
     assert row["prompt"][-1]["role"] == "user" and row["chosen"] != row["rejected"]
     assert "hh:empty_answer" in {r["reason"] for r in reader.iter_rows("rejected/*.parquet")}
+
+
+def test_an_edited_source_file_gives_new_artifact_keys(tmp_path, data_dir):
+    source = tmp_path / "oasst.jsonl"
+    source.write_bytes((data_dir / "oasst" / "en_80_tree.jsonl").read_bytes())
+    overrides = [f"run.artifact_root={tmp_path / 'a'}", f"sft_data.sources=[{{kind: oasst, path: '{source}'}}]",
+                 f"reward_data.sources=[{{kind: oasst, path: '{source}'}}]", "rlhf.prompts_path=hub/some-prompts"]
+
+    def keys() -> dict[str, str]:
+        contexts = plan(load_config("configs/tiny.yaml", overrides), ["sft_data", "reward_data"])
+        return {name: contexts[name].output.key for name in ("sft_data", "reward_data")}
+
+    before = keys()
+    assert keys() == before
+    source.write_text(source.read_text(encoding="utf-8").rstrip("\n") + "\n\n", encoding="utf-8")
+    after = keys()
+    assert after["sft_data"] != before["sft_data"] and after["reward_data"] != before["reward_data"]
+    rlhf = STAGES["rlhf"].key_config(load_config("configs/tiny.yaml", overrides).rlhf, load_config().run)
+    assert rlhf["data_digests"] == {"hub/some-prompts": "not local"}

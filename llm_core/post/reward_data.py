@@ -67,6 +67,9 @@ class RewardDataStage(Stage):
     version = "1"
     uses_seed = True
 
+    def data_paths(self, ctx_config: RewardDataConfig) -> list[str]:
+        return [src.path for src in ctx_config.sources if src.path]
+
     def run(self, ctx: StageContext) -> StageResult:
         cfg: RewardDataConfig = ctx.config
 

@@ -194,6 +194,11 @@ class RlhfStage(TrainingStage):
             inputs["reward"] = "reward"
         return inputs
 
+    def data_paths(self, ctx_config: RlhfConfig) -> list[str]:
+        if ctx_config.algorithm == "ppo":
+            return [ctx_config.prompts_path]
+        return [ctx_config.grpo.task_path] if ctx_config.grpo.task == "gsm8k" else []
+
     def result(self, ctx: StageContext) -> StageResult:
         writer = ctx.writer()
         return build_result(writer.read_json(RESULT_FILE), writer.read_json(SAMPLES_FILE))

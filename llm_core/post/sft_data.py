@@ -44,6 +44,9 @@ class SftDataStage(Stage):
     version = "1"
     uses_seed = True
 
+    def data_paths(self, ctx_config: SftDataConfig) -> list[str]:
+        return [src.path for src in ctx_config.sources if src.path]
+
     def run(self, ctx: StageContext) -> StageResult:
         cfg: SftDataConfig = ctx.config
 
