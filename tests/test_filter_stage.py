@@ -128,6 +128,9 @@ def test_counts_add_up_and_files_match_input_shards(finished, shards):
         assert row["input"] == row["kept"] + sum(dropped) == row["kept"] + row["dropped"]
     assert by_filter["url"]["input"] == total - 1  # the invalid row never reaches a filter
     assert by_filter["dedup"]["kept"] == len(kept)
+    # counts are deterministic; how long each filter took is a metric
+    assert not any(k.endswith(".us") for k in manifest.counts) and manifest.counts["filter.url.input"] == total - 1
+    assert manifest.metrics["filter.language.seconds"] > 0
 
 
 def test_planted_documents_are_rejected_for_their_reason(finished):

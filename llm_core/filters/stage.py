@@ -278,13 +278,16 @@ class FilterStage(ShardedStage):
             filter_rows.append(_filter_row(name, st))
         counts = {"input": total["input"], "kept": kept, "rejected": rejected}
         counts.update({f"rejected:{r}": n for r, n in sorted(reasons.items())})
-        counts.update({k: v for k, v in total.items() if k.startswith("filter.")})
+        # per-filter counters are counts; their time (microseconds, summed over shards) is a measurement
+        counts.update({k: v for k, v in total.items() if k.startswith("filter.") and not k.endswith(".us")})
+        timings = {k.removesuffix(".us") + ".seconds": v / 1e6 for k, v in total.items()
+                   if k.startswith("filter.") and k.endswith(".us")}
         reason_rows = [{"reason": r, "documents": n, "share": round(n / max(1, total["input"]), 4)}
                        for r, n in sorted(reasons.items(), key=lambda x: -x[1])]
         return StageResult(
             counts=counts,
             metrics={"kept_fraction": round(kept / max(1, total["input"]), 4),
-                     "dedup_seconds": float(dedup.get("seconds", 0.0))},
+                     "dedup_seconds": float(dedup.get("seconds", 0.0)), **timings},
             tables={"filters": filter_rows, "rejections": reason_rows},
             markdown=_markdown(counts, filter_rows, reason_rows),
         )
