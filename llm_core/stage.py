@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from llm_core.config import RunConfig, StageConfig
-from llm_core.fingerprint import local_digests
+from llm_core.data_files import local_digests
 from llm_core.store import ArtifactReader, ArtifactRef, ArtifactStore, ArtifactWriter, Manifest
 
 SHARD_STATS_DIR = "_shards"

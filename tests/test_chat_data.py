@@ -14,7 +14,8 @@ from llm_core.chat.loaders import (
     oasst_paths,
     parse_hh_transcript,
 )
-from llm_core.chat.mixture import copies, evenly_spaced, is_validation
+from llm_core.chat.mixture import copies, is_validation
+from llm_core.post.splits import evenly_spaced
 from llm_core.chat.synthetic import (
     identity_conversations,
     keyword_pairs,

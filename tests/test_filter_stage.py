@@ -250,5 +250,6 @@ def test_new_blocklist_content_changes_the_key(tmp_path):
     with open(lists / "ut1_gambling_domains.txt", "a", encoding="utf-8") as f:
         f.write("new-casino.example\n")
     after = FilterStage().key_config(config, RunConfig())
-    assert after["data_digests"]["blocklists"] != before["data_digests"]["blocklists"]
-    assert after["data_digests"]["language_model"] == before["data_digests"]["language_model"]
+    assert after["data_digests"][str(lists)] != before["data_digests"][str(lists)]
+    model = config.language.model_path
+    assert after["data_digests"][model] == before["data_digests"][model] != "not local"

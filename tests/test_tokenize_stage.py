@@ -13,7 +13,7 @@ import pytest
 from llm_core.config import RunConfig, load_config
 from llm_core.pipeline import plan
 from llm_core.schemas import DOCUMENTS
-from llm_core.stage import StageContext, process_shard, run_stage
+from llm_core.stage import StageContext, run_stage
 from llm_core.store import ArtifactStore, Manifest
 from llm_core.tokenizer import SPECIAL_TOKENS, TokenShards, load_tokenizer
 from llm_core.tokenizer.bpe_stage import BpeConfig, BpeStage

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import Counter
-from collections.abc import Iterator, Sequence
-from typing import Literal, Protocol, TypeVar
+from collections.abc import Iterator
+from typing import Literal
 
 from pydantic import Field, model_validator
 
@@ -90,46 +89,7 @@ def is_validation(obj: object, val_fraction: float, seed: int) -> bool:
     return unit_hash(obj, f"split:{seed}:") < val_fraction
 
 
-T = TypeVar("T")
-
-
-def evenly_spaced(items: Sequence[T], n: int) -> list[T]:
-    """At most n items spread evenly over the sequence: a held-back subset that keeps each source's share (splits are
-    written source after source, so their first n items would all come from the first sources)."""
-    if len(items) <= n:
-        return list(items)
-    return [items[i * len(items) // n] for i in range(n)]
-
-
 def copies(obj: object, weight: float, seed: int) -> int:
     """How many times a training record appears for a source weight (integer part + a deterministic coin)."""
     whole = int(weight)
     return whole + (1 if unit_hash(obj, f"weight:{seed}:") < weight - whole else 0)
-
-
-class RowSink(Protocol):
-    def write(self, row: dict) -> None: ...
-
-
-def route_record(
-    row: dict, reason: str | None, identity: object, *, weight: float, val_fraction: float, seed: int,
-    train: RowSink, val: RowSink, rejected: RowSink, counts: Counter,
-) -> None:
-    """Send one record to `rejected` (with its reason), `val` (held back by a hash of `identity`) or `train`
-    (`copies` times for the source weight), counting input / kept / rejected / val / train_unique / train."""
-    counts["input"] += 1
-    if reason:
-        counts["rejected"] += 1
-        counts[f"rejected:{reason}"] += 1
-        rejected.write({**row, "reason": reason})
-        return
-    counts["kept"] += 1
-    if is_validation(identity, val_fraction, seed):
-        counts["val"] += 1
-        val.write(row)
-        return
-    n = copies(identity, weight, seed)
-    counts["train_unique"] += 1
-    counts["train"] += n
-    for _ in range(n):
-        train.write(row)

@@ -10,13 +10,11 @@ from __future__ import annotations
 import glob
 import os
 import posixpath
-from pathlib import Path
 from typing import Any
 
 import fsspec
 
 from llm_core.crawl.config import CrawlConfig, is_remote
-from llm_core.fingerprint import files_digest
 
 HTML_SUFFIXES = (".html", ".htm", ".xhtml")
 
@@ -55,16 +53,11 @@ def html_files(folder: str) -> list[str]:
     return sorted(os.path.abspath(p) for p in found)
 
 
-def local_input_digests(config: CrawlConfig) -> dict[str, str]:
-    """Configured local WARC location or HTML folder -> fingerprint of the files it names today."""
-    digests = {}
-    for location in config.warc:
-        if not is_remote(location):
-            files = [Path(f) for f in expand_location(location, config.storage_options) if os.path.isfile(f)]
-            digests[location] = files_digest(files) if files else "no files"
-    for folder in config.html_dirs:
-        digests[folder] = files_digest([Path(f) for f in html_files(folder)], Path(os.path.abspath(folder)))
-    return digests
+def local_inputs(config: CrawlConfig) -> list[str]:
+    """The local WARC files (globs expanded) and HTML folders the crawl reads."""
+    warcs = [f for location in config.warc if not is_remote(location)
+             for f in expand_location(location, config.storage_options)]
+    return [*warcs, *config.html_dirs]
 
 
 def warc_source_label(location: str) -> str:

@@ -23,13 +23,13 @@ from typing import Any
 
 import fsspec
 
-from llm_core.config import ConfigError, RunConfig
+from llm_core.config import ConfigError
 from llm_core.crawl.config import CrawlConfig
 from llm_core.crawl.live import SOURCE as LIVE_SOURCE
 from llm_core.crawl.live import LiveCrawler
 from llm_core.crawl.local import read_html_files, read_text_dataset
 from llm_core.crawl.output import ShardOutput
-from llm_core.crawl.sources import local_input_digests, plan_shards, warc_source_label
+from llm_core.crawl.sources import local_inputs, plan_shards, warc_source_label
 from llm_core.crawl.warc_reader import Page, Skip, read_archive
 from llm_core.crawl.warc_writer import WarcFiles
 from llm_core.stage import ShardedStage, StageContext, StageResult, sum_counts
@@ -48,11 +48,10 @@ class CrawlStage(ShardedStage):
     config_model = CrawlConfig
     version = "1"
 
-    def key_config(self, ctx_config: CrawlConfig, run: RunConfig) -> dict[str, Any]:
-        """The config plus fingerprints of the local WARC files and HTML folders it reads, so that changed files give
-        a new artifact. Remote inputs (http, s3, a Common Crawl listing) are named, not read: a new `snapshot`
-        label tells a refreshed remote crawl apart."""
-        return {**super().key_config(ctx_config, run), "local_digests": local_input_digests(ctx_config)}
+    def data_paths(self, ctx_config: CrawlConfig) -> list[str]:
+        """Local WARC files and HTML folders are fingerprinted; remote inputs (http, s3, a Common Crawl listing) are
+        named, not read: a new `snapshot` label tells a refreshed remote crawl apart."""
+        return local_inputs(ctx_config)
 
     # -- planning
     def plan(self, ctx: StageContext) -> list[str]:

@@ -13,7 +13,7 @@ import functools
 from pydantic import Field
 
 from llm_core.filters.base import DocFilter, Document, FilterOutcome, FilterSettings
-from llm_core.filters.resources import resolve_data_path
+from llm_core.data_files import resolve_data_path
 
 _LABEL = "__label__"
 

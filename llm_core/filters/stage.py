@@ -28,7 +28,7 @@ from typing import Any
 import pyarrow as pa
 from pydantic import Field, model_validator
 
-from llm_core.config import RunConfig, StageConfig
+from llm_core.config import StageConfig
 from llm_core.filters.base import DocFilter, Document, FilterSettings, FilterStats
 from llm_core.filters.c4 import C4Config, C4QualityFilter
 from llm_core.filters.dedup import Duplicate, ShardKeys, find_duplicates, shard_keys
@@ -42,7 +42,6 @@ from llm_core.filters.gopher import (
 from llm_core.filters.language import LanguageFilter, LanguageFilterConfig
 from llm_core.filters.minhash import MinHasher, exact_key
 from llm_core.filters.pii import PIIConfig, PIIRedactor
-from llm_core.filters.resources import data_digest
 from llm_core.filters.url import URLFilter, URLFilterConfig
 from llm_core.schemas import FILTERED_DOCUMENTS, REJECTED
 from llm_core.stage import ShardedStage, StageContext, StageResult, sum_counts
@@ -139,14 +138,10 @@ class FilterStage(ShardedStage):
     def input_stages(self, config: Any) -> dict[str, str]:
         return {"documents": "extract"}
 
-    def key_config(self, ctx_config: FilterConfig, run: RunConfig) -> dict[str, Any]:
-        """The config plus fingerprints of the data files it points at (blocklists, language model)."""
-        digests = {}
-        if ctx_config.url.enabled:
-            digests["blocklists"] = data_digest(ctx_config.url.blocklist_dir)
-        if ctx_config.language.enabled:
-            digests["language_model"] = data_digest(ctx_config.language.model_path)
-        return {**super().key_config(ctx_config, run), "data_digests": digests}
+    def data_paths(self, ctx_config: FilterConfig) -> list[str]:
+        """The blocklists and the language model, when their filters are on."""
+        return [path for on, path in ((ctx_config.url.enabled, ctx_config.url.blocklist_dir),
+                                      (ctx_config.language.enabled, ctx_config.language.model_path)) if on]
 
     def plan(self, ctx: StageContext) -> list[str]:
         names = ctx.reader("documents").files("documents/part-*.parquet")

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from pydantic import Field
 
 from llm_core.filters.base import DocFilter, Document, FilterOutcome, FilterSettings
-from llm_core.filters.resources import resolve_data_path
+from llm_core.data_files import resolve_data_path
 from llm_core.filters.url_words import BANNED_SUBWORDS, BANNED_WORDS, SOFT_BANNED_WORDS
 
 _FLAT_LIST_RE = re.compile(r"^(?:ut1_)?(?P<category>.+)_(?P<kind>domains|urls)(?:\.txt)?$")

@@ -19,7 +19,7 @@ import torch
 from pydantic import Field
 
 from llm_core.chat.engine import Engine, SamplingParams
-from llm_core.chat.mixture import evenly_spaced
+from llm_core.post.splits import evenly_spaced
 from llm_core.chat.template import render_completion, render_prompt
 from llm_core.config import StageConfig
 from llm_core.post.model_io import MODEL_DIR, load_gpt, save_model_files

@@ -21,7 +21,7 @@ import torch
 from pydantic import Field
 
 from llm_core.chat.engine import Engine, SamplingParams
-from llm_core.chat.mixture import evenly_spaced
+from llm_core.post.splits import evenly_spaced
 from llm_core.chat.template import Message, render_prompt
 from llm_core.config import StageConfig
 from llm_core.model import GPT

@@ -1,4 +1,5 @@
-"""Write a weighted mixture of record sources into one artifact's train / val / rejected Parquet files.
+"""Write a weighted mixture of record sources into one artifact's train / val / rejected Parquet files, and pick
+held-back evaluation subsets from such splits.
 
 Shared by `sft_data` (conversations) and `reward_data` (preference pairs): each source yields
 (row, reject reason or None, identity used for the split hash); counts come out per source and in total, so
@@ -8,11 +9,12 @@ Shared by `sft_data` (conversations) and `reward_data` (preference pairs): each 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import TypeVar
 
 import pyarrow as pa
 
-from llm_core.chat.mixture import route_record
+from llm_core.chat.mixture import copies, is_validation
 from llm_core.stage import StageContext
 from llm_core.store import ParquetShardWriter
 
@@ -20,6 +22,39 @@ TRAIN, VAL, REJECTED = "train/part-00000.parquet", "val/part-00000.parquet", "re
 SOURCE_COLUMNS = ("input", "kept", "rejected", "train_unique", "train", "val")
 
 Records = Iterable[tuple[dict, str | None, object]]
+T = TypeVar("T")
+
+
+def evenly_spaced(items: Sequence[T], n: int) -> list[T]:
+    """At most n items spread evenly over the sequence: a held-back subset that keeps each source's share (splits are
+    written source after source, so their first n items would all come from the first sources)."""
+    if len(items) <= n:
+        return list(items)
+    return [items[i * len(items) // n] for i in range(n)]
+
+
+def route_record(
+    row: dict, reason: str | None, identity: object, *, weight: float, val_fraction: float, seed: int,
+    train: ParquetShardWriter, val: ParquetShardWriter, rejected: ParquetShardWriter, counts: Counter,
+) -> None:
+    """Send one record to `rejected` (with its reason), `val` (held back by a hash of `identity`) or `train`
+    (`copies` times for the source weight), counting input / kept / rejected / val / train_unique / train."""
+    counts["input"] += 1
+    if reason:
+        counts["rejected"] += 1
+        counts[f"rejected:{reason}"] += 1
+        rejected.write({**row, "reason": reason})
+        return
+    counts["kept"] += 1
+    if is_validation(identity, val_fraction, seed):
+        counts["val"] += 1
+        val.write(row)
+        return
+    n = copies(identity, weight, seed)
+    counts["train_unique"] += 1
+    counts["train"] += n
+    for _ in range(n):
+        train.write(row)
 
 
 def rejected_schema(schema: pa.Schema) -> pa.Schema:
