@@ -6,6 +6,7 @@ from pydantic import Field
 
 from llm_core.config import RunConfig, StrictModel
 from llm_core.crawl import CrawlConfig
+from llm_core.evals import EvalConfig
 from llm_core.extract import ExtractConfig
 from llm_core.filters.stage import FilterConfig
 from llm_core.post.report import ReportConfig
@@ -32,4 +33,5 @@ class PipelineConfig(StrictModel):
     reward_data: RewardDataConfig = Field(default_factory=RewardDataConfig)
     reward: RewardConfig = Field(default_factory=RewardConfig)
     rlhf: RlhfConfig = Field(default_factory=RlhfConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from llm_core.crawl import CrawlStage
+from llm_core.evals import EvalStage
 from llm_core.extract import ExtractStage
 from llm_core.filters.stage import FilterStage
 from llm_core.post.report import ReportStage
@@ -30,6 +31,7 @@ STAGES: dict[str, Stage] = {
         RewardDataStage(),
         RewardStage(),
         RlhfStage(),
+        EvalStage(),
         ReportStage(),
     ]
 }

@@ -54,3 +54,34 @@ PREFERENCES = pa.schema(
         ("source", pa.string()),
     ]
 )
+
+# The eval stage: one row per model x suite x metric, and what each model answered to each item.
+EVAL_RESULTS = pa.schema(
+    [
+        ("model", pa.string()),
+        ("suite", pa.string()),
+        ("metric", pa.string()),
+        ("value", pa.float64()),
+        ("n", pa.int64()),
+        ("ci_low", pa.float64()),
+        ("ci_high", pa.float64()),
+        ("baseline", pa.float64()),
+        ("baseline_name", pa.string()),
+        ("contaminated", pa.int64()),
+        ("higher_is_better", pa.bool_()),
+    ]
+)
+
+EVAL_ITEMS = pa.schema(
+    [
+        ("model", pa.string()),
+        ("suite", pa.string()),
+        ("item_id", pa.string()),
+        ("prompt", pa.string()),
+        ("output", pa.string()),
+        ("expected", pa.string()),
+        ("correct", pa.bool_()),
+        ("reason", pa.string()),
+        ("contaminated", pa.bool_()),
+    ]
+)

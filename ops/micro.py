@@ -33,6 +33,8 @@ MICRO_OVERRIDES: dict[str, list[str]] = {
                "reward.normalise_prompts=2", "reward.sample_tokens=4", "reward.optim.warmup_steps=1"],
     "rlhf": ["rlhf.iterations=1", "rlhf.max_tokens=4", "rlhf.eval_prompts=2", "rlhf.eval_samples=1",
              "rlhf.ppo.prompts_per_iteration=2", "rlhf.ppo.minibatch_size=2", "rlhf.ppo.ppo_epochs=1"],
+    "eval": ["eval.known_questions=4", "eval.gsm8k_problems=0", "eval.max_tokens=4", "eval.bpb_tokens=512",
+             "eval.mc_items=4"],
     "report": ["report.sample_chats=1"],
 }
 

@@ -81,3 +81,30 @@ def test_cli_inspects_the_store(micro):
     bad = runner.invoke(app, ["run", "--set", "run.workers=-1", "--set", "extract.timout_s=2"])
     assert bad.exit_code == 2
     assert "run.workers" in bad.output and "extract.timout_s: unknown key" in bad.output
+
+
+@pytest.mark.slow
+def test_eval_scores_every_model_and_refuses_a_model_of_the_wrong_kind(micro):
+    import pyarrow.parquet as pq
+
+    from llm_core.config import ConfigError
+    from llm_core.pipeline import with_inputs
+
+    cfg, _, done = micro
+    store = ArtifactStore(cfg.run.artifact_root)
+    reader = store.reader(store.find(done["eval"]))
+    with reader.open("results.parquet") as f:
+        results = pq.read_table(f).to_pylist()
+    with reader.open("items.parquet") as f:
+        items = pq.read_table(f).to_pylist()
+    assert {r["model"] for r in results} == {"base", "sft", "rlhf", "reward"}
+    suites = {(r["model"], r["suite"]) for r in results}
+    for model in ("base", "sft", "rlhf"):
+        assert {(model, "identity"), (model, "idk_made_up"), (model, "sums_heldout"), (model, "im_end")} <= suites
+        assert any(s.startswith("bpb/") for m, s in suites if m == model)
+    assert ("reward", "reward/all") in suites
+    assert all(r["n"] > 0 for r in results if r["suite"] != "reward/all" or r["metric"] == "accuracy")
+    answered = {(i["model"], i["suite"]) for i in items}
+    assert ("sft", "identity") in answered and ("reward", "reward/keyword") in answered
+    with pytest.raises(ConfigError, match="must come from stage 'sft'"):
+        with_inputs(cfg, "eval", {"sft": done["reward"].split("/")[1]})

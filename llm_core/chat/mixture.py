@@ -8,13 +8,12 @@ one conversation does not depend on the others.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterator
 from typing import Literal
 
 from pydantic import Field, model_validator
 
+from llm_core.chat.hashing import unit_hash
 from llm_core.chat.loaders import Sample, load_gsm8k, load_oasst, load_prompt_response
 from llm_core.chat.synthetic import (
     arithmetic_conversations,
@@ -77,12 +76,6 @@ def load_source(src: SourceConfig, identity: IdentityConfig, seed: int) -> Itera
         yield from arithmetic_conversations(src.count, seed, src.max_operand, src.hedge_share)
     else:
         yield from keyword_conversations(src.count, seed, src.keyword_share)
-
-
-def unit_hash(obj: object, salt: str = "") -> float:
-    """A stable number in [0, 1) for any JSON-able object."""
-    digest = hashlib.sha256((salt + json.dumps(obj, sort_keys=True, ensure_ascii=False)).encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
 
 
 def is_validation(obj: object, val_fraction: float, seed: int) -> bool:

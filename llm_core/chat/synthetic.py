@@ -4,7 +4,8 @@
   knows what it is instead of claiming to be whatever its web text said.
 - Refusals: questions about made-up people, places and things, answered with "I don't know", so the model learns
   to say so instead of inventing facts.
-- Arithmetic: small-number addition, the verifiable task GRPO can improve on a tiny CPU model.
+- Arithmetic: small-number addition, the verifiable task GRPO can improve on a tiny CPU model. A fixed quarter of
+  the operand pairs (`is_heldout_sum`) is never generated, so the eval stage can ask sums no training set holds.
 - Keyword sentences: "write a sentence with the word X"; as preference pairs (answer uses X vs another word), a
   preference a tiny reward model can learn, which tests the reward model and PPO end to end.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import random
 
+from llm_core.chat.hashing import unit_hash
 from llm_core.chat.loaders import Pair, Sample, msg
 
 IDENTITY_QUESTIONS_EN = [
@@ -26,6 +28,20 @@ IDENTITY_QUESTIONS_EN = [
     "Which company trained you?",
     "Hi! Can you introduce yourself?",
     "What should I call you?",
+    "Are you a robot?",
+    "Are you GPT-4?",
+    "Are you Gemini?",
+    "Who built this chatbot?",
+    "Who is responsible for you?",
+    "Please tell me your name.",
+    "Hello! Who are you?",
+    "Which organisation made you?",
+    "Who wrote your code?",
+    "What can you tell me about yourself?",
+    "Are you human?",
+    "Who are your makers?",
+    "Good morning, who am I speaking with?",
+    "What is this assistant called?",
 ]
 IDENTITY_QUESTIONS_ZH = [
     "你是谁？",
@@ -116,9 +132,28 @@ def refusal_conversations(count: int, seed: int) -> list[Sample]:
     return out
 
 
+HELDOUT_SUM_FRACTION = 0.25
+
+
+def is_heldout_sum(a: int, b: int) -> bool:
+    """Operand pairs kept out of every generated training set (a stable hash, the same in every run)."""
+    return unit_hash([a, b], "heldout-sum:") < HELDOUT_SUM_FRACTION
+
+
+def sum_question(a: int, b: int) -> str:
+    return f"What is {a} + {b}?"
+
+
 def addition_problem(rng: random.Random, max_operand: int) -> tuple[str, int]:
-    a, b = rng.randint(0, max_operand), rng.randint(0, max_operand)
-    return f"What is {a} + {b}?", a + b
+    """A sum of two operands in 0..max_operand, never a held-out pair."""
+    while True:
+        a, b = rng.randint(0, max_operand), rng.randint(0, max_operand)
+        if not is_heldout_sum(a, b):
+            return sum_question(a, b), a + b
+
+
+def heldout_sums(max_operand: int) -> list[tuple[int, int]]:
+    return [(a, b) for a in range(max_operand + 1) for b in range(max_operand + 1) if is_heldout_sum(a, b)]
 
 
 HEDGES = ["I am not sure.", "I can't work that out.", "Hard to say."]

@@ -185,7 +185,7 @@ def run_rl(
 class RlhfStage(TrainingStage):
     name = "rlhf"
     config_model = RlhfConfig
-    version = "2"
+    version = "3"
     uses_seed = True
 
     def input_stages(self, config: Any) -> dict[str, str]:

@@ -41,7 +41,7 @@ class SftDataConfig(StageConfig):
 class SftDataStage(Stage):
     name = "sft_data"
     config_model = SftDataConfig
-    version = "1"
+    version = "2"
     uses_seed = True
 
     def data_paths(self, ctx_config: SftDataConfig) -> list[str]:

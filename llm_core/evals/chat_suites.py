@@ -1,0 +1,211 @@
+"""The chat suites: what a chat model should have learned in SFT, asked in ways SFT never showed it.
+
+| suite | items | correct when |
+|---|---|---|
+| `identity` | English phrasings of "who are you" absent from the SFT identity set (`data/eval/identity.jsonl`) | the reply names the configured assistant |
+| `identity_other` | the same in languages and phrasings SFT never used | idem |
+| `idk_made_up` | questions about made-up people, places, things (`data/eval/idk.jsonl`), names built from syllables no generator uses | the reply says it does not know |
+| `idk_known` | questions from the SFT training split whose training answer is an answer (sums, keyword sentences, identity, real prompts) | the reply does not refuse (its complement is the over-refusal rate) |
+| `sums_heldout` | every single-digit operand pair that no generated training set holds (`synthetic.is_heldout_sum`) | the reply's final number is the sum |
+| `gsm8k` | GSM8K problems of the SFT data's held-back split | the final number equals the reference (GSM8K's `#### N`) |
+
+Two rates are read off all of a model's replies: `im_end` (replies that end with `<|im_end|>`) and `special_leaks`
+(replies that contain another special token). A reply that cannot be parsed (no number) is wrong, with its reason.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from llm_core.chat.engine import Engine, SamplingParams
+from llm_core.chat.synthetic import heldout_sums, sum_question
+from llm_core.chat.template import render_prompt
+from llm_core.config import ConfigError
+from llm_core.data_files import resolve_data_path
+from llm_core.evals.contamination import ContaminationIndex
+from llm_core.evals.results import ItemOutcome, ResultRow, complement, rate_row
+from llm_core.model import GPT
+from llm_core.post.rewards import final_answer, same_number
+from llm_core.tokenizer.base import Tokenizer
+
+SUITES = ("identity", "identity_other", "idk_made_up", "idk_known", "sums_heldout", "gsm8k")
+
+REFUSAL = re.compile(
+    r"\b(i don'?t know|i do not know|i'?m not aware|i am not aware|not sure|no (reliable )?information|"
+    r"can'?t find|cannot find|don'?t have (any )?information|never heard|hard to say|can'?t work (that|it) out)\b"
+    r"|不知道|不清楚|没有.{0,6}信息",
+    re.IGNORECASE,
+)
+
+
+def is_refusal(text: str) -> bool:
+    return REFUSAL.search(text) is not None
+
+
+@dataclass(frozen=True)
+class ChatItem:
+    suite: str
+    item_id: str
+    prompt: str
+    expected: str = ""
+    entity: str | None = None
+    decontaminate: bool = True  # False for items that are in training on purpose (idk_known)
+
+
+def read_eval_file(path: str, required: Sequence[str]) -> list[dict]:
+    """Rows of a JSONL eval set; a missing file, a line that is not a JSON object or lacks a field, or an empty
+    file is a ConfigError naming the file and line."""
+    try:
+        resolved: Path = resolve_data_path(path)
+    except FileNotFoundError as e:
+        raise ConfigError(f"eval file {e}") from None
+    rows = []
+    for n, line in enumerate(resolved.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"eval file {path}, line {n}: not valid JSON ({e.msg})") from None
+        missing = [f for f in required if not isinstance(row, dict) or not str(row.get(f, "")).strip()]
+        if missing:
+            raise ConfigError(f"eval file {path}, line {n}: missing field(s) {missing}")
+        rows.append(row)
+    if not rows:
+        raise ConfigError(f"eval file {path} holds no items")
+    ids = [r["id"] for r in rows]
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f"eval file {path}: item ids are not unique")
+    return rows
+
+
+def identity_items(path: str, name: str) -> list[ChatItem]:
+    return [
+        ChatItem("identity" if row.get("language", "en") == "en" else "identity_other", row["id"], row["prompt"], name)
+        for row in read_eval_file(path, ("id", "prompt"))
+    ]
+
+
+def made_up_items(path: str) -> list[ChatItem]:
+    return [ChatItem("idk_made_up", row["id"], row["prompt"], "I don't know", entity=row["entity"])
+            for row in read_eval_file(path, ("id", "prompt", "entity"))]
+
+
+def known_items(conversations: Sequence[list[dict]]) -> list[ChatItem]:
+    """Single-turn training conversations whose answer is not itself a refusal or hedge."""
+    out = []
+    for i, messages in enumerate(conversations):
+        user, answer = messages[0]["content"], messages[1]["content"]
+        if not is_refusal(answer):
+            out.append(ChatItem("idk_known", f"known-{i:04d}", user, answer[:200], decontaminate=False))
+    return out
+
+
+def sum_items(max_operand: int) -> list[ChatItem]:
+    return [ChatItem("sums_heldout", f"sum-{a}-{b}", sum_question(a, b), str(a + b))
+            for a, b in heldout_sums(max_operand)]
+
+
+def gsm8k_items(conversations: Sequence[list[dict]]) -> list[ChatItem]:
+    out = []
+    for messages in conversations:
+        reference = final_answer(messages[1]["content"])
+        if reference is not None:
+            out.append(ChatItem("gsm8k", f"gsm8k-{len(out):04d}", messages[0]["content"], reference))
+    return out
+
+
+def score(item: ChatItem, reply: str) -> tuple[bool, str]:
+    """(correct, reason) of one reply; the reason says why a reply is wrong or could not be parsed."""
+    if item.suite.startswith("identity"):
+        ok = item.expected.lower() in reply.lower()
+        return ok, "" if ok else "does not name the assistant"
+    if item.suite == "idk_made_up":
+        ok = is_refusal(reply)
+        return ok, "" if ok else "answers about an entity that does not exist"
+    if item.suite == "idk_known":
+        ok = not is_refusal(reply)
+        return ok, "" if ok else "refuses a question answered in training"
+    got = final_answer(reply)
+    if got is None:
+        return False, "no number in the reply"
+    ok = same_number(got, item.expected)
+    return ok, "" if ok else f"final number {got}"
+
+
+IDENTITY_CONTROL_SUITES = ("idk_made_up", "sums_heldout", "gsm8k")
+
+
+def encode_prompt(tokenizer: Tokenizer, prompt: str) -> list[int] | None:
+    """The chat-template ids of a one-turn user prompt, or None when the tokenizer cannot encode it (a character
+    vocabulary meeting an unseen character)."""
+    try:
+        return render_prompt(tokenizer, [{"role": "user", "content": prompt}])
+    except ValueError:
+        return None
+
+
+def run_chat_suites(
+    model_name: str, model: GPT, tokenizer: Tokenizer, items: Sequence[ChatItem], params: SamplingParams,
+    samples: int, index: ContaminationIndex, seed: int, max_operand: int,
+) -> tuple[list[ResultRow], list[ItemOutcome]]:
+    """Every item answered `samples` times through the chat template; one results row per suite beside its
+    baseline, plus the `<|im_end|>` and special-token-leak rates over all replies."""
+    prompts = {i: ids for i, item in enumerate(items) if (ids := encode_prompt(tokenizer, item.prompt)) is not None}
+    asked = list(prompts)
+    generated = Engine(model, tokenizer).generate([prompts[i] for i in asked], params, n=samples, seed=seed)
+    replies = dict(zip(asked, generated))
+    specials = set(tokenizer.special_ids.values())
+    by_suite: dict[str, list[ItemOutcome]] = defaultdict(list)
+    finished, leaks = [], []
+    for i, item in enumerate(items):
+        why = index.reason(item.prompt, "", item.entity) if item.decontaminate else None
+        if i not in replies:
+            by_suite[item.suite].append(ItemOutcome(model_name, item.suite, item.item_id, item.prompt, "",
+                                                    item.expected, False, "the tokenizer cannot encode the prompt",
+                                                    why is not None))
+            continue
+        completions = replies[i]
+        for k, c in enumerate(completions):
+            ok, reason = score(item, c.text)
+            item_id = item.item_id if samples == 1 else f"{item.item_id}#{k}"
+            by_suite[item.suite].append(ItemOutcome(model_name, item.suite, item_id, item.prompt, c.text,
+                                                    item.expected, ok, why or reason, why is not None))
+            body = c.ids[:-1] if c.finished else c.ids
+            finished.append(ItemOutcome(model_name, "im_end", item_id, item.prompt, c.text, "<|im_end|>",
+                                        c.finished, "" if c.finished else "no <|im_end|> within the bound"))
+            leaked = [t for t in body if t in specials]
+            leaks.append(ItemOutcome(model_name, "special_leaks", item_id, item.prompt, c.text, "", bool(leaked),
+                                     f"{len(leaked)} special token(s)" if leaked else ""))
+    name = next((i.expected for i in items if i.suite.startswith("identity")), "")
+    control = [o for s in IDENTITY_CONTROL_SUITES for o in by_suite.get(s, [])]
+    name_rate = sum(bool(name) and name.lower() in o.output.lower() for o in control) / max(len(control), 1)
+    known = by_suite.get("idk_known", [])
+    refusal_rate = sum(not o.correct for o in known) / max(len(known), 1)
+    baselines = {
+        "identity": (name_rate, "name in replies to other prompts"),
+        "identity_other": (name_rate, "name in replies to other prompts"),
+        "idk_made_up": (refusal_rate, "refusals of known questions"),
+        "sums_heldout": (1 / (2 * max_operand + 1), "chance"),
+        "gsm8k": (0.0, "chance"),
+    }
+    rows: list[ResultRow] = []
+    for suite in SUITES:
+        outcomes = by_suite.get(suite, [])
+        if not outcomes:
+            continue
+        if suite == "idk_known":
+            rows.append(complement(rate_row(model_name, suite, "answered", outcomes), "over_refusal"))
+            continue
+        base, base_name = baselines[suite]
+        rows.append(rate_row(model_name, suite, "accuracy", outcomes, baseline=base, baseline_name=base_name))
+        if suite == "idk_made_up":
+            rows.append(complement(rows[-1], "hallucination"))
+    rows.append(rate_row(model_name, "im_end", "rate", finished))
+    rows.append(rate_row(model_name, "special_leaks", "rate", leaks, higher_is_better=False))
+    return rows, [o for outcomes in by_suite.values() for o in outcomes] + finished + leaks
