@@ -14,6 +14,9 @@ RAW_PAGES = pa.schema(
         ("body", pa.binary()),
         ("warc_record_id", pa.string()),
         ("source", pa.string()),
+        # The record ended before its declared length: `body` holds the bytes present. Artifacts written before
+        # this column existed lack it; readers take a missing value as False.
+        ("truncated", pa.bool_()),
     ]
 )
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import gzip
 import io
+import uuid
+import zlib
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from fastwarc.warc import ArchiveIterator as FastArchiveIterator
 from warcio.archiveiterator import ArchiveIterator
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
@@ -72,27 +75,119 @@ def test_wat_and_wet_files_hold_no_pages():
     assert reasons(read(WARC_DIR / "whirlwind.warc.wet.gz")) == {"warc:warcinfo": 1, "warc:conversion": 1}
 
 
-def test_truncated_file_keeps_what_came_before_and_counts_one_corrupt_record():
+def summary(items: list[Page | Skip]) -> list[tuple]:
+    return [(i.url, i.body, i.truncated) if isinstance(i, Page) else (i.url, i.reason) for i in items]
+
+
+def test_truncated_gzip_file_keeps_every_record_and_the_bytes_of_the_last():
     data = (WARC_DIR / "pywb_iana.warc.gz").read_bytes()
     full = read(data)
     cut = read(data[: len(data) // 2])
-    assert reasons(cut)["warc:corrupt"] == 1 and isinstance(cut[-1], Skip) and cut[-1].reason == "warc:corrupt"
-    kept = cut[:-1]
-    def summary(items):
-        return [(i.url, getattr(i, "body", None)) for i in items]
-
-    assert summary(kept) == summary(full[: len(kept)])
-    assert sum(isinstance(i, Page) for i in kept) >= 2
+    assert "warc:corrupt" not in reasons(cut)
+    assert summary(cut[:-1]) == summary(full[: len(cut) - 1])
+    last = cut[-1]  # the record the cut falls in: read as far as it goes, its skip reason still true
+    assert (last.url, last.reason) == (full[len(cut) - 1].url, "warc:not_html")
 
 
-def test_garbage_inside_a_gzip_file_stops_the_file_not_the_reader():
-    data = (WARC_DIR / "pywb_iana.warc.gz").read_bytes()
-    broken = data[:300_000] + b"\x1f\x8b\x08\x00garbage" * 50 + data[300_000:]
-    items = read(broken)
-    assert items[-1].reason == "warc:corrupt"
+def test_a_corrupt_gzip_member_loses_that_member_only_and_names_its_byte_range():
+    data = (WARC_DIR / "resiliparse_cc_warcfile.dev.warc.gz").read_bytes()
+    starts = member_starts(data)
+    first, second = starts[10], starts[11]  # member 10 holds a metadata record
+    damaged = data[: first + 30] + bytes(60) + data[first + 90 :]
+    items = read(damaged)
+    lost = [i for i in items if isinstance(i, Skip) and i.reason == "warc:corrupt"]
+    assert len(lost) == 1 and lost[0].detail.startswith(f"bytes {first}-{second} unreadable")
     full = read(data)
-    assert [i.url for i in items[:-1]] == [i.url for i in full[: len(items) - 1]]
-    assert sum(isinstance(i, Page) for i in items) >= 1
+    assert summary([i for i in items if i is not lost[0]]) == summary(full[:10] + full[11:])
+
+
+def test_garbage_between_gzip_members_is_skipped_and_reading_goes_on():
+    data = (WARC_DIR / "pywb_iana.warc.gz").read_bytes()
+    at = member_starts(data)[100]
+    garbage = b"\x1f\x8b\x08\x00garbage" * 50  # fake member headers too
+    items = read(data[:at] + garbage + data[at:])
+    lost = [i for i in items if isinstance(i, Skip) and i.reason == "warc:corrupt"]
+    assert [i.detail.split(" unreadable")[0] for i in lost] == [f"bytes {at}-{at + len(garbage)}"]
+    assert summary([i for i in items if i is not lost[0]]) == summary(read(data))
+
+
+def test_garbage_inside_an_uncompressed_file_is_skipped_up_to_the_next_record():
+    plain = gzip.decompress((WARC_DIR / "resiliparse_cc_warcfile.dev.warc.gz").read_bytes())
+    at = plain.index(b"WARC/1.0", 30000)
+    items = read(plain[:at] + b"garbage\r\n" * 20 + plain[at:], "x.warc")
+    assert reasons(items) == {**reasons(read(plain, "x.warc")), "warc:corrupt": 1}
+
+
+def member_starts(data: bytes) -> list[int]:
+    with io.BytesIO(data) as f:
+        return [record.stream_pos for record in FastArchiveIterator(f, parse_http=False)]
+
+
+def real_http_block(index: int = 1) -> bytes:
+    """The HTTP block (status line, headers, body as archived) of a real Common Crawl response."""
+    with open(WARC_DIR / "resiliparse_cc_warcfile.dev.warc.gz", "rb") as f:
+        for i, record in enumerate(r for r in FastArchiveIterator(f, parse_http=False) if r.headers.get("WARC-Type") == "response"):
+            if i == index:
+                record.freeze()
+                return record.reader.read()
+    raise AssertionError("sample has fewer responses")
+
+
+def warc_record(block: bytes, declared: int | None = None, url: str = "http://example.jp/a", rec_type: str = "response",
+                content_type: str = "application/http; msgtype=response") -> bytes:
+    head = (
+        f"WARC/1.0\r\nWARC-Type: {rec_type}\r\nWARC-Target-URI: {url}\r\nWARC-Date: 2024-05-01T10:00:00Z\r\n"
+        f"WARC-Record-ID: <urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, url)}>\r\nContent-Type: {content_type}\r\n"
+        f"Content-Length: {len(block) if declared is None else declared}\r\n\r\n"
+    )
+    return head.encode() + block + b"\r\n\r\n"
+
+
+def bare_lf(block: bytes) -> bytes:
+    head, body = block.split(b"\r\n\r\n", 1)
+    return head.replace(b"\r\n", b"\n") + b"\n\n" + body
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_http_headers_with_bare_lf_line_ends_are_parsed(compress):
+    body = "<html><head><title>日本語</title></head><body><p>ウェブページの本文です。</p></body></html>".encode("euc-jp")
+    block = b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=EUC-JP\r\nServer: Apache\r\n\r\n" + body
+    real = real_http_block()
+    records = [warc_record(bare_lf(block)), warc_record(bare_lf(real), url="http://example.jp/b")]
+    data = b"".join(gzip.compress(r) for r in records) if compress else b"".join(records)
+    first, second = read(data, "x.warc.gz" if compress else "x.warc")
+    assert isinstance(first, Page) and (first.status, first.content_type, first.charset) == (200, "text/html", "euc-jp")
+    assert first.body == body and not first.truncated
+    assert isinstance(second, Page) and second.body == real.split(b"\r\n\r\n", 1)[1]
+
+
+def test_a_record_cut_short_keeps_the_bytes_present_marked_truncated():
+    from llm_core.extract.config import ExtractConfig
+    from llm_core.extract.page import PageExtractor
+
+    block = real_http_block(8)  # a job listing page
+    whole = warc_record(block)
+    cut_at = len(whole) - len(block) // 4  # the last quarter of the page (footer, scripts) is missing
+    (complete,) = read(whole, "x.warc")
+    for name, data in [("x.warc", whole[:cut_at]), ("x.warc.gz", gzip.compress(whole)[: len(gzip.compress(whole[:cut_at]))])]:
+        (page,) = read(data, name)
+        assert isinstance(page, Page) and page.truncated and not complete.truncated, name
+        assert complete.body.startswith(page.body) and len(page.body) > len(block) // 2
+    extract = PageExtractor(ExtractConfig())
+    assert extract(page.row()).text == extract(complete.row()).text, "the main text in the bytes present is all there"
+
+
+def test_every_damaged_record_gets_a_true_reason():
+    block = real_http_block()
+    header_end = block.index(b"\r\n\r\n")
+    dns = warc_record(b"20240501100000\nexample.jp. 300 IN A 192.0.2.1\n", url="dns:example.jp", content_type="text/dns")
+    cut_in_headers = warc_record(block, url="http://example.jp/cut")[: -len(block) - 4 + header_end // 2]
+    items = read(gzip.compress(dns) + gzip.compress(cut_in_headers))
+    assert [(i.url, i.reason) for i in items] == [("dns:example.jp", "warc:not_http"), ("http://example.jp/cut", "warc:truncated")]
+    assert "cut inside the HTTP headers" in items[1].detail
+    compressor = zlib.compressobj(wbits=31)  # a gzip member cut inside the WARC headers
+    items = read(compressor.compress(warc_record(block)[:60]) + compressor.flush(zlib.Z_SYNC_FLUSH))
+    assert [i.reason for i in items] == ["warc:truncated"] and "WARC headers" in items[0].detail
 
 
 def write_warc(records: list[tuple[str, str, list[tuple[str, str]], bytes]]) -> bytes:

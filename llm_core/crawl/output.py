@@ -7,8 +7,8 @@ Files of shard `S` inside the artifact (each published atomically when complete,
 - `skipped/S-NNNN.parquet`: records not kept (schema REJECTED: `doc_id` = WARC record id, `url`, `reason`,
   `detail`), same rolling.
 
-Counts: `records` (seen) = `pages` + `documents` + `skipped`; `skipped:REASON` per reason; `truncated` (pages cut
-at the size cap, kept).
+Counts: `records` (seen) = `pages` + `documents` + `skipped`; `skipped:REASON` per reason; `truncated` (pages kept
+with the bytes present: a WARC record cut short, or a live fetch cut at the size cap).
 """
 
 from __future__ import annotations
@@ -65,6 +65,8 @@ class ShardOutput:
     def page(self, page: Page) -> None:
         self._pages.write(page.row())
         self.counts.update(records=1, pages=1)
+        if page.truncated:
+            self.counts["truncated"] += 1
 
     def document(self, row: dict) -> None:
         self._documents.write(row)

@@ -4,8 +4,17 @@
 memory. Kept: `response` records with an HTTP 2xx status and an HTML-like media type, body decoded from chunked
 transfer encoding and content encoding (gzip, deflate, brotli). Skipped with a reason: other record types
 (`warc:request`, `warc:revisit`, `warc:metadata`, `warc:conversion` (WET), ...), `warc:not_html`, `warc:status`,
-`warc:not_http`, `warc:too_large`. A truncated or corrupt file yields one `warc:corrupt` skip
-and ends: the records read before it are kept.
+`warc:not_http` (the block is not an HTTP response), `warc:too_large`, `warc:truncated` (the record ends before
+its HTTP headers do) and `warc:corrupt` (a stretch of the file that holds no readable record, with its byte range).
+
+Nothing readable is lost:
+- HTTP headers that FastWARC cannot split (bare LF line ends, as some real crawls write) are parsed again by
+  warcio's tolerant parser; well-formed records never take that path.
+- A record cut short (truncated file, damaged gzip member) yields the bytes present as a page marked `truncated`;
+  the extract stage decides whether they hold text.
+- After a damaged gzip member, reading resynchronises at the next gzip member that decodes to a WARC record and goes
+  on; the bytes in between are one `warc:corrupt` skip naming their range. The stream stays forward-only: the
+  reader keeps the bytes since the current record's start (`_SourceStream`) to go back to.
 
 WARC files are parsed with FastWARC; ARC files (`.arc`, `.arc.gz`) with warcio, which converts them to WARC records.
 """
@@ -15,22 +24,32 @@ from __future__ import annotations
 import datetime as dt
 import io
 import itertools
+import re
 import uuid
-from collections.abc import Iterator
+import zlib
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import IO
 
 from fastwarc.warc import ArchiveIterator as FastArchiveIterator
 from fastwarc.warc import WarcRecordType
+from warcio.statusandheaders import StatusAndHeadersParser, StatusAndHeadersParserException
 
 from llm_core.crawl.http_body import decode_body
 
 REASON_CORRUPT = "warc:corrupt"
+REASON_TRUNCATED = "warc:truncated"
+GZIP_MAGIC = b"\x1f\x8b\x08"
+_WINDOW_MAX = 64 << 20  # bytes kept to go back to after a damaged member (more only while one record needs it)
+_HEADER_ALLOWANCE = 1 << 16  # WARC + HTTP header bytes decoded beyond max_body_bytes from a damaged member
+_PEEK_BYTES = 512  # enough for the status line, to tell CRLF from bare-LF line ends
+_HEADER_END_RE = re.compile(rb"\r?\n\r?\n")
+_HTTP_PARSER = StatusAndHeadersParser(["HTTP/1.0", "HTTP/1.1", "HTTP/2"], verify=False)
 
 
 @dataclass(frozen=True)
 class Page:
-    """One kept page, in the RAW_PAGES schema."""
+    """One kept page, in the RAW_PAGES schema. `truncated`: the record ended before its declared length."""
 
     url: str
     fetched_at: dt.datetime | None
@@ -40,6 +59,7 @@ class Page:
     body: bytes
     warc_record_id: str | None
     source: str
+    truncated: bool = False
 
     def row(self) -> dict:
         return self.__dict__.copy()
@@ -78,10 +98,15 @@ class SourceReadError(Exception):
 
 class _SourceStream(io.RawIOBase):
     """The input as the parsers see it: a forward-only stream that knows its position (FastWARC asks for it, and
-    not every fsspec stream can tell), whose own read failures become `SourceReadError`."""
+    not every fsspec stream can tell), whose own read failures become `SourceReadError`.
+
+    It keeps the bytes read since the last `mark` (at most about `_WINDOW_MAX` of them), so reading can go back
+    there with `rewind` after a damaged gzip member."""
 
     def __init__(self, raw: IO[bytes]):
         self.raw, self.position = raw, 0
+        self.window, self.window_start = bytearray(), 0
+        self.head = b""  # the first bytes of the input, to tell a gzip file
 
     def readable(self) -> bool:
         return True
@@ -90,13 +115,37 @@ class _SourceStream(io.RawIOBase):
         return self.position
 
     def readinto(self, buffer) -> int:
-        try:
-            data = self.raw.read(len(buffer))
-        except Exception as e:
-            raise SourceReadError(f"reading the input failed: {type(e).__name__}: {e}") from e
+        kept_end = self.window_start + len(self.window)
+        if self.position < kept_end:  # after a rewind: serve the kept bytes first
+            start = self.position - self.window_start
+            data = bytes(memoryview(self.window)[start : start + len(buffer)])
+        else:
+            try:
+                data = self.raw.read(len(buffer))
+            except Exception as e:
+                raise SourceReadError(f"reading the input failed: {type(e).__name__}: {e}") from e
+            self.window += data
+            if len(self.head) < 4:
+                self.head = bytes(self.window[:4]) if self.window_start == 0 else self.head
+            if len(self.window) > _WINDOW_MAX:
+                self.mark(self.window_start + len(self.window) - _WINDOW_MAX // 2)
         buffer[: len(data)] = data
         self.position += len(data)
         return len(data)
+
+    def mark(self, offset: int) -> None:
+        """Reading will never go back before `offset`: forget the bytes before it."""
+        drop = min(offset, self.position) - self.window_start
+        if drop > 0:
+            del self.window[:drop]
+            self.window_start += drop
+
+    def rewind(self, offset: int) -> None:
+        """Read from `offset` again (no earlier than the oldest kept byte)."""
+        self.position = max(offset, self.window_start)
+
+    def starts_with(self, prefix: bytes) -> bool:
+        return self.head.startswith(prefix)
 
 
 def read_archive(
@@ -104,11 +153,13 @@ def read_archive(
 ) -> Iterator[Page | Skip]:
     """Pages and skips of one WARC/ARC stream (gzip per record or plain); `name` picks the format.
 
-    Raises `SourceReadError` if the stream itself fails; a stream that reads fine but holds broken data ends with
-    a `warc:corrupt` skip instead."""
-    reader = _read_arc if is_arc(name) else _read_warc
+    Raises `SourceReadError` if the stream itself fails; broken data in a stream that reads fine becomes
+    truncated pages and `warc:truncated` / `warc:corrupt` skips instead."""
     wrapped = _SourceStream(stream)
-    yield from reader(wrapped, source=source, content_types=set(content_types), max_body_bytes=max_body_bytes)
+    if is_arc(name):
+        yield from _read_arc(wrapped, source=source, content_types=set(content_types), max_body_bytes=max_body_bytes)
+    else:
+        yield from _read_warc(wrapped, _RecordReader(source, set(content_types), max_body_bytes))
 
 
 def _classify(
@@ -126,57 +177,241 @@ def _classify(
     return None
 
 
-def _read_warc(
-    stream: IO[bytes], *, source: str, content_types: set[str], max_body_bytes: int
-) -> Iterator[Page | Skip]:
-    records = iter(FastArchiveIterator(stream, parse_http=False))
-    while True:
-        try:
-            record = next(records)
-        except StopIteration:
-            return
-        except OSError as e:  # corrupt gzip member or unparsable record: keep what was read before
-            yield Skip(None, None, REASON_CORRUPT, f"{type(e).__name__}: {e}")
-            return
-        url = record.headers.get("WARC-Target-URI")
+@dataclass(frozen=True)
+class _Failure:
+    """Where the fast path stopped: recovery starts at `offset`; `done` says the record there was read in full;
+    `error` is empty when the fast path saw no error."""
+
+    offset: int
+    done: bool
+    error: str
+
+
+@dataclass(frozen=True)
+class _RecordReader:
+    source: str
+    content_types: set[str]
+    max_body_bytes: int
+
+    def records(self, stream: IO[bytes]) -> Generator[Page | Skip, None, _Failure]:
+        """Items of the records in `stream` read with FastWARC; returns where it failed (`error` empty at what
+        FastWARC took for the end: the start of the last record)."""
+        begin = stream.tell()
+        records = iter(FastArchiveIterator(stream, parse_http=False))
+        last_start: int | None = None
+        while True:
+            try:
+                record = next(records)
+            except StopIteration:
+                return _Failure(last_start if last_start is not None else begin, last_start is not None, "")
+            except OSError as e:  # a damaged gzip member or unparsable record
+                start = last_start if last_start is not None else begin
+                return _Failure(start, last_start is not None, f"{type(e).__name__}: {e}")
+            url = record.headers.get("WARC-Target-URI")
+            if record.headers.get("Content-Length") is None:  # FastWARC takes header lines cut short for a record
+                yield Skip(url, record.record_id, REASON_TRUNCATED, "WARC headers without Content-Length: cut short")
+            elif record.record_type != WarcRecordType.response:
+                yield Skip(url, record.record_id, f"warc:{record.record_type}", record.headers.get("Content-Type") or "")
+            else:
+                try:
+                    item = self.response(record, url)
+                except OSError as e:  # the block itself is damaged: recover from this record's start
+                    return _Failure(record.stream_pos, False, f"{type(e).__name__}: {e}")
+                yield item
+            last_start = record.stream_pos
+            if isinstance(stream, _SourceStream):
+                stream.mark(last_start)
+
+    def response(self, record, url: str | None) -> Page | Skip:
+        """One response record: a page (maybe `truncated`), or a skip with its reason."""
         record_id = record.record_id
-        rec_type = str(record.record_type)
-        if record.record_type != WarcRecordType.response:
-            yield Skip(url, record_id, f"warc:{rec_type}", record.headers.get("Content-Type") or "")
-            continue
-        item = _read_response(record, url, record_id, source, content_types, max_body_bytes)
-        yield item
-        if isinstance(item, Skip) and item.reason == REASON_CORRUPT:
-            return
-
-
-def _read_response(
-    record, url: str | None, record_id: str, source: str, content_types: set[str], max_body_bytes: int
-) -> Page | Skip:
-    """One response record: a page, or a skip (a `warc:corrupt` skip means the stream ends here)."""
-    declared = int(record.headers.get("Content-Length") or 0)
-    if declared > max_body_bytes:
-        return Skip(url, record_id, "warc:too_large", f"{declared} bytes")
-    try:
+        declared = int(record.headers.get("Content-Length") or 0)
+        if declared > self.max_body_bytes:
+            return Skip(url, record_id, "warc:too_large", f"{declared} bytes")
         record.freeze()  # the block in memory (bounded above), so a short read shows as truncation
-    except OSError as e:
-        return Skip(url, record_id, REASON_CORRUPT, f"{type(e).__name__}: {e}")
-    if record.content_length < declared:
-        return Skip(url, record_id, REASON_CORRUPT, f"truncated: {record.content_length} of {declared} bytes")
-    try:
+        present = record.content_length
+        truncated = present < declared
+        head = record.reader.read(_PEEK_BYTES)
+        record.reader.seek(0)
+        eol = head.find(b"\n")
+        if truncated or (eol > 0 and head[eol - 1] != 0x0D):  # cut short, or bare LF line ends: parse tolerantly
+            block = record.reader.read()
+            parsed = _tolerant_http(block)
+            if parsed is None and truncated and block.startswith(b"HTTP/"):
+                return Skip(url, record_id, REASON_TRUNCATED, f"cut inside the HTTP headers: {present} of {declared} bytes")
+            if parsed is not None:
+                status, headers, raw_body = parsed
+                return self._page(record, url, status, headers, raw_body, declared, truncated)
+            record.reader.seek(0)
         record.parse_http(auto_decode="none")
-    except OSError as e:
-        return Skip(url, record_id, "warc:not_http", str(e))
-    status = record.http_headers.status_code if record.is_http else None
-    mime, charset = media_type(record.http_headers.get("Content-Type") if record.is_http else None)
-    skip = _classify(status, mime, declared, content_types, max_body_bytes)
-    if skip:
-        return Skip(url, record_id, *skip)
-    headers = record.http_headers
-    body = decode_body(
-        record.reader.read(), headers.get("Transfer-Encoding"), headers.get("Content-Encoding"), max_body_bytes
-    )
-    return Page(url, record.record_date, status, mime, charset, body, record_id, source)
+        if not record.is_http:
+            return Skip(url, record_id, "warc:not_http", record.headers.get("Content-Type") or "")
+        return self._page(record, url, record.http_headers.status_code, record.http_headers, None, declared, truncated)
+
+    def _page(self, record, url, status, headers, raw_body, declared, truncated) -> Page | Skip:
+        content_type = headers.get("Content-Type")
+        mime, charset = media_type(content_type)
+        skip = _classify(status, mime, declared, self.content_types, self.max_body_bytes)
+        if skip:
+            return Skip(url, record.record_id, *skip)
+        if raw_body is None:
+            raw_body = record.reader.read()
+        body = decode_body(
+            raw_body, headers.get("Transfer-Encoding"), headers.get("Content-Encoding"), self.max_body_bytes
+        )
+        return Page(url, record.record_date, status, mime, charset, body, record.record_id, self.source, truncated)
+
+
+class _Headers(dict):
+    """Case-insensitive header lookup over warcio's parsed headers (first value wins)."""
+
+    def __init__(self, pairs: list[tuple[str, str]]):
+        super().__init__()
+        for name, value in pairs:
+            self.setdefault(name.lower(), value)
+
+    def get(self, name: str, default=None):  # type: ignore[override]
+        return super().get(name.lower(), default)
+
+
+def _tolerant_http(block: bytes) -> tuple[int | None, _Headers, bytes] | None:
+    """(status, headers, raw body) of an HTTP response block whose lines may end in a bare LF (warcio's parser);
+    None if the block holds no complete header section."""
+    end = _HEADER_END_RE.search(block) if block.startswith(b"HTTP/") else None
+    if end is None:
+        return None
+    try:
+        parsed = _HTTP_PARSER.parse(io.BytesIO(block[: end.end()]))
+    except (StatusAndHeadersParserException, EOFError, ValueError):
+        return None
+    if parsed is None or not parsed.headers:
+        return None
+    code = parsed.get_statuscode()
+    return (int(code) if code and code.isdigit() else None), _Headers(parsed.headers), block[end.end() :]
+
+
+def _read_warc(stream: _SourceStream, reader: _RecordReader) -> Iterator[Page | Skip]:
+    while True:
+        failure = yield from reader.records(stream)
+        if not failure.error:  # FastWARC ends quietly at a gzip member cut inside its WARC headers: look past it
+            after = _member_end(stream, failure.offset) if failure.done else failure.offset
+            if after is None or not stream.starts_with(GZIP_MAGIC) or not _has_bytes(stream, after):
+                return
+            failure = _Failure(after, False, "the file ends inside a gzip member")
+        if stream.starts_with(GZIP_MAGIC):
+            resume = yield from _recover(stream, failure, reader)
+        else:  # an uncompressed file: go on at the next WARC header line
+            resume = _next_marker(stream, failure.offset + 1, b"WARC/1.")
+            end = resume if resume is not None else stream.position
+            where = f"after the record at byte {failure.offset}" if failure.done else f"from byte {failure.offset}"
+            yield Skip(None, None, REASON_CORRUPT, f"bytes {where} to {end} unreadable: {failure.error}")
+        if resume is None:
+            return
+        stream.rewind(resume)
+
+
+@dataclass(frozen=True)
+class _Member:
+    data: bytes  # decoded bytes (at most the cap asked for)
+    complete: bool
+    end: int  # offset after the member's compressed bytes (or after what was read of a damaged one)
+    error: str
+
+
+def _decode_member(stream: _SourceStream, offset: int, cap: int) -> _Member | None:
+    """The gzip member at `offset`, decoded as far as it goes (first `cap` bytes kept); None at the end of input."""
+    stream.rewind(offset)
+    decoder, out, consumed = zlib.decompressobj(16 + zlib.MAX_WBITS), bytearray(), 0
+    while not decoder.eof:
+        chunk = stream.read(1 << 16)
+        if not chunk:
+            return _Member(bytes(out), False, offset + consumed, "the file ends inside a gzip member") if consumed else None
+        consumed += len(chunk)
+        data = chunk
+        try:
+            while data and not decoder.eof:
+                piece = decoder.decompress(data, 1 << 20)
+                if len(out) < cap:
+                    out += piece[: cap - len(out)]
+                data = decoder.unconsumed_tail
+        except zlib.error as e:
+            return _Member(bytes(out), False, offset + consumed, f"gzip: {e}")
+    return _Member(bytes(out), True, offset + consumed - len(decoder.unused_data), "")
+
+
+def _items(records: Generator[Page | Skip, None, _Failure]) -> Iterator[Page | Skip]:
+    """The items of `records`, without its return value."""
+    yield from records
+
+
+def _member_end(stream: _SourceStream, offset: int) -> int | None:
+    member = _decode_member(stream, offset, 0)
+    return member.end if member is not None and member.complete else None
+
+
+def _has_bytes(stream: _SourceStream, offset: int) -> bool:
+    stream.rewind(offset)
+    return bool(stream.read(1))
+
+
+def _next_marker(stream: _SourceStream, offset: int, marker: bytes = GZIP_MAGIC) -> int | None:
+    """Offset of the next `marker` (a gzip member header, by default) at or after `offset`, or None."""
+    stream.rewind(offset)
+    tail, base = b"", offset
+    while chunk := stream.read(1 << 16):
+        hay = tail + chunk
+        found = hay.find(marker)
+        if found >= 0:
+            return base + found
+        tail = hay[-(len(marker) - 1) :]
+        base += len(hay) - len(tail)
+    return None
+
+
+def _recover(stream: _SourceStream, failure: _Failure, reader: _RecordReader) -> Generator[Page | Skip, None, int | None]:
+    """Walk the gzip members from where the fast path failed: records cut short yield what is present, stretches
+    that hold none become one `warc:corrupt` skip with their byte range. Returns the offset of the next member that
+    decodes in full to a WARC record (where the fast path goes on), or None at the end of the input."""
+    cap = reader.max_body_bytes + _HEADER_ALLOWANCE
+    offset: int | None = max(failure.offset, stream.window_start)
+    lost_from: int | None = None
+    error = failure.error
+    if failure.done:  # the record there was read and yielded already
+        offset = _member_end(stream, offset) or offset
+    while offset is not None:
+        stream.mark(offset)
+        member = _decode_member(stream, offset, cap)
+        if member is None:
+            break
+        is_warc = member.data.startswith(b"WARC/")
+        if member.complete and is_warc and offset > failure.offset:
+            break
+        if is_warc:  # a record cut short (or one FastWARC failed on): what is present
+            if lost_from is not None:
+                yield Skip(None, None, REASON_CORRUPT, f"bytes {lost_from}-{offset} unreadable: {error}")
+                lost_from = None
+            yield from _partial_record(member, offset, reader)
+        elif lost_from is None:
+            lost_from, error = offset, member.error or "not a WARC record"
+        offset = _next_marker(stream, offset + 1)
+    if lost_from is not None:
+        end = offset if offset is not None else stream.position
+        yield Skip(None, None, REASON_CORRUPT, f"bytes {lost_from}-{end} unreadable: {error}")
+    return offset
+
+
+def _partial_record(member: _Member, offset: int, reader: _RecordReader) -> Iterator[Page | Skip]:
+    """The record(s) in the decoded bytes of the member at `offset` that the fast path could not read."""
+    if b"\r\n\r\n" not in member.data:  # FastWARC would take the header lines present for a whole record
+        detail = f"record at byte {offset} cut inside its WARC headers ({member.error or 'no blank line'})"
+        yield Skip(None, None, REASON_TRUNCATED, detail)
+        return
+    seen = 0
+    for item in _items(reader.records(io.BytesIO(member.data))):
+        seen += 1
+        yield item
+    if not seen:
+        yield Skip(None, None, REASON_CORRUPT, f"record at byte {offset} unparsable: {member.error or 'bad WARC headers'}")
 
 
 def _read_arc(
