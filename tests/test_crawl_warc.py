@@ -165,7 +165,7 @@ def test_a_record_cut_short_keeps_the_bytes_present_marked_truncated():
     from llm_core.extract.config import ExtractConfig
     from llm_core.extract.page import PageExtractor
 
-    block = real_http_block(8)  # a job listing page
+    block = real_http_block(6)  # a cycling tipping game page
     whole = warc_record(block)
     cut_at = len(whole) - len(block) // 4  # the last quarter of the page (footer, scripts) is missing
     (complete,) = read(whole, "x.warc")

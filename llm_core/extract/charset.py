@@ -77,10 +77,13 @@ def meta_charset(body: bytes) -> str | None:
     return match.group(1).decode("ascii", "ignore") if match else None
 
 
-def _try(body: bytes, encoding: str | None) -> str | None:
+def _try(body: bytes, encoding: str | None, truncated: bool = False) -> str | None:
+    """`body` decoded strictly, or None; of a `truncated` body, an incomplete character at the end is dropped."""
     if encoding is None:
         return None
     try:
+        if truncated:
+            return codecs.getincrementaldecoder(encoding)().decode(body, final=False)
         return body.decode(encoding)
     except (UnicodeDecodeError, LookupError):
         return None
@@ -93,20 +96,21 @@ def detect(body: bytes) -> charset_normalizer.CharsetMatch | None:
     return min(matches, key=lambda m: m.chaos - m.coherence, default=None)
 
 
-def decode_body(body: bytes, header_charset: str | None = None) -> Decoded:
-    """Decode a page body; `header_charset` is the charset of the HTTP header (raw label, may be None)."""
+def decode_body(body: bytes, header_charset: str | None = None, truncated: bool = False) -> Decoded:
+    """Decode a page body; `header_charset` is the charset of the HTTP header (raw label, may be None). A
+    `truncated` body (cut short in the archive) may end inside a multi-byte character, which is dropped."""
     for bom, encoding in _BOMS:
         if body.startswith(bom):
             return Decoded(body[len(bom) :].decode(encoding, errors="replace"), encoding, "bom")
     if not body.isascii():
-        text = _try(body, "utf-8")
+        text = _try(body, "utf-8", truncated)
         if text is not None:
             return Decoded(text, "utf-8", "utf-8")
     for origin, label in (("header", header_charset), ("meta", meta_charset(body))):
         encoding = normalize_encoding(label)
         if origin == "meta" and encoding and encoding.startswith("utf-16"):
             encoding = "utf-8"  # a meta tag readable as ASCII cannot be UTF-16 (WHATWG prescan rule)
-        text = _try(body, encoding)
+        text = _try(body, encoding, truncated)
         if text is not None:
             return Decoded(text, encoding, origin)
     if body.isascii():
@@ -115,5 +119,5 @@ def decode_body(body: bytes, header_charset: str | None = None) -> Decoded:
     if best is None:
         raise UndecodableError("no declared charset fits and detection found none")
     encoding = normalize_encoding(best.encoding) or best.encoding
-    text = _try(body, encoding)
+    text = _try(body, encoding, truncated)
     return Decoded(text if text is not None else str(best), encoding, "detected")

@@ -62,7 +62,7 @@ def _rejected_row(page: dict[str, Any], rejection: Rejection, now: dt.datetime) 
 class ExtractStage(ShardedStage):
     name = "extract"
     config_model = ExtractConfig
-    version = "1"
+    version = "2"
 
     def input_stages(self, config: Any) -> dict[str, str]:
         return {INPUT: "crawl"}
