@@ -1,14 +1,19 @@
-"""PII redaction, a transformation: emails, public IP addresses, phone numbers, credit-card numbers, Chinese
-resident ID numbers and IBANs are replaced by `<EMAIL>`, `<IP>`, `<PHONE>`, `<CREDIT_CARD>`, `<CN_ID>`, `<IBAN>`,
-and the number of replacements per type is stored on the document (`pii_redactions`).
+"""PII redaction, a transformation: emails, public IP addresses, phone numbers, credit-card numbers, US Social
+Security numbers, Chinese resident ID numbers and IBANs are replaced by `<EMAIL>`, `<IP>`, `<PHONE>`,
+`<CREDIT_CARD>`, `<SSN>`, `<CN_ID>`, `<IBAN>`, and the number of replacements per type is stored on the document
+(`pii_redactions`).
 
 Detection is regex candidates plus validation, so that numbers which merely look like PII stay: cards must pass
-Luhn, Chinese IDs the ISO 7064 MOD 11-2 checksum and a real birth date, IBANs the mod-97 check, IPs must parse and
-be globally routable unicast addresses (private, loopback, multicast and documentation ranges are kept, as FineWeb
-does). Phone numbers are digit groups with separators (international `+CC`, `(0)`, area codes in parentheses,
-extensions), ten bare digits, and Chinese mobile numbers (`1[3-9]` + 9 digits, optional `+86`), with 7 to 15
-digits; SSN-shaped numbers, dates, year ranges, partial IPs, counting sequences and "house number + street" are not
-phones. Where candidates overlap, the earlier type in `PII_TYPES` wins.
+Luhn, Chinese IDs the ISO 7064 MOD 11-2 checksum and a real birth date, IBANs (any case, spaced or not) the mod-97
+check, SSNs the SSA rules (no area 000, 666 or 9xx, no group 00, no serial 0000), IPs must parse and be globally
+routable unicast addresses (private, loopback, multicast and documentation ranges are kept, as FineWeb does).
+Phone numbers are digit groups with separators (international `+CC`, `(0)`, area codes in parentheses, local
+numbers of up to 8 digits, extensions), ten bare digits, and Chinese mobile numbers (`1[3-9]` + 9 digits, optional
+`+86`), with 7 to 15 digits. No candidate spans a line break. Not phones: SSN-shaped numbers, dates, year ranges,
+numeric ranges in prose ("1200-1000"), partial IPs, counting sequences, "house number + street", and digits in
+arithmetic: next to an operator (`23786-17509 = 6277`) or inside a calculator annotation (`<<23786-17509=6277>>`,
+as in GSM8K). Where candidates overlap, the earlier type in `PII_TYPES` wins. `bench/pii_eval.py` measures recall
+and precision per type, and false redactions on text without PII.
 """
 
 from __future__ import annotations
@@ -22,37 +27,50 @@ from pydantic import Field
 
 from llm_core.filters.base import DocFilter, Document, FilterOutcome, FilterSettings
 
-PII_TYPES = ("EMAIL", "IP", "IBAN", "CN_ID", "CREDIT_CARD", "PHONE")
+PII_TYPES = ("EMAIL", "IP", "IBAN", "CN_ID", "CREDIT_CARD", "SSN", "PHONE")
 
 EMAIL_RE = re.compile(r"(?<![\w.%+-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@(?:[A-Za-z0-9-]{1,63}\.)+[A-Za-z]{2,24}\b")
 IPV4_RE = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.]|\.\d)")
 IPV6_RE = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?(?![\w:])")
 CN_ID_RE = re.compile(r"(?<![\dA-Za-z])[1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])\d{2}\d{3}[\dXx](?![\dA-Za-z])")
 CARD_RE = re.compile(
-    r"(?<![\w+-])(?:"
+    r"(?<![\w+-])(?<!\d\.)(?:"  # not the decimals of a number ("0.0072973525693")
     r"\d{12,19}"  # no separators
     r"|\d{4}(?P<sep>[ -])\d{4}(?:(?P=sep)\d{4}){1,2}(?:(?P=sep)\d{1,4})?"  # groups of four
     r"|\d{4}(?P<sep2>[ -])\d{6}(?P=sep2)\d{4,5}"  # 4-6-5 (Amex, Diners)
     r")(?![\d-])"
 )
-IBAN_RE = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}(?![A-Za-z0-9])")
+# Country code, check digits, then the account in groups of letters and digits; any case, spaces between groups.
+IBAN_RE = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?: ?[A-Za-z0-9]){11,30}(?![A-Za-z0-9])")
+SSN_RE = re.compile(r"(?<![\w-])(?P<area>\d{3})(?P<sep>[- ])(?P<group>\d{2})(?P=sep)(?P<serial>\d{4})(?![\w-]|[.,]\d)")
+# Separators are spaces or tabs, dots and hyphens, never a line break. Letters of any script may touch a number
+# ("电话021-54098575"), Latin letters and digits may not (part numbers, hashes).
+_SEP = r"[ \t.-]"
 PHONE_RE = re.compile(
-    r"(?<![\w+.-])"
+    r"(?<![A-Za-z0-9_+.-])"
     r"(?:"
-    r"(?:\+|00)\d{1,3}[\s.-]?(?:\(0\)\s?)?(?:\(\d{1,4}\)[\s.-]?)?\d{1,5}(?:[\s.-]?\d{2,7}){1,4}"  # international
-    r"|\(\d{2,4}\)\s?\d{2,5}(?:[\s.-]\d{2,7}){1,3}"  # (area) local
-    r"|\d{2,5}(?:[\s.-]\d{2,7}){1,4}"  # digit groups with separators
-    r"|(?:\+?86[\s-]?)?1[3-9]\d(?:[\s-]?\d{4}){2}"  # Chinese mobile
+    rf"(?:\+|00)\d{{1,3}}{_SEP}?(?:\(0\)[ \t]?)?(?:\(\d{{1,4}}\){_SEP}?)?\d{{1,5}}(?:{_SEP}?\d{{2,8}}){{1,4}}"  # international
+    rf"|\(\d{{2,4}}\)[ \t]?\d{{2,5}}(?:{_SEP}\d{{2,8}}){{1,3}}"  # (area) local
+    rf"|\d{{2,5}}(?:{_SEP}\d{{2,8}}){{1,4}}"  # digit groups with separators (local numbers of up to 8 digits)
+    r"|(?:\+?86[ \t-]?)?1[3-9]\d(?:[ \t-]?\d{4}){2}"  # Chinese mobile
     r"|\d{10}"  # ten bare digits (national numbers)
     r")"
-    r"(?:\s?(?:x|ext\.?)\s?\d{1,5})?"
-    r"(?![\w]|[-.:/]\d)"
+    r"(?:[ \t]?(?:x|ext\.?)[ \t]?\d{1,5})?"
+    r"(?![A-Za-z0-9_]|[-.:/]\d)"
 )
-_WORD_AFTER_RE = re.compile(r"[ \t]+[^\W\d_]")
+# "224 4966 Bond St", "3747 3911 fourth avenue": a house number, then a street name
+_STREET_AFTER_RE = re.compile(
+    r"[ \t]+(?:[A-Z][a-z]|(?i:[^\W\d_]+(?:[ \t]+[^\W\d_]+){0,2}[ \t]+"
+    r"(?:street|st|avenue|ave|road|rd|boulevard|blvd|lane|ln|drive|dr|way|court|ct|place|pl|square|sq)\b))"
+)
+_RANGE_RE = re.compile(r"[1-9]\d{0,4}[ \t]?[-–][ \t]?\d{1,5}")  # "1200-1000", "pages 120-135" (not "555-0134")
+_US_LOCAL_RE = re.compile(r"[2-9]\d{2}-\d{4}")
+_OPERATOR_AFTER_RE = re.compile(r"[ \t]*[=+*/×÷<>]")
+_OPERATOR_BEFORE_RE = re.compile(r"[=+*/×÷<>][ \t]*$")
 _YEAR_RANGE_RE = re.compile(r"(?:19|20)\d\d\s?[-–]\s?(?:19|20)\d\d")
 _PARTIAL_IP_RE = re.compile(r"\d{1,3}(?:\.\d{1,3}){1,3}")
 _REPEAT_RE = re.compile(r"(\d)\1{7}")
-_SSN_RE = re.compile(r"\d{3}-\d{2}-\d{4}")
+_SSN_SHAPE_RE = re.compile(r"\d{3}-\d{2}-\d{4}")
 _DATE_RE = re.compile(r"(?:\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{4})")
 _CN_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 
@@ -78,7 +96,7 @@ def cn_id_valid(number: str) -> bool:
 
 
 def iban_valid(candidate: str) -> bool:
-    iban = candidate.replace(" ", "")
+    iban = candidate.replace(" ", "").upper()
     if not 15 <= len(iban) <= 34:
         return False
     rearranged = iban[4:] + iban[:4]
@@ -100,36 +118,79 @@ def _card(m: re.Match) -> bool:
     )
 
 
-def _counting(groups: list[str]) -> bool:
-    """Three or more equal-length, increasing numbers ("10 11 12 13") are a sequence, not a phone number."""
+def ssn_valid(area: str, group: str, serial: str) -> bool:
+    """US Social Security number rules: no area 000, 666 or 900-999, no group 00, no serial 0000."""
+    return area not in ("000", "666") and area[0] != "9" and group != "00" and serial != "0000"
+
+
+def _ssn(m: re.Match) -> bool:
+    return ssn_valid(m["area"], m["group"], m["serial"])
+
+
+def _iban_end(m: re.Match) -> int | None:
+    """End of the longest valid IBAN the candidate starts with: a candidate may run on into the next words
+    ("DE89 3704 0044 0532 0130 00 is mine"), so trailing space-separated groups are dropped until one validates."""
+    text = m.group()
+    while True:
+        if iban_valid(text):
+            return m.start() + len(text)
+        if " " not in text:
+            return None
+        text = text.rsplit(" ", 1)[0]
+
+
+def _in_calculation(m: re.Match) -> bool:
+    """Digits inside a calculator annotation (`<<23786-17509=6277>>`) or next to an operator (`1200-1000 = 200`)."""
+    line_start = m.string.rfind("\n", 0, m.start()) + 1
+    before = m.string[line_start : m.start()]
+    if before.rfind("<<") > before.rfind(">>"):
+        return True
+    return bool(_OPERATOR_AFTER_RE.match(m.string, m.end()) or _OPERATOR_BEFORE_RE.search(before))
+
+
+def _counting(number: str, groups: list[str]) -> bool:
+    """Three or more equal-length, increasing numbers separated by spaces ("10 11 12 13", "11 13 17 19 23") are a
+    sequence, not a phone number; with hyphens or dots ("28-64-66-98") they are written as one."""
     numbers = [int(g) for g in groups]
-    return len(groups) >= 3 and len({len(g) for g in groups}) == 1 and numbers == sorted(set(numbers))
+    spaced = not re.search(r"[.-]", number)
+    return spaced and len(groups) >= 3 and len({len(g) for g in groups}) == 1 and numbers == sorted(set(numbers))
 
 
 def _phone(m: re.Match) -> bool:
-    number = re.split(r"\s?(?:x|ext\.?)\s?(?=\d)", m.group())[0]
+    number = re.split(r"[ \t]?(?:x|ext\.?)[ \t]?(?=\d)", m.group())[0]
     digits = re.sub(r"\D", "", number)
-    if not 7 <= len(digits) <= 15 or _SSN_RE.fullmatch(number) or _DATE_RE.fullmatch(number):
+    if not 7 <= len(digits) <= 15 or _SSN_SHAPE_RE.fullmatch(number) or _DATE_RE.fullmatch(number):
         return False
     groups = re.findall(r"\d+", number)
-    if _YEAR_RANGE_RE.fullmatch(number) or _PARTIAL_IP_RE.fullmatch(number) or _counting(groups):
+    if _YEAR_RANGE_RE.fullmatch(number) or _PARTIAL_IP_RE.fullmatch(number) or _counting(number, groups):
         return False
-    # Two bare digit groups followed by a word on the same line are a house number and a street ("224 4966 Bond St").
-    short_local = len(groups) <= 2 and number[0].isdigit()
-    return not (short_local and _WORD_AFTER_RE.match(m.string, m.end()))
+    if _RANGE_RE.fullmatch(number) and not _US_LOCAL_RE.fullmatch(number):
+        return False
+    if _in_calculation(m):
+        return False
+    # Two space-separated groups followed by a capitalised word are a house number and a street ("224 4966 Bond St").
+    house_number = len(groups) == 2 and re.fullmatch(r"[1-9]\d*[ \t]\d+", number)
+    return not (house_number and _STREET_AFTER_RE.match(m.string, m.end()))
 
 
 def _any(m: re.Match) -> bool:
     return True
 
 
-DETECTORS: dict[str, list[tuple[re.Pattern, Callable[[re.Match], bool]]]] = {
-    "EMAIL": [(EMAIL_RE, _any)],
-    "IP": [(IPV4_RE, _public_ip), (IPV6_RE, _public_ip)],
-    "CN_ID": [(CN_ID_RE, lambda m: cn_id_valid(m.group()))],
-    "CREDIT_CARD": [(CARD_RE, _card)],
-    "IBAN": [(IBAN_RE, lambda m: iban_valid(m.group()))],
-    "PHONE": [(PHONE_RE, _phone)],
+def _whole(valid: Callable[[re.Match], bool]) -> Callable[[re.Match], int | None]:
+    """A yes/no validator as a span-end validator: the whole match or nothing."""
+    return lambda m: m.end() if valid(m) else None
+
+
+# Per type: (candidate regex, validator giving the end of the PII span in the candidate, or None to reject it).
+DETECTORS: dict[str, list[tuple[re.Pattern, Callable[[re.Match], int | None]]]] = {
+    "EMAIL": [(EMAIL_RE, _whole(_any))],
+    "IP": [(IPV4_RE, _whole(_public_ip)), (IPV6_RE, _whole(_public_ip))],
+    "CN_ID": [(CN_ID_RE, _whole(lambda m: cn_id_valid(m.group())))],
+    "CREDIT_CARD": [(CARD_RE, _whole(_card))],
+    "IBAN": [(IBAN_RE, _iban_end)],
+    "SSN": [(SSN_RE, _whole(_ssn))],
+    "PHONE": [(PHONE_RE, _whole(_phone))],
 }
 
 
@@ -139,10 +200,11 @@ def find_pii(text: str, types: tuple[str, ...] | list[str] = PII_TYPES) -> list[
     for pii_type in PII_TYPES:
         if pii_type not in types:
             continue
-        for pattern, valid in DETECTORS[pii_type]:
+        for pattern, span_end in DETECTORS[pii_type]:
             for m in pattern.finditer(text):
-                start, end = m.span()
-                if valid(m) and all(end <= s or start >= e for s, e, _ in taken):
+                end = span_end(m)
+                start = m.start()
+                if end is not None and all(end <= s or start >= e for s, e, _ in taken):
                     taken.append((start, end, pii_type))
     return sorted(taken)
 

@@ -133,7 +133,7 @@ def _read_document(row: dict[str, Any]) -> Document | None:
 class FilterStage(ShardedStage):
     name = "filter"
     config_model = FilterConfig
-    version = "1"
+    version = "2"
 
     def input_stages(self, config: Any) -> dict[str, str]:
         return {"documents": "extract"}
