@@ -79,8 +79,7 @@ def test_bpe_stage_writes_tokenizer_and_compression_report(pipeline, poems):
     assert {"tokenizer.json", "tokenizer_config.json"} <= set(m.files)
     c = m.counts
     assert c["documents"] == 42 + len(poems)  # 40 wiki articles + an empty and a null text, the poems
-    assert c["documents"] == c["train_documents"] + c["heldout_documents"] + c["empty_documents"]
-    assert c["empty_documents"] == 3 and c["heldout_documents"] > 10
+    assert c["empty_documents"] == 3 and 10 < c["heldout_pieces"] < c["train_pieces"] / 4
     assert m.extra["encoder"] == "tiktoken" and m.extra["vocab_size"] == 1024
     assert m.extra["special_ids"] == {t: i for i, t in enumerate(SPECIAL_TOKENS)}
     rows = {r["language"]: r for r in m.extra["tables"]["compression"]}
@@ -89,7 +88,12 @@ def test_bpe_stage_writes_tokenizer_and_compression_report(pipeline, poems):
         assert r["ours"] > 1 and r["gpt2"] > 1 and r["cl100k"] > r["gpt2"] * 0.9
     assert rows["zh"]["gpt2"] < rows["zh"]["cl100k"]  # GPT-2 spends ~1 token per byte on Chinese
     assert m.metrics["bytes_per_token_zh"] == rows["zh"]["ours"]
-    assert "| zh |" in m.extra["markdown"]
+    assert {(r["language"], r["source"]) for r in m.extra["tables"]["compression_by_source"]} == {
+        ("und", "test"), ("zh", "tang")}
+    (reference,) = m.extra["tables"]["reference_compression"]
+    assert reference["text"] == "wikitext2_test" and reference["bytes"] > 1_000_000
+    assert m.metrics["gpt2_bytes_per_token_wikitext2_test"] == reference["gpt2"] == pytest.approx(4.247, abs=0.01)
+    assert "| held-back zh (1 sources) |" in m.extra["markdown"]
 
 
 def tokenize(store, data_dir, key, workers=1, stage=None, docs="extract/docs", **cfg):

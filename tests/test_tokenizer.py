@@ -140,3 +140,27 @@ def test_streaming_split_cuts_like_re_split(data_dir, name, pattern):
     text = _read(data_dir / name)
     chunks = (text[i : i + 5000] for i in range(0, len(text), 5000))
     assert list(split_stream(chunks, re.compile(pattern), lookahead=200)) == re.split(pattern, text)
+
+
+def test_held_back_text_mixes_every_source_of_a_language(data_dir):
+    """60 long WikiText articles and 7,000 short Shakespeare passages: both are in the English slice, each with
+    about its share of text (holding back whole documents kept no WikiText at all)."""
+    from llm_core.tokenizer.bpe_stage import HeldOut, pieces
+    from llm_core.tokenizer.sources import Document
+
+    sources = {
+        "shakespeare": _read(data_dir / "tinyshakespeare/input.txt").split("\n\n"),
+        "wikitext2": re.split(r"\n(?= = [^=].* = \n)", _read(data_dir / "wikitext2/valid.txt")),
+    }
+    docs = [Document(text, "en", name) for name, texts in sources.items() for text in texts]
+    heldout = HeldOut(fraction=0.05, max_bytes=10**7)
+    trained = "".join(heldout.route(iter(docs), include_heldout=False))
+    held = heldout.by_language()["en"]
+    assert set(held) == {"shakespeare", "wikitext2"}
+    for name, texts in sources.items():
+        share = sum(map(len, held[name])) / sum(map(len, texts))
+        assert 0.02 < share < 0.08, (name, share)
+    held_chars = sum(len(t) for texts in held.values() for t in texts)
+    assert len(trained) + held_chars == sum(len(d.text) for d in docs if d.text.strip())
+    article = sources["wikitext2"][1]
+    assert "".join(pieces(article)) == article and len(list(pieces(article))) >= len(article) // 3000

@@ -1,7 +1,9 @@
 """The `bpe` stage: train the tokenizer on the upstream documents plus curated text, report its compression.
 
-A deterministic slice of every language's text (documents whose hash falls under `heldout_fraction`) is held back
-from training and used to measure bytes per token, side by side with GPT-2 and cl100k. That slice and a sample of
+A deterministic slice of every language's text (pieces of documents whose hash falls under `heldout_fraction`, so
+every source of the language is in it: web documents and curated text) is held back from training and used to
+measure bytes per token, side by side with GPT-2 and cl100k, per language and per source; so is a fixed public
+reference text no run trains on (`reference_text`, WikiText-2 test). That slice and a sample of
 the training text check that tiktoken reproduces `tokenizers`' ids; the artifact records which encoder to use.
 
 `kind: char` builds nanoGPT's character-level vocabulary instead (from all the text, held-back slice included, as
@@ -10,10 +12,12 @@ nanoGPT's prepare.py builds it from the whole file).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from itertools import chain
 from typing import Any, Literal
 
+import fsspec
 from pydantic import Field, field_validator, model_validator
 
 from llm_core.config import RunConfig, StageConfig
@@ -34,6 +38,8 @@ from llm_core.tokenizer.sources import (
 )
 
 HELDOUT_SALT = "bpe-heldout"
+REFERENCE_NAME = "wikitext2_test"
+WIKITEXT_ARTICLE_RE = re.compile(r"\n(?= = [^=].* = \n)")
 
 
 class BpeConfig(StageConfig):
@@ -47,6 +53,9 @@ class BpeConfig(StageConfig):
         200_000, ge=0, description="held-back text measured per language, and training text sampled, at most"
     )
     reference_vocab_dir: str = Field("data/bpe_vocab", description="GPT-2 and cl100k vocab files to compare with")
+    reference_text: str | None = Field(
+        "data/wikitext2/test.txt.gz", description="fixed public text (WikiText format) measured beside held-back text"
+    )
 
     @field_validator("special_tokens")
     @classmethod
@@ -72,83 +81,154 @@ class BpeConfig(StageConfig):
         return self
 
 
+PIECE_CHARS = 2000
+
+
+def pieces(text: str, size: int = PIECE_CHARS) -> Iterator[str]:
+    """`text` cut at line ends into pieces of about `size` characters (a longer line stays whole); they concatenate
+    back to `text`."""
+    start = 0
+    while start < len(text):
+        end = text.find("\n", start + size)
+        end = len(text) if end < 0 else end + 1
+        yield text[start:end]
+        start = end
+
+
 class HeldOut:
-    """Held-back text per language (capped), a capped sample of the training text, and the counts of what went
-    where."""
+    """Held-back text per language and source (each capped), a capped sample of the training text, and the counts
+    of what went where.
+
+    Text is held back by pieces of about `PIECE_CHARS` characters, not whole documents, so that every source of a
+    language is in the slice in proportion to its size: a source of a few long documents (60 WikiText articles)
+    would otherwise often hold back none, and the slice would measure one source only."""
 
     def __init__(self, fraction: float, max_bytes: int):
         self.fraction, self.max_bytes = fraction, max_bytes
-        self.texts: dict[str, list[str]] = {}
-        self.bytes: dict[str, int] = {}
+        self.texts: dict[tuple[str, str], list[str]] = {}
+        self.bytes: dict[tuple[str, str], int] = {}
         self.train_sample: list[str] = []
         self._train_sample_bytes = 0
-        self.counts = {"documents": 0, "train_documents": 0, "heldout_documents": 0, "empty_documents": 0}
+        self.counts = {"documents": 0, "empty_documents": 0, "train_pieces": 0, "heldout_pieces": 0}
 
     def route(self, docs: Iterator[Document], include_heldout: bool) -> Iterator[str]:
-        """Yield the texts to train on; keep the held-back ones (yielded too if `include_heldout`)."""
+        """Yield the texts to train on (pieces of documents); keep the held-back ones (yielded too if
+        `include_heldout`)."""
         for doc in docs:
             self.counts["documents"] += 1
             if not doc.text.strip():
                 self.counts["empty_documents"] += 1
                 continue
-            if hash_fraction(doc.text, HELDOUT_SALT) < self.fraction:
-                self.counts["heldout_documents"] += 1
-                self._keep(doc)
-                if not include_heldout:
-                    continue
-            else:
-                self.counts["train_documents"] += 1
-                self._sample(doc)
-            yield doc.text
+            for piece in pieces(doc.text):
+                if hash_fraction(piece, HELDOUT_SALT) < self.fraction:
+                    self.counts["heldout_pieces"] += 1
+                    self._keep((doc.language, doc.source), piece)
+                    if not include_heldout:
+                        continue
+                else:
+                    self.counts["train_pieces"] += 1
+                    self._sample(piece)
+                yield piece
 
-    def _keep(self, doc: Document) -> None:
-        size = self.bytes.get(doc.language, 0)
+    def _keep(self, slot: tuple[str, str], text: str) -> None:
+        size = self.bytes.get(slot, 0)
         if size < self.max_bytes:
-            self.texts.setdefault(doc.language, []).append(doc.text)
-            self.bytes[doc.language] = size + len(doc.text.encode("utf-8"))
+            self.texts.setdefault(slot, []).append(text)
+            self.bytes[slot] = size + len(text.encode("utf-8"))
 
-    def _sample(self, doc: Document) -> None:
+    def _sample(self, text: str) -> None:
         if self._train_sample_bytes < self.max_bytes:
-            self.train_sample.append(doc.text)
-            self._train_sample_bytes += len(doc.text.encode("utf-8"))
+            self.train_sample.append(text)
+            self._train_sample_bytes += len(text.encode("utf-8"))
+
+    def by_language(self) -> dict[str, dict[str, list[str]]]:
+        """Language -> source -> held-back texts."""
+        out: dict[str, dict[str, list[str]]] = {}
+        for (language, source), texts in sorted(self.texts.items()):
+            out.setdefault(language, {})[source] = texts
+        return out
 
     def check_texts(self) -> list[str]:
         """Held-back text of every language plus the training sample: where the fast encoder is checked."""
-        return [t for lang in sorted(self.texts) for t in self.texts[lang]] + self.train_sample
+        return [t for slot in sorted(self.texts) for t in self.texts[slot]] + self.train_sample
 
 
-def compression_table(tokenizer: Tokenizer, heldout: HeldOut, vocab_dir: str) -> list[dict[str, Any]]:
-    """Bytes per token of ours, GPT-2 and cl100k on each language's held-back text."""
+def reference_documents(path: str) -> list[str]:
+    """The articles of a WikiText file (plain or gzip), the fixed public text every run is measured on."""
+    try:
+        with fsspec.open(path, "rt", encoding="utf-8", compression="infer") as f:
+            text = f.read()
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"bpe.reference_text: {path} not found (set it to null to skip)") from e
+    return [doc for doc in WIKITEXT_ARTICLE_RE.split(text) if doc.strip()]
+
+
+def compression_row(tokenizer: Tokenizer, texts: list[str], references: dict[str, Any], **labels: Any) -> dict:
+    """Bytes per token of ours and each reference encoding on `texts`."""
+    row: dict[str, Any] = {**labels, "texts": len(texts), "bytes": sum(len(t.encode("utf-8")) for t in texts)}
+    row["ours"] = bytes_per_token(texts, [len(ids) for ids in tokenizer.encode_batch(texts)])
+    for name, enc in references.items():
+        row[name] = bytes_per_token(texts, [len(ids) for ids in enc.encode_ordinary_batch(texts)])
+    return {k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}
+
+
+def compression_tables(
+    tokenizer: Tokenizer, heldout: HeldOut, vocab_dir: str, reference_text: str | None
+) -> dict[str, list[dict[str, Any]]]:
+    """Bytes per token of ours, GPT-2 and cl100k: on each language's held-back text (every source mixed), on each
+    source's share of it, and on the reference text."""
     references = {"gpt2": gpt2_encoding(vocab_dir), "cl100k": cl100k_encoding(vocab_dir)}
-    rows = []
-    for lang in sorted(heldout.texts):
-        texts = heldout.texts[lang]
-        row: dict[str, Any] = {"language": lang, "documents": len(texts), "bytes": heldout.bytes[lang]}
-        row["ours"] = bytes_per_token(texts, [len(ids) for ids in tokenizer.encode_batch(texts)])
-        for name, enc in references.items():
-            row[name] = bytes_per_token(texts, [len(ids) for ids in enc.encode_ordinary_batch(texts)])
-        rows.append({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()})
-    return rows
+    languages, sources = [], []
+    for language, by_source in heldout.by_language().items():
+        mixed = [t for texts in by_source.values() for t in texts]
+        languages.append(compression_row(tokenizer, mixed, references, language=language, sources=len(by_source)))
+        for source, texts in by_source.items():
+            sources.append(compression_row(tokenizer, texts, references, language=language, source=source))
+    tables = {"compression": languages, "compression_by_source": sources}
+    if reference_text:
+        docs = reference_documents(reference_text)
+        tables["reference_compression"] = [compression_row(tokenizer, docs, references, text=REFERENCE_NAME)]
+    return tables
 
 
-def compression_markdown(rows: list[dict[str, Any]], vocab_size: int) -> str:
+def compression_markdown(tables: dict[str, list[dict[str, Any]]], vocab_size: int) -> str:
+    rows = tables["compression"] + tables.get("reference_compression", [])
     if not rows:
         return f"{vocab_size} ids. No text was held back (`heldout_fraction`), so no compression figures."
     lines = [
-        f"Bytes per token on held-back text (higher is better); ours has {vocab_size} ids, GPT-2 50,257, "
-        "cl100k 100,277.",
+        f"Bytes per token (higher is better); ours has {vocab_size} ids, GPT-2 50,257, cl100k 100,277. Held-back "
+        "text mixes every source of a language; the reference is a fixed public text no run trains on.",
         "",
-        "| language | held-back bytes | ours | GPT-2 | cl100k |",
+        "| text | bytes | ours | GPT-2 | cl100k |",
         "|---|---:|---:|---:|---:|",
     ]
-    lines += [f"| {r['language']} | {r['bytes']:,} | {r['ours']} | {r['gpt2']} | {r['cl100k']} |" for r in rows]
+    for r in tables["compression"]:
+        lines.append(f"| held-back {r['language']} ({r['sources']} sources) | {r['bytes']:,} | {r['ours']} "
+                     f"| {r['gpt2']} | {r['cl100k']} |")
+    for r in tables["compression_by_source"]:
+        lines.append(f"| - of which {r['source']} | {r['bytes']:,} | {r['ours']} | {r['gpt2']} | {r['cl100k']} |")
+    for r in tables.get("reference_compression", []):
+        lines.append(f"| {r['text']} (reference) | {r['bytes']:,} | {r['ours']} | {r['gpt2']} | {r['cl100k']} |")
     return "\n".join(lines)
+
+
+def compression_metrics(tables: dict[str, list[dict[str, Any]]]) -> dict[str, float]:
+    """`bytes_per_token_{language}` and `bytes_per_token_wikitext2_test` for ours, the same prefixed `gpt2_` and
+    `cl100k_` for the references."""
+    slices = [(r["language"], r) for r in tables["compression"]]
+    slices += [(r["text"], r) for r in tables.get("reference_compression", [])]
+    metrics = {}
+    for name, row in slices:
+        for encoding in ("ours", "gpt2", "cl100k"):
+            prefix = "" if encoding == "ours" else f"{encoding}_"
+            metrics[f"{prefix}bytes_per_token_{name}"] = row[encoding]
+    return metrics
 
 
 class BpeStage(Stage):
     name = "bpe"
     config_model = BpeConfig
-    version = "1"
+    version = "2"
 
     def input_stages(self, config: Any) -> dict[str, str]:
         return upstream_documents(config)
@@ -178,18 +258,14 @@ class BpeStage(Stage):
             encoder = "tiktoken" if tokenizer.fast is not None else "tokenizers"
         save_tokenizer(ctx.writer(), tokenizer)
 
-        rows = compression_table(tokenizer, heldout, cfg.reference_vocab_dir)
-        metrics = {}
-        for r in rows:
-            for name in ("ours", "gpt2", "cl100k"):
-                prefix = "" if name == "ours" else f"{name}_"
-                metrics[f"{prefix}bytes_per_token_{r['language']}"] = r[name]
+        reference = cfg.reference_text if cfg.kind == "bpe" else None  # a char vocabulary lacks its characters
+        tables = compression_tables(tokenizer, heldout, cfg.reference_vocab_dir, reference)
         return StageResult(
             counts=heldout.counts,
-            metrics=metrics,
-            tables={"compression": rows},
+            metrics=compression_metrics(tables),
+            tables=tables,
             markdown=f"### Tokenizer ({cfg.kind}, encoder: {encoder})\n\n"
-            + compression_markdown(rows, tokenizer.vocab_size),
+            + compression_markdown(tables, tokenizer.vocab_size),
             extra={
                 "kind": cfg.kind,
                 "encoder": encoder,

@@ -98,6 +98,7 @@ def split_stream(chunks: Iterable[str], pattern: re.Pattern, lookahead: int = LO
 class Document(NamedTuple):
     text: str
     language: str
+    source: str = "documents"  # the `source` column of an artifact's row, or a curated source's name
 
 
 def artifact_documents(reader: ArtifactReader, pattern: str = DOCUMENTS_GLOB) -> Iterator[Document]:
@@ -108,17 +109,19 @@ def artifact_documents(reader: ArtifactReader, pattern: str = DOCUMENTS_GLOB) ->
 
 def parquet_documents(reader: ArtifactReader, name: str) -> Iterator[Document]:
     with reader.open(name) as f:
-        columns = ["text", "language"] if "language" in pq.ParquetFile(f).schema_arrow.names else ["text"]
+        present = pq.ParquetFile(f).schema_arrow.names
+    columns = ["text", *(c for c in ("language", "source") if c in present)]
     for batch in reader.iter_batches(name, columns=columns, batch_size=512):
         texts = batch.column("text").to_pylist()
         langs = batch.column("language").to_pylist() if "language" in columns else [None] * len(texts)
-        for text, lang in zip(texts, langs):
-            yield Document(text or "", lang or UNKNOWN_LANGUAGE)
+        sources = batch.column("source").to_pylist() if "source" in columns else [None] * len(texts)
+        for text, lang, source in zip(texts, langs, sources):
+            yield Document(text or "", lang or UNKNOWN_LANGUAGE, source or "documents")
 
 
 def source_documents(source: TextSource) -> Iterator[Document]:
     for text in source.documents():
-        yield Document(text, source.language)
+        yield Document(text, source.language, source.name)
 
 
 def hash_fraction(text: str, salt: str) -> float:
