@@ -223,3 +223,31 @@ def test_warc_files_from_s3_into_an_s3_artifact_store(s3_server):
     assert "storage_options" not in manifest.config, "credentials stay out of the key and the manifest"
     urls = sorted(r["url"] for r in ctx.store().reader(ctx.output).iter_rows("pages/*.parquet", ["url"]))
     assert urls == ["http://example.com/", "https://an.wikipedia.org/wiki/Escopete"]
+
+
+def test_a_damaged_warc_file_is_read_to_its_end_with_every_record_accounted_for(tmp_path):
+    """A corrupt gzip member in the middle and a record cut short at the end: the run goes on, the lost member is
+    one `warc:corrupt` row, the cut page is kept marked `truncated`, and records = pages + skipped."""
+    from fastwarc.warc import ArchiveIterator
+
+    data = (DATA / "warc" / "resiliparse_cc_warcfile.dev.warc.gz").read_bytes()
+    with open(DATA / "warc" / "resiliparse_cc_warcfile.dev.warc.gz", "rb") as f:
+        starts = [(r.stream_pos, r.headers.get("WARC-Type")) for r in ArchiveIterator(f, parse_http=False)]
+    corrupt = starts[10][0]
+    last_response = max(i for i, (_, kind) in enumerate(starts) if kind == "response")
+    cut = (starts[last_response][0] + starts[last_response + 1][0]) // 2  # inside the last response's member
+    damaged = data[: corrupt + 30] + bytes(60) + data[corrupt + 90 : cut]
+    warcs = tmp_path / "warcs"
+    warcs.mkdir()
+    (warcs / "damaged.warc.gz").write_bytes(damaged)
+    ctx = crawl_context(tmp_path, f"crawl.warc=['{warcs}/damaged.warc.gz']")
+    manifest, _ = run_stage(STAGES["crawl"], ctx)
+
+    counts = manifest.counts
+    present = last_response + 1  # the records after the cut are not in the file
+    assert counts["records"] == counts["pages"] + counts["skipped"] == present - 1 + 1  # member 10 -> one corrupt row
+    assert counts["skipped:warc:corrupt"] == 1 and counts["truncated"] == 1 and counts["pages"] == 11
+    pages = table(ctx, "pages/*.parquet").to_pylist()
+    assert [p["truncated"] for p in pages] == [False] * 10 + [True]
+    (lost,) = [r for r in table(ctx, "skipped/*.parquet").to_pylist() if r["reason"] == "warc:corrupt"]
+    assert lost["detail"].startswith(f"bytes {corrupt}-{starts[11][0]} unreadable")

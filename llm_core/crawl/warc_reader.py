@@ -105,7 +105,8 @@ class _SourceStream(io.RawIOBase):
 
     def __init__(self, raw: IO[bytes]):
         self.raw, self.position = raw, 0
-        self.window, self.window_start = bytearray(), 0
+        self.chunks: list[bytes] = []  # the bytes read since the last mark, as read (no copies)
+        self.window_start = self.window_end = 0  # offsets of the first kept byte and after the last read one
         self.head = b""  # the first bytes of the input, to tell a gzip file
 
     def readable(self) -> bool:
@@ -115,30 +116,36 @@ class _SourceStream(io.RawIOBase):
         return self.position
 
     def readinto(self, buffer) -> int:
-        kept_end = self.window_start + len(self.window)
-        if self.position < kept_end:  # after a rewind: serve the kept bytes first
-            start = self.position - self.window_start
-            data = bytes(memoryview(self.window)[start : start + len(buffer)])
+        if self.position < self.window_end:  # after a rewind: serve the kept bytes first
+            data = self._kept(self.position, len(buffer))
         else:
             try:
                 data = self.raw.read(len(buffer))
             except Exception as e:
                 raise SourceReadError(f"reading the input failed: {type(e).__name__}: {e}") from e
-            self.window += data
-            if len(self.head) < 4:
-                self.head = bytes(self.window[:4]) if self.window_start == 0 else self.head
-            if len(self.window) > _WINDOW_MAX:
-                self.mark(self.window_start + len(self.window) - _WINDOW_MAX // 2)
+            if not self.head:
+                self.head = data[:4]
+            self.chunks.append(data)
+            self.window_end += len(data)
+            if self.window_end - self.window_start > _WINDOW_MAX:
+                self.mark(self.window_end - _WINDOW_MAX // 2)
         buffer[: len(data)] = data
         self.position += len(data)
         return len(data)
 
+    def _kept(self, offset: int, size: int) -> bytes:
+        start = self.window_start
+        for chunk in self.chunks:
+            if offset < start + len(chunk):
+                return chunk[offset - start : offset - start + size]
+            start += len(chunk)
+        return b""
+
     def mark(self, offset: int) -> None:
-        """Reading will never go back before `offset`: forget the bytes before it."""
-        drop = min(offset, self.position) - self.window_start
-        if drop > 0:
-            del self.window[:drop]
-            self.window_start += drop
+        """Reading will never go back before `offset`: forget the chunks that end before it."""
+        offset = min(offset, self.position)
+        while self.chunks and self.window_start + len(self.chunks[0]) <= offset:
+            self.window_start += len(self.chunks.pop(0))
 
     def rewind(self, offset: int) -> None:
         """Read from `offset` again (no earlier than the oldest kept byte)."""
@@ -197,6 +204,7 @@ class _RecordReader:
         """Items of the records in `stream` read with FastWARC; returns where it failed (`error` empty at what
         FastWARC took for the end: the start of the last record)."""
         begin = stream.tell()
+        mark = stream.mark if isinstance(stream, _SourceStream) else None
         records = iter(FastArchiveIterator(stream, parse_http=False))
         last_start: int | None = None
         while True:
@@ -208,24 +216,24 @@ class _RecordReader:
                 start = last_start if last_start is not None else begin
                 return _Failure(start, last_start is not None, f"{type(e).__name__}: {e}")
             url = record.headers.get("WARC-Target-URI")
-            if record.headers.get("Content-Length") is None:  # FastWARC takes header lines cut short for a record
+            length = record.headers.get("Content-Length")
+            if length is None:  # FastWARC takes header lines cut short for a record
                 yield Skip(url, record.record_id, REASON_TRUNCATED, "WARC headers without Content-Length: cut short")
             elif record.record_type != WarcRecordType.response:
                 yield Skip(url, record.record_id, f"warc:{record.record_type}", record.headers.get("Content-Type") or "")
             else:
                 try:
-                    item = self.response(record, url)
+                    item = self.response(record, url, int(length) if length.isdigit() else 0)
                 except OSError as e:  # the block itself is damaged: recover from this record's start
                     return _Failure(record.stream_pos, False, f"{type(e).__name__}: {e}")
                 yield item
             last_start = record.stream_pos
-            if isinstance(stream, _SourceStream):
-                stream.mark(last_start)
+            if mark is not None:
+                mark(last_start)
 
-    def response(self, record, url: str | None) -> Page | Skip:
-        """One response record: a page (maybe `truncated`), or a skip with its reason."""
+    def response(self, record, url: str | None, declared: int) -> Page | Skip:
+        """One response record (`declared`: its Content-Length): a page (maybe `truncated`), or a skip."""
         record_id = record.record_id
-        declared = int(record.headers.get("Content-Length") or 0)
         if declared > self.max_body_bytes:
             return Skip(url, record_id, "warc:too_large", f"{declared} bytes")
         record.freeze()  # the block in memory (bounded above), so a short read shows as truncation

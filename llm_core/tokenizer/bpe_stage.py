@@ -205,8 +205,8 @@ def compression_markdown(tables: dict[str, list[dict[str, Any]]], vocab_size: in
     for r in tables["compression"]:
         lines.append(f"| held-back {r['language']} ({r['sources']} sources) | {r['bytes']:,} | {r['ours']} "
                      f"| {r['gpt2']} | {r['cl100k']} |")
-    for r in tables["compression_by_source"]:
-        lines.append(f"| - of which {r['source']} | {r['bytes']:,} | {r['ours']} | {r['gpt2']} | {r['cl100k']} |")
+        for s in (s for s in tables["compression_by_source"] if s["language"] == r["language"]):
+            lines.append(f"| - of which {s['source']} | {s['bytes']:,} | {s['ours']} | {s['gpt2']} | {s['cl100k']} |")
     for r in tables.get("reference_compression", []):
         lines.append(f"| {r['text']} (reference) | {r['bytes']:,} | {r['ours']} | {r['gpt2']} | {r['cl100k']} |")
     return "\n".join(lines)
