@@ -1,5 +1,7 @@
-"""Reading WARC/ARC files into raw pages: the real samples in data/warc, and the edge cases (truncated and corrupt
-files, revisit records, chunked and gzip-encoded bodies, WAT/WET, ARC)."""
+"""Reading WARC/ARC files into raw pages: the real samples in data/warc, and the edge cases (revisit records, chunked
+and gzip-encoded bodies, WAT/WET, ARC), and real records made defective: bare-LF HTTP headers, records cut short
+(kept as truncated pages), cut inside their headers, corrupt gzip members and garbage (skipped with their byte
+range, reading goes on), and a block that is not HTTP. Every skip reason is true."""
 
 from __future__ import annotations
 
@@ -126,7 +128,8 @@ def member_starts(data: bytes) -> list[int]:
 def real_http_block(index: int = 1) -> bytes:
     """The HTTP block (status line, headers, body as archived) of a real Common Crawl response."""
     with open(WARC_DIR / "resiliparse_cc_warcfile.dev.warc.gz", "rb") as f:
-        for i, record in enumerate(r for r in FastArchiveIterator(f, parse_http=False) if r.headers.get("WARC-Type") == "response"):
+        responses = (r for r in FastArchiveIterator(f, parse_http=False) if r.headers.get("WARC-Type") == "response")
+        for i, record in enumerate(responses):
             if i == index:
                 record.freeze()
                 return record.reader.read()
@@ -150,7 +153,8 @@ def bare_lf(block: bytes) -> bytes:
 
 @pytest.mark.parametrize("compress", [False, True])
 def test_http_headers_with_bare_lf_line_ends_are_parsed(compress):
-    body = "<html><head><title>日本語</title></head><body><p>ウェブページの本文です。</p></body></html>".encode("euc-jp")
+    body = "<html><head><title>日本語</title></head><body><p>ウェブページの本文です。</p></body></html>"
+    body = body.encode("euc-jp")
     block = b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=EUC-JP\r\nServer: Apache\r\n\r\n" + body
     real = real_http_block()
     records = [warc_record(bare_lf(block)), warc_record(bare_lf(real), url="http://example.jp/b")]
@@ -169,7 +173,8 @@ def test_a_record_cut_short_keeps_the_bytes_present_marked_truncated():
     whole = warc_record(block)
     cut_at = len(whole) - len(block) // 4  # the last quarter of the page (footer, scripts) is missing
     (complete,) = read(whole, "x.warc")
-    for name, data in [("x.warc", whole[:cut_at]), ("x.warc.gz", gzip.compress(whole)[: len(gzip.compress(whole[:cut_at]))])]:
+    gz_cut = gzip.compress(whole)[: len(gzip.compress(whole[:cut_at]))]
+    for name, data in [("x.warc", whole[:cut_at]), ("x.warc.gz", gz_cut)]:
         (page,) = read(data, name)
         assert isinstance(page, Page) and page.truncated and not complete.truncated, name
         assert complete.body.startswith(page.body) and len(page.body) > len(block) // 2
@@ -180,10 +185,13 @@ def test_a_record_cut_short_keeps_the_bytes_present_marked_truncated():
 def test_every_damaged_record_gets_a_true_reason():
     block = real_http_block()
     header_end = block.index(b"\r\n\r\n")
-    dns = warc_record(b"20240501100000\nexample.jp. 300 IN A 192.0.2.1\n", url="dns:example.jp", content_type="text/dns")
+    dns_block = b"20240501100000\nexample.jp. 300 IN A 192.0.2.1\n"
+    dns = warc_record(dns_block, url="dns:example.jp", content_type="text/dns")
     cut_in_headers = warc_record(block, url="http://example.jp/cut")[: -len(block) - 4 + header_end // 2]
     items = read(gzip.compress(dns) + gzip.compress(cut_in_headers))
-    assert [(i.url, i.reason) for i in items] == [("dns:example.jp", "warc:not_http"), ("http://example.jp/cut", "warc:truncated")]
+    assert [(i.url, i.reason) for i in items] == [
+        ("dns:example.jp", "warc:not_http"), ("http://example.jp/cut", "warc:truncated")
+    ]
     assert "cut inside the HTTP headers" in items[1].detail
     compressor = zlib.compressobj(wbits=31)  # a gzip member cut inside the WARC headers
     items = read(compressor.compress(warc_record(block)[:60]) + compressor.flush(zlib.Z_SYNC_FLUSH))

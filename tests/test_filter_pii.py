@@ -90,11 +90,11 @@ def test_lookalikes_are_not_redacted(text):
         ("SSN 514-69-0360 on file, and 123 45 6789", "SSN <SSN> on file, and <SSN>"),
         ("iban de89 3704 0044 0532 0130 00 is mine", "iban <IBAN> is mine"),
         ("IBAN: gb82west12345698765432.", "IBAN: <IBAN>."),
-        ("Office 224 4966 Bond Street, 3747 3911 fourth avenue", "Office 224 4966 Bond Street, 3747 3911 fourth avenue"),
+        ("Office 224 4966 Bond Street, 3747 3911 fourth avenue", None),  # house numbers and streets
     ],
 )
 def test_formats_from_real_pages(text, redacted):
-    assert redact(text)[0] == redacted
+    assert redact(text)[0] == (text if redacted is None else redacted)
 
 
 def test_no_candidate_spans_a_line_break():

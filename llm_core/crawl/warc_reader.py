@@ -220,7 +220,8 @@ class _RecordReader:
             if length is None:  # FastWARC takes header lines cut short for a record
                 yield Skip(url, record.record_id, REASON_TRUNCATED, "WARC headers without Content-Length: cut short")
             elif record.record_type != WarcRecordType.response:
-                yield Skip(url, record.record_id, f"warc:{record.record_type}", record.headers.get("Content-Type") or "")
+                detail = record.headers.get("Content-Type") or ""
+                yield Skip(url, record.record_id, f"warc:{record.record_type}", detail)
             else:
                 try:
                     item = self.response(record, url, int(length) if length.isdigit() else 0)
@@ -246,7 +247,8 @@ class _RecordReader:
             block = record.reader.read()
             parsed = _tolerant_http(block)
             if parsed is None and truncated and block.startswith(b"HTTP/"):
-                return Skip(url, record_id, REASON_TRUNCATED, f"cut inside the HTTP headers: {present} of {declared} bytes")
+                detail = f"cut inside the HTTP headers: {present} of {declared} bytes"
+                return Skip(url, record_id, REASON_TRUNCATED, detail)
             if parsed is not None:
                 status, headers, raw_body = parsed
                 return self._page(record, url, status, headers, raw_body, declared, truncated)
@@ -254,9 +256,11 @@ class _RecordReader:
         record.parse_http(auto_decode="none")
         if not record.is_http:
             return Skip(url, record_id, "warc:not_http", record.headers.get("Content-Type") or "")
-        return self._page(record, url, record.http_headers.status_code, record.http_headers, None, declared, truncated)
+        headers = record.http_headers
+        return self._page(record, url, headers.status_code, headers, None, declared, truncated)
 
     def _page(self, record, url, status, headers, raw_body, declared, truncated) -> Page | Skip:
+        """A page, or a skip for its status, type or size; `raw_body` None: the rest of the record's reader."""
         content_type = headers.get("Content-Type")
         mime, charset = media_type(content_type)
         skip = _classify(status, mime, declared, self.content_types, self.max_body_bytes)
@@ -302,8 +306,10 @@ def _read_warc(stream: _SourceStream, reader: _RecordReader) -> Iterator[Page | 
     while True:
         failure = yield from reader.records(stream)
         if not failure.error:  # FastWARC ends quietly at a gzip member cut inside its WARC headers: look past it
+            if not stream.starts_with(GZIP_MAGIC):
+                return
             after = _member_end(stream, failure.offset) if failure.done else failure.offset
-            if after is None or not stream.starts_with(GZIP_MAGIC) or not _has_bytes(stream, after):
+            if after is None or not _has_bytes(stream, after):
                 return
             failure = _Failure(after, False, "the file ends inside a gzip member")
         if stream.starts_with(GZIP_MAGIC):
@@ -311,7 +317,7 @@ def _read_warc(stream: _SourceStream, reader: _RecordReader) -> Iterator[Page | 
         else:  # an uncompressed file: go on at the next WARC header line
             resume = _next_marker(stream, failure.offset + 1, b"WARC/1.")
             end = resume if resume is not None else stream.position
-            where = f"after the record at byte {failure.offset}" if failure.done else f"from byte {failure.offset}"
+            where = f"after the record at {failure.offset}" if failure.done else f"from {failure.offset}"
             yield Skip(None, None, REASON_CORRUPT, f"bytes {where} to {end} unreadable: {failure.error}")
         if resume is None:
             return
@@ -333,7 +339,9 @@ def _decode_member(stream: _SourceStream, offset: int, cap: int) -> _Member | No
     while not decoder.eof:
         chunk = stream.read(1 << 16)
         if not chunk:
-            return _Member(bytes(out), False, offset + consumed, "the file ends inside a gzip member") if consumed else None
+            if not consumed:
+                return None
+            return _Member(bytes(out), False, offset + consumed, "the file ends inside a gzip member")
         consumed += len(chunk)
         data = chunk
         try:
@@ -345,11 +353,6 @@ def _decode_member(stream: _SourceStream, offset: int, cap: int) -> _Member | No
         except zlib.error as e:
             return _Member(bytes(out), False, offset + consumed, f"gzip: {e}")
     return _Member(bytes(out), True, offset + consumed - len(decoder.unused_data), "")
-
-
-def _items(records: Generator[Page | Skip, None, _Failure]) -> Iterator[Page | Skip]:
-    """The items of `records`, without its return value."""
-    yield from records
 
 
 def _member_end(stream: _SourceStream, offset: int) -> int | None:
@@ -376,7 +379,9 @@ def _next_marker(stream: _SourceStream, offset: int, marker: bytes = GZIP_MAGIC)
     return None
 
 
-def _recover(stream: _SourceStream, failure: _Failure, reader: _RecordReader) -> Generator[Page | Skip, None, int | None]:
+def _recover(
+    stream: _SourceStream, failure: _Failure, reader: _RecordReader
+) -> Generator[Page | Skip, None, int | None]:
     """Walk the gzip members from where the fast path failed: records cut short yield what is present, stretches
     that hold none become one `warc:corrupt` skip with their byte range. Returns the offset of the next member that
     decodes in full to a WARC record (where the fast path goes on), or None at the end of the input."""
@@ -415,11 +420,12 @@ def _partial_record(member: _Member, offset: int, reader: _RecordReader) -> Iter
         yield Skip(None, None, REASON_TRUNCATED, detail)
         return
     seen = 0
-    for item in _items(reader.records(io.BytesIO(member.data))):
+    for item in reader.records(io.BytesIO(member.data)):  # a for loop drops the generator's return value
         seen += 1
         yield item
     if not seen:
-        yield Skip(None, None, REASON_CORRUPT, f"record at byte {offset} unparsable: {member.error or 'bad WARC headers'}")
+        detail = f"record at byte {offset} unparsable: {member.error or 'bad WARC headers'}"
+        yield Skip(None, None, REASON_CORRUPT, detail)
 
 
 def _read_arc(

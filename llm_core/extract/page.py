@@ -4,9 +4,9 @@ The checks run cheapest first: HTTP status, content type, size, emptiness, decod
 trafilatura under a time bound (`timeout.py`), then the text itself: none (`extract:empty`) or no line that reads as
 a sentence, only menus, link lists or a copyright line (`extract:boilerplate_only`). Each page is extracted on its
 own, so its text does not depend on the pages before it; leading lines that repeat the title are dropped from the
-text (the title has its own column). The defaults (`config.py`) were chosen with `bench/extraction_quality.py`. The title comes from trafilatura's own title logic
-(`extract_title`: `<title>`, `og:title`, `<h1>`) instead of `with_metadata=True`, which would also run date
-detection and halves throughput.
+text (the title has its own column). The defaults (`config.py`) were chosen with `bench/extraction_quality.py`.
+The title comes from trafilatura's own title logic (`extract_title`: `<title>`, `og:title`, `<h1>`) instead of
+`with_metadata=True`, which would also run date detection and halves throughput.
 """
 
 from __future__ import annotations

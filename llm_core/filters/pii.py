@@ -49,7 +49,8 @@ _SEP = r"[ \t.-]"
 PHONE_RE = re.compile(
     r"(?<![A-Za-z0-9_+.-])"
     r"(?:"
-    rf"(?:\+|00)\d{{1,3}}{_SEP}?(?:\(0\)[ \t]?)?(?:\(\d{{1,4}}\){_SEP}?)?\d{{1,5}}(?:{_SEP}?\d{{2,8}}){{1,4}}"  # international
+    # international: +CC or 00CC, an optional (0), an optional area code in parentheses, then digit groups
+    rf"(?:\+|00)\d{{1,3}}{_SEP}?(?:\(0\)[ \t]?)?(?:\(\d{{1,4}}\){_SEP}?)?\d{{1,5}}(?:{_SEP}?\d{{2,8}}){{1,4}}"
     rf"|\(\d{{2,4}}\)[ \t]?\d{{2,5}}(?:{_SEP}\d{{2,8}}){{1,3}}"  # (area) local
     rf"|\d{{2,5}}(?:{_SEP}\d{{2,8}}){{1,4}}"  # digit groups with separators (local numbers of up to 8 digits)
     r"|(?:\+?86[ \t-]?)?1[3-9]\d(?:[ \t-]?\d{4}){2}"  # Chinese mobile
