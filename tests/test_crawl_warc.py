@@ -299,3 +299,27 @@ def test_forward_only_streams_and_failing_sources():
     with pytest.raises(SourceReadError, match="connection reset"):
         list(read_archive(FlakyStream(data, fail_after=3), name="x.warc.gz", source="s", content_types=HTML,
                           max_body_bytes=10**7))
+
+
+def test_random_damage_never_stops_the_reader_nor_yields_a_record_twice():
+    import random
+
+    data = (WARC_DIR / "resiliparse_cc_warcfile.dev.warc.gz").read_bytes()
+    variants = {"x.warc.gz": data, "x.warc": gzip.decompress(data)}
+    whole = len(read(data))
+    rng = random.Random(7)
+    for trial in range(60):
+        name = "x.warc.gz" if trial % 2 else "x.warc"
+        damaged = bytearray(variants[name])
+        at = rng.randrange(len(damaged))
+        if trial % 3 == 0:
+            del damaged[at : at + rng.randint(1, 2000)]  # a piece missing, member ends included
+        elif trial % 3 == 1:
+            damaged[at:at] = rng.randbytes(rng.randint(1, 500))
+        else:
+            for _ in range(10):
+                damaged[rng.randrange(len(damaged))] = rng.randrange(256)
+        items = read(bytes(damaged), name)
+        ids = [i.warc_record_id if isinstance(i, Page) else i.record_id for i in items]
+        assert len(ids) <= whole + 2 and len(set(filter(None, ids))) == len(list(filter(None, ids))), (trial, name)
+    assert reasons(read(gzip.compress(b"") + data)) == reasons(read(data)), "an empty gzip member holds nothing"

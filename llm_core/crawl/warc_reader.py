@@ -389,13 +389,17 @@ def _recover(
     offset: int | None = max(failure.offset, stream.window_start)
     lost_from: int | None = None
     error = failure.error
-    if failure.done:  # the record there was read and yielded already
-        offset = _member_end(stream, offset) or offset
+    if failure.done:  # the record there was read and yielded already (its member's end may be what is damaged)
+        end = _member_end(stream, offset)
+        offset = end if end is not None else _next_marker(stream, offset + 1)
     while offset is not None:
         stream.mark(offset)
         member = _decode_member(stream, offset, cap)
         if member is None:
             break
+        if member.complete and not member.data:  # an empty member: legal, holds nothing
+            offset = member.end
+            continue
         is_warc = member.data.startswith(b"WARC/")
         if member.complete and is_warc and offset > failure.offset:
             break
