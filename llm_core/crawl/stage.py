@@ -46,7 +46,7 @@ LAYOUT = {
 class CrawlStage(ShardedStage):
     name = "crawl"
     config_model = CrawlConfig
-    version = "1"
+    version = "2"
 
     def data_paths(self, ctx_config: CrawlConfig) -> list[str]:
         """Local WARC files and HTML folders are fingerprinted; remote inputs (http, s3, a Common Crawl listing) are
