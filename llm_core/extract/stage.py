@@ -8,8 +8,9 @@ table of the result maps each to its input file):
 - `documents/part-NNNNN.parquet` (DOCUMENTS): the documents extracted from one pages file, or one curated
   documents file passed through unchanged;
 - `rejected/part-NNNNN.parquet` (REJECTED): every page that did not become a document, with its reason
-  (`extract:http_status`, `extract:not_html`, `extract:too_large`, `extract:empty`, `extract:decode_error`,
-  `extract:timeout`, `extract:error`) and a detail naming the record.
+  (`extract:http_status`, `extract:not_html`, `extract:too_large`, `extract:empty`, `extract:boilerplate_only`,
+  `extract:decode_error`, `extract:timeout`, `extract:error`) and a detail naming the record (and saying so when
+  the crawl kept only the first part of a page, `truncated`).
 
 Every shard checks `kept + rejected = input` and so does the total. Records are streamed in batches of
 `batch_rows`; nothing holds a whole shard. Shards run on the process pool of `ShardedStage`; the per-document
