@@ -252,9 +252,11 @@ def test_arc_files_are_read_as_well():
                      b"HTTP/1.0 200 OK\r\nContent-Type: image/gif\r\n\r\nGIF89a")
     )
     first, second = read(data, "test.arc"), read(data, "test.arc")
+    (cut,) = [i for i in read(data[: data.index(b"Hello") + 5], "test.arc") if isinstance(i, Page)]
+    assert cut.truncated and cut.body == html[: html.index(b"Hello") + 5]
     assert reasons(first) == {"page": 1, "warc:warcinfo": 1, "warc:not_html": 1}
     page = next(i for i in first if isinstance(i, Page))
-    assert page.body == html and page.fetched_at.year == 2005 and page.charset == "iso-8859-1"
+    assert page.body == html and page.fetched_at.year == 2005 and page.charset == "iso-8859-1" and not page.truncated
     assert [i.warc_record_id if isinstance(i, Page) else i.record_id for i in first] == [
         i.warc_record_id if isinstance(i, Page) else i.record_id for i in second
     ], "record ids of ARC records are stable across reads"

@@ -16,7 +16,8 @@ Nothing readable is lost:
   on; the bytes in between are one `warc:corrupt` skip naming their range. The stream stays forward-only: the
   reader keeps the bytes since the current record's start (`_SourceStream`) to go back to.
 
-WARC files are parsed with FastWARC; ARC files (`.arc`, `.arc.gz`) with warcio, which converts them to WARC records.
+WARC files are parsed with FastWARC; ARC files (`.arc`, `.arc.gz`) with warcio, which converts them to WARC records
+(an ARC record cut short is kept as a `truncated` page too; a broken ARC file still ends at the break).
 """
 
 from __future__ import annotations
@@ -464,10 +465,10 @@ def _read_arc(
             yield Skip(url, record_id, *skip)
             continue
         fetched_at = dt.datetime.fromisoformat(date.replace("Z", "+00:00")) if date else None
+        raw = record.raw_stream.read(max_body_bytes + 1)
+        # warcio's reader counts down the declared length: bytes still owed after a short read = the file ended
+        truncated = len(raw) <= max_body_bytes and getattr(record.raw_stream, "limit", 0) > 0
         body = decode_body(
-            record.raw_stream.read(max_body_bytes + 1),
-            headers.get_header("Transfer-Encoding"),
-            headers.get_header("Content-Encoding"),
-            max_body_bytes,
+            raw, headers.get_header("Transfer-Encoding"), headers.get_header("Content-Encoding"), max_body_bytes
         )
-        yield Page(url, fetched_at, status, mime, charset, body, record_id, source)
+        yield Page(url, fetched_at, status, mime, charset, body, record_id, source, truncated)
