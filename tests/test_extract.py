@@ -111,7 +111,7 @@ def test_boilerplate_only_texts_are_told_from_short_real_documents():
     assert is_boilerplate_only("Home\nProducts and services\nContact us\n© 2024 Example GmbH. All rights reserved.")
     assert is_boilerplate_only("- 职位名称\n- 单位名称\n- 学历要求")
     assert not is_boilerplate_only("Home\nThe museum is closed on Mondays and public holidays.")
-    assert not is_boilerplate_only("床前明月光，疑是地上霜。举头望明月，低头思故乡。")
+    assert not is_boilerplate_only("床前明月光，\n疑是地上霜。\n举头望明月，\n低头思故乡。")
 
 
 def test_a_page_gives_the_same_text_whatever_pages_came_before_it(data_dir):

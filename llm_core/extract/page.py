@@ -27,9 +27,10 @@ HTML_TYPES = ("text/html", "application/xhtml+xml", "text/xml", "application/xml
 _SNIFF_BYTES = 1024
 _WORD_RE = re.compile(r"[^\W\d_]+")
 _CJK_RE = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
-_SENTENCE_ENDS = (".", "!", "?", "\"", "'", "”", "’", ")", ":", "。", "！", "？", "」", "』", "…")
-_MIN_SENTENCE_WORDS = 6
-_MIN_SENTENCE_CJK = 12
+# A line reads as prose when it ends like a sentence (or a line of verse) and is long enough, or is long anyway.
+_SENTENCE_ENDS = (".", "!", "?", "\"", "'", "”", "’", ")", ":", ",", ";", "。", "！", "？", "，", "；", "」", "』", "…")
+_MIN_SENTENCE_WORDS, _MIN_RUN_WORDS = 6, 12
+_MIN_SENTENCE_CJK, _MIN_RUN_CJK = 5, 24  # "床前明月光，" is a line of a poem; a menu item rarely ends in "，"
 _BOILERPLATE_LINE_RE = re.compile(r"©|\(c\)\s*\d{4}|\bcopyright\b|all rights reserved|cookies?\b", re.IGNORECASE)
 _HTML_MARKERS = (b"<!doctype html", b"<html", b"<head", b"<body", b"<title", b"<div", b"<p", b"<meta")
 
@@ -80,9 +81,10 @@ def drop_title_lines(text: str | None, title: str | None) -> str | None:
 
 
 def is_boilerplate_only(text: str) -> bool:
-    """True when no line of `text` reads as prose: no line of `_MIN_SENTENCE_WORDS` words (or `_MIN_SENTENCE_CJK`
-    CJK characters) ending like a sentence, and none of twice that length. Copyright lines, menus, link lists and
-    cookie notices are not sentences; a short real document still has one."""
+    """True when no line of `text` reads as prose: none of `_MIN_SENTENCE_WORDS` words (or `_MIN_SENTENCE_CJK`
+    CJK characters) ending like a sentence or a line of verse, none of `_MIN_RUN_WORDS` words (`_MIN_RUN_CJK`)
+    at all. Copyright lines, menus, link lists and cookie notices are not sentences; a short real document, a poem
+    included, still has one."""
     for line in text.split("\n"):
         line = line.strip()
         if _BOILERPLATE_LINE_RE.search(line):
@@ -90,9 +92,9 @@ def is_boilerplate_only(text: str) -> bool:
         words = len(_WORD_RE.findall(line))
         cjk = len(_CJK_RE.findall(line))
         ends = line.endswith(_SENTENCE_ENDS)
-        if (words >= _MIN_SENTENCE_WORDS and ends) or words >= 2 * _MIN_SENTENCE_WORDS:
+        if (words >= _MIN_SENTENCE_WORDS and ends) or words >= _MIN_RUN_WORDS:
             return False
-        if (cjk >= _MIN_SENTENCE_CJK and ends) or cjk >= 2 * _MIN_SENTENCE_CJK:
+        if (cjk >= _MIN_SENTENCE_CJK and ends) or cjk >= _MIN_RUN_CJK:
             return False
     return True
 
