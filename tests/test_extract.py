@@ -111,6 +111,8 @@ def test_boilerplate_only_texts_are_told_from_short_real_documents():
     assert is_boilerplate_only("Home\nProducts and services\nContact us\n© 2024 Example GmbH. All rights reserved.")
     assert is_boilerplate_only("- 职位名称\n- 单位名称\n- 学历要求")
     assert not is_boilerplate_only("Home\nThe museum is closed on Mondays and public holidays.")
+    assert not is_boilerplate_only("Bake the cookies for twelve minutes, until golden.")
+    assert is_boilerplate_only("This website uses cookies to improve your experience. Accept all cookies")
     assert not is_boilerplate_only("床前明月光，\n疑是地上霜。\n举头望明月，\n低头思故乡。")
 
 

@@ -31,7 +31,10 @@ _CJK_RE = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
 _SENTENCE_ENDS = (".", "!", "?", "\"", "'", "”", "’", ")", ":", ",", ";", "。", "！", "？", "，", "；", "」", "』", "…")
 _MIN_SENTENCE_WORDS, _MIN_RUN_WORDS = 6, 12
 _MIN_SENTENCE_CJK, _MIN_RUN_CJK = 5, 24  # "床前明月光，" is a line of a poem; a menu item rarely ends in "，"
-_BOILERPLATE_LINE_RE = re.compile(r"©|\(c\)\s*\d{4}|\bcopyright\b|all rights reserved|cookies?\b", re.IGNORECASE)
+_BOILERPLATE_LINE_RE = re.compile(
+    r"©|\(c\)\s*\d{4}|\bcopyright\b|all rights reserved|\buses? cookies\b|\bcookie (?:policy|settings)\b",
+    re.IGNORECASE,
+)
 _HTML_MARKERS = (b"<!doctype html", b"<html", b"<head", b"<body", b"<title", b"<div", b"<p", b"<meta")
 
 
