@@ -10,10 +10,10 @@ routable unicast addresses (private, loopback, multicast and documentation range
 Phone numbers are digit groups with separators (international `+CC`, `(0)`, area codes in parentheses, local
 numbers of up to 8 digits, extensions), ten bare digits, and Chinese mobile numbers (`1[3-9]` + 9 digits, optional
 `+86`), with 7 to 15 digits. No candidate spans a line break. Not phones: SSN-shaped numbers, dates, year ranges,
-numeric ranges in prose ("1200-1000"), partial IPs, counting sequences, "house number + street", and digits in
-arithmetic: next to an operator (`23786-17509 = 6277`) or inside a calculator annotation (`<<23786-17509=6277>>`,
-as in GSM8K). Where candidates overlap, the earlier type in `PII_TYPES` wins. `bench/pii_eval.py` measures recall
-and precision per type, and false redactions on text without PII.
+numeric ranges in prose ("1200-1000"), decimals and arXiv ids, partial IPs, counting sequences, "house number +
+street", and digits in arithmetic: next to an operator (`23786-17509 = 6277`) or inside a calculator annotation
+(`<<23786-17509=6277>>`, as in GSM8K). Where candidates overlap, the earlier type in `PII_TYPES` wins.
+`bench/pii_eval.py` measures recall and precision per type, and false redactions on text without PII.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ SSN_RE = re.compile(r"(?<![\w-])(?P<area>\d{3})(?P<sep>[- ])(?P<group>\d{2})(?P=
 # ("电话021-54098575"), Latin letters and digits may not (part numbers, hashes).
 _SEP = r"[ \t.-]"
 PHONE_RE = re.compile(
-    r"(?<![A-Za-z0-9_+.-])"
+    r"(?<![A-Za-z0-9_+./-])"
     r"(?:"
     # international: +CC or 00CC, an optional (0), an optional area code in parentheses, then digit groups
     rf"(?:\+|00)\d{{1,3}}{_SEP}?(?:\(0\)[ \t]?)?(?:\(\d{{1,4}}\){_SEP}?)?\d{{1,5}}(?:{_SEP}?\d{{2,8}}){{1,4}}"
@@ -64,10 +64,12 @@ _STREET_AFTER_RE = re.compile(
     r"[ \t]+(?:[A-Z][a-z]|(?i:[^\W\d_]+(?:[ \t]+[^\W\d_]+){0,2}[ \t]+"
     r"(?:street|st|avenue|ave|road|rd|boulevard|blvd|lane|ln|drive|dr|way|court|ct|place|pl|square|sq)\b))"
 )
+_DECIMAL_RE = re.compile(r"\d+\.\d+")  # "1706.03762" (an arXiv id), "3.14159265": two groups joined by a dot
 _RANGE_RE = re.compile(r"[1-9]\d{0,4}[ \t]?[-–][ \t]?\d{1,5}")  # "1200-1000", "pages 120-135" (not "555-0134")
 _US_LOCAL_RE = re.compile(r"[2-9]\d{2}-\d{4}")
-_OPERATOR_AFTER_RE = re.compile(r"[ \t]*[=+*/×÷<>]")
-_OPERATOR_BEFORE_RE = re.compile(r"[=+*/×÷<>][ \t]*$")
+# "/" is not among them: it separates phone numbers ("0171 2345678 / 0171 8765432")
+_OPERATOR_AFTER_RE = re.compile(r"[ \t]*[=+*×÷]")
+_OPERATOR_BEFORE_RE = re.compile(r"[=+*×÷][ \t]*$")
 _YEAR_RANGE_RE = re.compile(r"(?:19|20)\d\d\s?[-–]\s?(?:19|20)\d\d")
 _PARTIAL_IP_RE = re.compile(r"\d{1,3}(?:\.\d{1,3}){1,3}")
 _REPEAT_RE = re.compile(r"(\d)\1{7}")
@@ -165,11 +167,11 @@ def _phone(m: re.Match) -> bool:
     groups = re.findall(r"\d+", number)
     if _YEAR_RANGE_RE.fullmatch(number) or _PARTIAL_IP_RE.fullmatch(number) or _counting(number, groups):
         return False
-    if _RANGE_RE.fullmatch(number) and not _US_LOCAL_RE.fullmatch(number):
+    if (_RANGE_RE.fullmatch(number) and not _US_LOCAL_RE.fullmatch(number)) or _DECIMAL_RE.fullmatch(number):
         return False
     if _in_calculation(m):
         return False
-    # Two space-separated groups followed by a capitalised word are a house number and a street ("224 4966 Bond St").
+    # Two space-separated groups followed by a street name are a house number and a street ("224 4966 Bond St").
     house_number = len(groups) == 2 and re.fullmatch(r"[1-9]\d*[ \t]\d+", number)
     return not (house_number and _STREET_AFTER_RE.match(m.string, m.end()))
 
