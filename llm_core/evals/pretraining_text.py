@@ -40,7 +40,7 @@ def split_pieces(text: str, split: str, val_fraction: float) -> list[tuple[str, 
 
 def pretraining_pieces(tokens: ArtifactReader, documents: ArtifactReader | None) -> Iterator[TextPiece]:
     """Every piece of text the tokenize artifact `tokens` was made from, with its group and side of the split."""
-    cfg = tokens.manifest().config
+    cfg = tokens.manifest.config
     split, val_fraction = cfg.get("split", "document_hash"), float(cfg.get("val_fraction", 0.0))
     streams = []
     if documents is not None:

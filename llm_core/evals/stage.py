@@ -145,7 +145,7 @@ class EvalRun:
         name = cfg.assistant_name or ""
         if "sft_data" in ctx.inputs:
             sft_data = ctx.reader("sft_data")
-            name = name or sft_data.manifest().config.get("identity", {}).get("name", "")
+            name = name or sft_data.manifest.config.get("identity", {}).get("name", "")
             train = [r["messages"] for r in sft_data.iter_rows("train/*.parquet", ["messages"])]
             val = list(sft_data.iter_rows("val/*.parquet", ["messages", "source"]))
         single_turn = [_thawed(m) for m in dict.fromkeys(map(_frozen, train)) if len(m) == 2]
@@ -186,7 +186,7 @@ class EvalRun:
 
     def rl_prompt_index(self) -> ContaminationIndex:
         index = ContaminationIndex(self.cfg.ngram)
-        path = self.ctx.reader("rlhf").manifest().config.get("prompts_path")
+        path = self.ctx.reader("rlhf").manifest.config.get("prompts_path")
         if path:
             try:
                 prompts = list(load_prompts(path))
@@ -223,8 +223,11 @@ class EvalRun:
         model = load_scalar_model(self.ctx.reader("reward")).eval()
         data = self.ctx.reader("reward_data")
         pairs = list(data.iter_rows("val/*.parquet"))
-        index = ContaminationIndex.union([self.indexes["sft"], ContaminationIndex(self.cfg.ngram).add_texts(
-            f"{p['chosen']} {p['rejected']}" for p in data.iter_rows("train/*.parquet"))], self.cfg.ngram)
+        train = list(data.iter_rows("train/*.parquet"))
+        # a held-back pair is contaminated when the same comparison, or a long stretch of one of its answers, is in
+        # the reward training pairs (a prompt alone may recur: a generated preference asks the same few questions)
+        index = ContaminationIndex(self.cfg.ngram).add_texts(
+            f"{p['chosen']}\n{p['rejected']}" for p in train).add_prompts(map(comparison_text, train))
         block, tok = model.gpt.config.block_size, self.tokenizer
         full = [(len(render_prompt(tok, p["prompt"]) + render_completion(tok, p["chosen"])),
                  len(render_prompt(tok, p["prompt"]) + render_completion(tok, p["rejected"]))) for p in pairs]
@@ -233,7 +236,7 @@ class EvalRun:
                                  tok.eot_id)
         groups: dict[str, list[tuple[ItemOutcome, float, float, bool]]] = defaultdict(list)
         for i, (p, c, r, lengths) in enumerate(zip(pairs, chosen.tolist(), rejected.tolist(), full)):
-            why = index.reason(p["prompt"][-1]["content"], p["chosen"])
+            why = index.reason(comparison_text(p))
             outcome = ItemOutcome("reward", f"reward/{p['source']}", f"pair-{i:05d}", p["prompt"][-1]["content"],
                                   f"chosen {c:.3f} vs rejected {r:.3f}", p["chosen"][:200], c > r, why or "",
                                   why is not None)
@@ -255,7 +258,7 @@ class EvalRun:
                                        len(entries), higher_is_better=False))
 
     def evaluate_rl(self) -> None:
-        m = self.ctx.reader("rlhf").manifest()
+        m = self.ctx.reader("rlhf").manifest
         n = int(m.metrics.get("eval_prompts", m.counts.get("eval_prompts", 0)))
         algorithm = m.config.get("algorithm", "ppo")
         target = "pass@1" if algorithm == "grpo" else "reward"
@@ -307,6 +310,10 @@ def results_markdown(rows: list[ResultRow]) -> str:
         baseline = f"{base.baseline:.3f} ({base.baseline_name})" if base else ""
         lines.append(f"| {suite} | {metric} | " + " | ".join(values) + f" | {baseline} |")
     return "\n".join(lines) + "\n"
+
+
+def comparison_text(pair: dict) -> str:
+    return "\n".join([pair["prompt"][-1]["content"], pair["chosen"], pair["rejected"]])
 
 
 def _frozen(messages: list[dict]) -> tuple[tuple[str, str], ...]:
