@@ -64,7 +64,7 @@ def load_pairs(src: PreferenceSourceConfig, seed: int) -> Iterator[Pair]:
 class RewardDataStage(Stage):
     name = "reward_data"
     config_model = RewardDataConfig
-    version = "1"
+    version = "2"
     uses_seed = True
 
     def data_paths(self, ctx_config: RewardDataConfig) -> list[str]:
@@ -76,7 +76,7 @@ class RewardDataStage(Stage):
         def records(i: int, src: PreferenceSourceConfig) -> Records:
             for pair in load_pairs(src, ctx.run.seed + i):
                 row = {"prompt": pair.prompt, "chosen": pair.chosen, "rejected": pair.rejected, "source": pair.source}
-                yield row, pair.reject, row
+                yield row, pair.reject, pair.prompt  # split by prompt: sibling pairs share answers
 
         sources = [(src.kind, src.weight, records(i, src)) for i, src in enumerate(cfg.sources)]
         counts, rows = write_splits(ctx, PREFERENCES, sources, cfg.val_fraction)
