@@ -45,6 +45,7 @@ class SourceConfig(StrictModel):
     response_field: str = "response"
     max_operand: int = Field(20, ge=1, description="arithmetic: largest addend")
     hedge_share: float = Field(0.0, ge=0, le=1, description="arithmetic: share of answers that hedge instead")
+    worked_sums: bool = Field(False, description="arithmetic: answers show the unit steps before `#### N`")
     keyword_share: float = Field(0.5, ge=0, le=1, description="keyword: share of answers that use the keyword")
 
     @model_validator(mode="after")
@@ -73,7 +74,7 @@ def load_source(src: SourceConfig, identity: IdentityConfig, seed: int) -> Itera
     elif src.kind == "refusals":
         yield from refusal_conversations(src.count, seed)
     elif src.kind == "arithmetic":
-        yield from arithmetic_conversations(src.count, seed, src.max_operand, src.hedge_share)
+        yield from arithmetic_conversations(src.count, seed, src.max_operand, src.hedge_share, src.worked_sums)
     else:
         yield from keyword_conversations(src.count, seed, src.keyword_share)
 

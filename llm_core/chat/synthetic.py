@@ -159,15 +159,29 @@ def heldout_sums(max_operand: int) -> list[tuple[int, int]]:
 HEDGES = ["I am not sure.", "I can't work that out.", "Hard to say."]
 
 
-def arithmetic_conversations(count: int, seed: int, max_operand: int = 20, hedge_share: float = 0.0) -> list[Sample]:
-    """Addition questions with the answer as `#### N` (the GSM8K answer convention, checked by the same reward);
-    `hedge_share` of them are answered with a hedge instead, the habit of not committing to an answer that a
-    verifiable reward can train away (GRPO) while imitation cannot."""
+def worked_sum(a: int, b: int) -> str:
+    """a + b worked out one unit at a time, (a+1) + (b-1) until nothing is left: every step is a successor and a
+    predecessor of small numbers, which a tiny model can apply to operand pairs it never saw, where a memorised
+    table of sums cannot."""
+    steps = [f"{a + i}+{b - i}" for i in range(1, b + 1)]
+    return " = ".join([*steps, str(a + b)]) + f" #### {a + b}" if steps else f"#### {a}"
+
+
+def arithmetic_conversations(
+    count: int, seed: int, max_operand: int = 20, hedge_share: float = 0.0, worked: bool = False
+) -> list[Sample]:
+    """Addition questions with the answer as `#### N` (the GSM8K answer convention, checked by the same reward),
+    after the worked steps when `worked`; `hedge_share` of them are answered with a hedge instead, the habit of not
+    committing to an answer that a verifiable reward can train away (GRPO) while imitation cannot."""
     rng = random.Random(seed)
     out = []
     for _ in range(count):
         question, answer = addition_problem(rng, max_operand)
-        reply = rng.choice(HEDGES) if rng.random() < hedge_share else f"#### {answer}"
+        a, b = (int(n) for n in question.removeprefix("What is ").removesuffix("?").split(" + "))
+        if rng.random() < hedge_share:
+            reply = rng.choice(HEDGES)
+        else:
+            reply = worked_sum(a, b) if worked else f"#### {answer}"
         out.append(Sample([msg("user", question), msg("assistant", reply)], "arithmetic"))
     return out
 
