@@ -50,7 +50,7 @@ def run_plan(contexts: dict[str, StageContext], config: PipelineConfig) -> dict[
 
 
 @flow(name="full-pipeline", log_prints=True)
-def full_pipeline(options: RunOptions = RunOptions(), config: ConfigJSON = None) -> dict[str, str]:
+def full_pipeline(options: RunOptions = RunOptions(), config: ConfigJSON = {}) -> dict[str, str]:
     """Every enabled stage of the pipeline, from crawl to the report (or only `options.stages` and what they need).
 
     Args:
@@ -62,7 +62,7 @@ def full_pipeline(options: RunOptions = RunOptions(), config: ConfigJSON = None)
 
 
 @flow(name="data-refresh", log_prints=True)
-def data_refresh(options: RunOptions = RunOptions(), config: ConfigJSON = None) -> dict[str, str]:
+def data_refresh(options: RunOptions = RunOptions(), config: ConfigJSON = {}) -> dict[str, str]:
     """Crawl a new snapshot (default: today's UTC date) and carry it through to token shards.
 
     Args:
@@ -75,7 +75,7 @@ def data_refresh(options: RunOptions = RunOptions(), config: ConfigJSON = None) 
     return done
 
 
-def announce_refresh(options: RunOptions, config: dict[str, Any] | None, snapshot: str) -> None:
+def announce_refresh(options: RunOptions, config: dict[str, Any], snapshot: str) -> None:
     """The event `train`'s trigger waits for: the resolved snapshot as a resource label, and the form that built it
     in the payload, so the triggered run plans exactly these artifacts. Only a refresh that got here emits it."""
     built = options.model_copy(update={"snapshot": snapshot, "stages": []})
@@ -88,7 +88,7 @@ def announce_refresh(options: RunOptions, config: dict[str, Any] | None, snapsho
 
 
 @flow(name="stage", log_prints=True)
-def run_stage(stage: StageName, options: RunOptions = RunOptions(), config: ConfigJSON = None,
+def run_stage(stage: StageName, options: RunOptions = RunOptions(), config: ConfigJSON = {},
               inputs: dict[str, str] | None = None) -> dict[str, str]:
     """One stage by name. With `inputs` (input name -> artifact key) it reads exactly those artifacts;
     without, its upstream stages are resolved from the store and run first where missing.

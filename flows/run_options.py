@@ -2,7 +2,7 @@
 
 A deployment's form has two parameters: `options` (`RunOptions`: a config file from `configs/`, `key.path=value`
 overrides, the stages to run, the crawl snapshot) and `config`, the whole config as JSON for the rare run that needs
-more than overrides (left empty, the config file is used). `resolve_config` turns both into a validated
+more than overrides (left empty, `{}`, the config file is used). `resolve_config` turns both into a validated
 `PipelineConfig` as the first step of every flow, so a bad override fails the run with its key path before any
 stage starts.
 """
@@ -32,9 +32,9 @@ def _config_as_json(value: Any) -> Any:
 
 
 ConfigJSON = Annotated[
-    dict[str, Any] | None,
+    dict[str, Any],
     BeforeValidator(_config_as_json),
-    Field(description="Advanced: the whole pipeline config as JSON (every section). Empty: the config file above. "
+    Field(description="Advanced: the whole pipeline config as JSON (every section). Empty ({}): the config file above. "
                       "Overrides and snapshot still apply on top."),
 ]
 
@@ -44,19 +44,24 @@ class RunOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    config_file: ConfigFile = Field(DEFAULT_CONFIG_FILE, description="a pipeline config from configs/")
+    # `position` orders the fields in the UI's form (the server stores the schema with its keys reordered)
+    config_file: ConfigFile = Field(DEFAULT_CONFIG_FILE, description="a pipeline config from configs/",
+                                    json_schema_extra={"position": 0})
     overrides: list[str] = Field(
         default_factory=list,
         description="changes to the config, one per line as key.path=value, e.g. pretrain.max_steps=50",
+        json_schema_extra={"position": 1},
     )
     stages: list[StageName] = Field(
         default_factory=list,
         description="run only these stages and what they need (empty: the flow's own stages); finished stages are "
                     "cache hits",
+        json_schema_extra={"position": 2},
     )
-    snapshot: str | None = Field(
-        None, description="crawl snapshot label, e.g. 2026-11-22 (empty: the config's; data-refresh and train: "
-                          "today's UTC date)",
+    snapshot: str = Field(
+        "", description="crawl snapshot label, e.g. 2026-11-22 (empty: the config's; data-refresh and train: "
+                        "today's UTC date)",
+        json_schema_extra={"position": 3},
     )
 
 
@@ -68,7 +73,7 @@ def resolve_config(options: RunOptions, config: dict[str, Any] | None = None,
                    default_snapshot: str | None = None) -> PipelineConfig:
     """The validated config of a run: `config` (or the config file) with the overrides, then the snapshot
     (`options.snapshot`, else `default_snapshot`, else the config's own). Raises ConfigError naming the key path."""
-    if config is None:
+    if not config:
         resolved = load_config(CONFIG_DIR / options.config_file, options.overrides)
     else:
         try:
@@ -84,9 +89,9 @@ def on_snapshot(config: PipelineConfig, snapshot: str) -> PipelineConfig:
     return config.model_copy(update={"crawl": config.crawl.model_copy(update={"snapshot": snapshot})})
 
 
-def options_for(config_path: str | Path, overrides: list[str] | None = None) -> tuple[RunOptions, dict | None]:
+def options_for(config_path: str | Path, overrides: list[str] | None = None) -> tuple[RunOptions, dict[str, Any]]:
     """Default form values for a config file: its name when it lives in configs/, else the whole config as JSON."""
     path = Path(config_path).resolve()
     if path.parent == CONFIG_DIR and path.name in ConfigFile.__args__:
-        return RunOptions(config_file=path.name, overrides=list(overrides or [])), None
+        return RunOptions(config_file=path.name, overrides=list(overrides or [])), {}
     return RunOptions(overrides=list(overrides or [])), load_config(path).model_dump(mode="json")

@@ -16,7 +16,7 @@ from llm_core.pipeline import plan
 
 
 @flow(name="train", log_prints=True)
-def train(options: RunOptions = RunOptions(), config: ConfigJSON = None) -> dict[str, str]:
+def train(options: RunOptions = RunOptions(), config: ConfigJSON = {}) -> dict[str, str]:
     """Every enabled stage on the crawl snapshot `options.snapshot` (default: today's), reusing its refreshed data.
 
     Args:

@@ -44,26 +44,28 @@ class StageRun:
     stage: str
     key: str
     cached: bool
-    seconds: float  # the stage's build time (for a cache hit: when it was built)
+    seconds: float  # this run's time for the stage (a cache hit: checking and reusing it)
     count_name: str
     count: int
     files_bytes: int
 
     @classmethod
     def of(cls, ctx: StageContext, cached: bool, wall_s: float | None = None) -> StageRun:
-        """The stage of `ctx` once its artifact is committed; `wall_s` is this run's time for it (not a cache hit)."""
+        """The stage of `ctx` once its artifact is committed; `wall_s` is this run's time for it."""
         return cls.from_manifest(ctx.store().manifest(ctx.output), cached, wall_s)
 
     @classmethod
     def from_manifest(cls, manifest: Manifest, cached: bool, wall_s: float | None = None) -> StageRun:
         name, count = main_count(manifest)
-        seconds = manifest.timings.get("seconds", 0.0) if cached or wall_s is None else wall_s
-        return cls(manifest.stage, manifest.key, cached, seconds, name, count,
+        if wall_s is None:  # known afterwards only from the manifest: a cache hit cost this run nothing to speak of
+            wall_s = 0.0 if cached else manifest.timings.get("seconds", 0.0)
+        return cls(manifest.stage, manifest.key, cached, wall_s, name, count,
                    sum(f.size for f in manifest.files.values()))
 
     @property
     def rate(self) -> float | None:
-        return self.count / self.seconds if self.seconds > 0 and self.count else None
+        """Main count per second of the work done (None for a cache hit: no work)."""
+        return self.count / self.seconds if not self.cached and self.seconds > 0 and self.count else None
 
     @property
     def reference_rate(self) -> float | None:
@@ -144,8 +146,9 @@ def summary_markdown(runs: list[StageRun], warnings: list[str]) -> str:
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(r.row()[h] if h != "key" else f"`{r.key}`" for h in header) + " |" for r in runs]
     built = [r for r in runs if not r.cached]
-    lines += ["", f"{len(runs)} stages, {len(runs) - len(built)} cache hits, "
-                  f"{sum(r.seconds for r in built):.1f} s of work. Reference: the tiny config on a quiet 2-core CPU."]
+    lines += ["", f"{len(runs)} stages, {len(runs) - len(built)} cache hits, {sum(r.seconds for r in runs):.1f} s "
+                  f"in all ({sum(r.seconds for r in built):.1f} s building). Reference: the tiny config on a quiet "
+                  "2-core CPU (BENCHMARKS.md)."]
     return "\n".join(lines)
 
 
@@ -158,7 +161,7 @@ def embed_images(markdown: str, store: ArtifactStore, manifest: Manifest) -> str
     reader = store.reader(store.ref(manifest.stage, manifest.key))
 
     def inline(match: re.Match) -> str:
-        name = match.group(2)
+        name = match.group(2).removeprefix("./")
         if name not in manifest.files:
             return match.group(0)
         with reader.open(name) as f:

@@ -100,8 +100,8 @@ def test_prefect_yaml_matches_the_served_deployments():
 
 def test_deployment_parameters_are_the_run_form():
     params = deployment_parameters("stage", REPO / "configs/tiny.yaml", ["run.workers=1"])
-    assert params == {"stage": "crawl", "config": None, "options": {
-        "config_file": "tiny.yaml", "overrides": ["run.workers=1"], "stages": [], "snapshot": None}}
+    assert params == {"stage": "crawl", "config": {}, "options": {
+        "config_file": "tiny.yaml", "overrides": ["run.workers=1"], "stages": [], "snapshot": ""}}
     json.dumps(params)
     elsewhere = deployment_parameters("train", REPO / "tests" / ".." / "configs" / "tiny.yaml")
     assert elsewhere["options"]["config_file"] == "tiny.yaml"

@@ -47,7 +47,7 @@ def test_form_resolves_to_the_config_with_overrides_and_snapshot():
         RunOptions(config_file="nope.yaml")
     with pytest.raises(ValidationError, match="stages"):
         RunOptions(stages=["pretrian"])
-    assert options_for(TINY, ["run.seed=1"]) == (RunOptions(overrides=["run.seed=1"]), None)
+    assert options_for(TINY, ["run.seed=1"]) == (RunOptions(overrides=["run.seed=1"]), {})
 
 
 def test_slow_run_warnings_say_what_to_change():

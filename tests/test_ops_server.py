@@ -13,6 +13,7 @@ One stack for the module: the server, the runs and the browser share the machine
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -32,7 +33,7 @@ from prefect.client.schemas.filters import (
     LogFilterFlowRunId,
 )
 
-from flows.serve import ui_api_mismatch
+from flows.serve import served_ui_api_url, ui_api_mismatch
 from llm_core.config import load_config
 from llm_core.pipeline import plan
 from llm_core.store import ArtifactStore
@@ -107,6 +108,10 @@ def subflows(client, run_id):
 
 def artifacts_of(client, run_id):
     return client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])))
+
+
+def plan_names() -> list[str]:
+    return list(plan(load_config(TINY)))
 
 
 def summary_rows(client, run_id) -> dict[str, dict[str, str]]:
@@ -253,9 +258,11 @@ def test_deployments_form_schedule_trigger_and_ui_port(stack, client):
     assert [a.name for a in client.read_automations_by_name("Crash zombie flows")] == ["Crash zombie flows"]
 
     assert not stack.api_url.endswith(":4200/api")
-    assert ui_api_mismatch(stack.api_url) is None
-    other = stack.api_url.rsplit(":", 1)[0] + ":4311/api"
-    assert f"PREFECT_UI_API_URL={other}" in ui_api_mismatch(other)
+    assert served_ui_api_url(stack.api_url) == stack.api_url  # the UI calls this server's own port
+    assert ui_api_mismatch(stack.api_url, served_ui_api_url(stack.api_url)) is None
+    # what `prefect server start --port 4311` without PREFECT_UI_API_URL reports in /ui-settings
+    problem = ui_api_mismatch("http://127.0.0.1:4311/api", "http://127.0.0.1:4200/api")
+    assert "PREFECT_UI_API_URL=http://127.0.0.1:4311/api prefect server start --port 4311" in problem
 
 
 @pytest.fixture(scope="module")
@@ -265,20 +272,30 @@ def pipeline_run(client, micro_options, refresh_and_train):
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")
-def test_ui_shows_the_form_the_run_and_its_summary(stack, client, pipeline_run):
+def test_ui_shows_the_form_the_run_and_its_summary(stack, client, refresh_and_train, pipeline_run):
     assert pipeline_run.state.is_completed(), pipeline_run.state
     assert all(row["cache hit"] == "yes" for row in summary_rows(client, pipeline_run.id).values())
     out = REPO / "bench" / "out" / "ui"
     full = deployment(client, "full-pipeline")
+    pretrain = next(r for r in subflows(client, refresh_and_train[1][0].id) if r.name.startswith("pretrain-"))
+    (loss,) = [a for a in artifacts_of(client, pretrain.id) if a.type == "markdown"]
+    (report,) = [a for a in artifacts_of(client, refresh_and_train[1][0].id) if a.key == "train-report"]
+    (summary,) = [a for a in artifacts_of(client, pipeline_run.id) if a.key == "full-pipeline-summary"]
+    pages = (f"pretrain-summary=/artifacts/artifact/{loss.id} report=/artifacts/artifact/{report.id} "
+             f"run-summary=/artifacts/artifact/{summary.id}")
     subprocess.run([str(REPO / "ops" / "ui-check.sh"), stack.ui_url, str(pipeline_run.id), str(out), str(full.id)],
-                   check=True, timeout=300)
+                   check=True, timeout=300, env={**os.environ, "UI_CHECK_PAGES": pages, "UI_CHECK_BUDGET_MS": "25000"})
+    assert re.search(r'<img[^>]+src="data:image/png;base64,', (out / "pretrain-summary.html").read_text()), \
+        "the UI did not render the inlined loss curve"
+    form = (out / "run-form.html").read_text()
+    labels = ["Config File", "Overrides", "Stages", "Snapshot"]
+    assert sorted(labels, key=form.index) == labels, "the form's fields are not in the model's order"
     deployments_page = (out / "deployments.html").read_text()
     for name in ("full-pipeline", "data-refresh", "stage", "train"):
         assert name in deployments_page
-    form = (out / "run-form.html").read_text()
-    for label in ("Config File", "Overrides", "Stages", "Snapshot", "a pipeline config from configs/"):
-        assert label in form, label
+    assert "a pipeline config from configs/" in form and 'Property is type "None"' not in form
     run_page = (out / "flow-run.html").read_text()
     assert pipeline_run.name in run_page and "Completed" in run_page
-    assert "full-pipeline-summary" in (out / "artifacts.html").read_text()
+    summary_page = (out / "run-summary.html").read_text()
+    assert "Run summary" in summary_page and all(f">{name}<" in summary_page for name in plan_names())
     assert (out / "flow-run.png").stat().st_size > 10_000
