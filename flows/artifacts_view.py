@@ -45,8 +45,8 @@ def ls_table(store: ArtifactStore, stage: str | None = None) -> Table:
     everything = store.list()
     by_ref = {f"{m.stage}/{m.key}": m for m in everything}
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, collapse_padding=True)  # fits 80 columns
-    for column in ("stage", "key", "created (UTC)", "snapshot"):
-        table.add_column(column, no_wrap=True)
+    for column, width in (("stage", 11), ("key", 16), ("created (UTC)", 16), ("snapshot", 10)):
+        table.add_column(column, no_wrap=True, min_width=width)  # a narrow terminal shortens the counts, not keys
     for column in ("main count", "size"):
         table.add_column(column, justify="right", no_wrap=True)
     for m in everything:

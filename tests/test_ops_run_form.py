@@ -8,6 +8,9 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 from pydantic import ValidationError
@@ -20,7 +23,7 @@ from llm_core.pipeline import plan
 from llm_core.registry import STAGES
 from llm_core.stage import run_stage
 from llm_core.store import ArtifactStore
-from ops.micro import TINY
+from ops.micro import REPO, TINY
 from tasks.run_summary import StageRun, embed_images, runs_since, slow_run_warnings, summary_markdown
 
 WARC = "data/warc/warcio_example.warc.gz"
@@ -134,3 +137,28 @@ def test_artifacts_ls_and_show(two_snapshots):
     as_json = runner.invoke(app, ["artifacts", "show", extract, "--json", *args])
     manifest = json.loads(as_json.output)
     assert manifest["key"] == extract.split("/")[1] and "favor_precision" in manifest["config"]
+
+
+def test_cli_stage_under_prefect_shows_shard_progress_and_the_summary(two_snapshots, prefect_harness):
+    """`llmpipe stage extract` on a new snapshot, in its own process against the test server: Prefect's shard tasks
+    feed the progress bars (shards done / total, records/s), then the summary table with its reference figures."""
+    from prefect.settings import PREFECT_API_URL
+
+    _, overrides, _, _ = two_snapshots
+    args = [a for o in [*overrides, "crawl.snapshot=2026-11-23"] for a in ("--set", o)]
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "COLUMNS": "160"}
+    result = subprocess.run([sys.executable, "-m", "flows.cli", "stage", "extract", *args], env=env, cwd=REPO,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    bars = [line for line in result.stdout.splitlines() if "records/s" in line]
+    assert [line.split()[0] for line in bars] == ["crawl", "extract"], result.stdout
+    assert all("1/1" in line for line in bars)
+    assert "run summary" in result.stdout and "47.0" in result.stdout  # crawl's reference records/s
+    assert "anonymous usage data" not in result.stdout + result.stderr  # Prefect's telemetry notice
+
+
+def test_prefect_telemetry_stays_off():
+    import flows  # noqa: F401  (sets the defaults)
+    from prefect._internal.analytics.enabled import is_telemetry_enabled
+
+    assert os.environ["DO_NOT_TRACK"] == "1" and not is_telemetry_enabled()
