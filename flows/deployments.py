@@ -145,7 +145,10 @@ def main(argv: list[str]) -> None:
     if not argv:
         sys.exit(f"usage: python -m flows.deployments {{{'|'.join(DEPLOYMENTS)}}} [CONFIG [KEY=VALUE ...]]")
     config = argv[1] if len(argv) > 1 else "configs/tiny.yaml"
-    print(json.dumps(deployment_parameters(argv[0], config, argv[2:])))
+    try:
+        print(json.dumps(deployment_parameters(argv[0], config, argv[2:])))
+    except ValueError as e:  # ConfigError too: the message names the key path
+        sys.exit(str(e))
 
 
 if __name__ == "__main__":

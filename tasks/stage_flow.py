@@ -79,14 +79,16 @@ def _run_shards(ctx: StageContext, shards: list[str], retry: dict) -> dict[str, 
     add_progress_listener(progress)
     started, records = time.perf_counter(), 0
     try:
-        futures = shard_task.with_options(**retry).map(unmapped(ctx), shards)
-        shard_of = {f.task_run_id: s for f, s in zip(futures, shards)}
-        stats: dict[str, dict[str, int]] = {}
-        for future in as_completed(list(futures)):
-            counts = future.result()
-            stats[shard_of[future.task_run_id]] = counts
-            records += next(iter(counts.values()), 0)
-            ctx.progress(len(stats), len(shards), records_per_s=records / max(time.perf_counter() - started, 1e-9))
+        with RunLogBridge():
+            futures = shard_task.with_options(**retry).map(unmapped(ctx), shards)
+            shard_of = {f.task_run_id: s for f, s in zip(futures, shards)}
+            stats: dict[str, dict[str, int]] = {}
+            for future in as_completed(list(futures)):
+                counts = future.result()
+                stats[shard_of[future.task_run_id]] = counts
+                records += next(iter(counts.values()), 0)
+                elapsed = max(time.perf_counter() - started, 1e-9)
+                ctx.progress(len(stats), len(shards), records_per_s=records / elapsed)
     finally:
         remove_progress_listener(progress)
     progress.finish()
