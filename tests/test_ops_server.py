@@ -115,8 +115,8 @@ def artifacts_of(client, run_id):
     return client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])))
 
 
-def plan_names() -> list[str]:
-    return list(plan(load_config(TINY)))
+def plan_names(options: dict) -> list[str]:
+    return list(plan(load_config(TINY, options["overrides"])))
 
 
 def summary_rows(client, run_id) -> dict[str, dict[str, str]]:
@@ -132,8 +132,9 @@ def summary_rows(client, run_id) -> dict[str, dict[str, str]]:
 def micro_options(stack):
     """The run form for a micro run into a fresh prefix of the bucket (credentials come from serve's environment)."""
     root = f"{stack.s3['root']}/{uuid.uuid4().hex[:8]}"
-    return {"config_file": "tiny.yaml", "overrides": micro_overrides([f"run.artifact_root={root}"]),
-            "snapshot": SNAPSHOT}
+    # eval is left to test_pipeline_e2e: it is not what these tests are about, and it costs the shared cores a minute
+    overrides = micro_overrides([f"run.artifact_root={root}", "eval.enabled=false"])
+    return {"config_file": "tiny.yaml", "overrides": overrides, "snapshot": SNAPSHOT}
 
 
 @pytest.fixture(scope="module")
@@ -277,7 +278,7 @@ def pipeline_run(client, micro_options, refresh_and_train):
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")
-def test_ui_shows_the_form_the_run_and_its_summary(stack, client, refresh_and_train, pipeline_run):
+def test_ui_shows_the_form_the_run_and_its_summary(stack, client, micro_options, refresh_and_train, pipeline_run):
     assert pipeline_run.state.is_completed(), pipeline_run.state
     assert all(row["cache hit"] == "yes" for row in summary_rows(client, pipeline_run.id).values())
     out = REPO / "bench" / "out" / "ui"
@@ -302,5 +303,5 @@ def test_ui_shows_the_form_the_run_and_its_summary(stack, client, refresh_and_tr
     run_page = (out / "flow-run.html").read_text()
     assert pipeline_run.name in run_page and "Completed" in run_page
     summary_page = (out / "run-summary.html").read_text()
-    assert "Run summary" in summary_page and all(f">{name}<" in summary_page for name in plan_names())
+    assert "Run summary" in summary_page and all(f">{name}<" in summary_page for name in plan_names(micro_options))
     assert (out / "flow-run.png").stat().st_size > 10_000
