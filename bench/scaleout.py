@@ -51,7 +51,7 @@ def measure(runner: list[str]) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="scaleout-") as root:
         config = data_config(root, runner)
         t0 = time.perf_counter()
-        full_pipeline(config)
+        full_pipeline(config=config)
         seconds = time.perf_counter() - t0
         store = ArtifactStore(root)
         manifests = {name: store.manifest(ctx.output) for name, ctx in plan(config).items()}

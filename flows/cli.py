@@ -6,6 +6,7 @@ Flows run in Prefect's ephemeral mode when no server is configured, and report t
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from pathlib import Path
 from typing import Annotated
@@ -13,17 +14,18 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from rich.tree import Tree
 
+from flows.artifacts_view import ls_table, show_summary
 from flows.chat_cli import chat, generate
 from flows.cli_options import DEFAULT_CONFIG, ConfigOpt, SetOpt, console, load_or_exit
 from flows.serve import serve
 from llm_core.config import ConfigError
 from llm_core.pipeline import plan
+from llm_core.pipeline_config import PipelineConfig
 from llm_core.stage import add_progress_listener, remove_progress_listener
 from llm_core.store import ArtifactStore
+from tasks.run_summary import runs_since, slow_run_warnings
 
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 # A busy laptop can take longer than Prefect's default 20 s to start the ephemeral server.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
@@ -34,7 +36,9 @@ app.add_typer(artifacts_app, name="artifacts")
 
 
 class _ProgressBars:
-    """A rich progress bar per stage, fed by the stages' progress reports."""
+    """A rich progress bar per stage, fed by the stages' progress reports: training steps with the latest loss,
+    sharded data stages with shards done / total and records/s (also under Prefect, whose shard tasks report as
+    they finish)."""
 
     def __init__(self, progress: Progress):
         self.progress = progress
@@ -43,7 +47,8 @@ class _ProgressBars:
     def __call__(self, stage: str, done: float, total: float, metrics: dict[str, float]) -> None:
         if stage not in self.bars:
             self.bars[stage] = self.progress.add_task(stage, total=total)
-        shown = " ".join(f"{k}={v:.4g}" for k, v in metrics.items())
+        shown = " ".join(f"{v:,.1f} {k.removesuffix('_per_s')}/s" if k.endswith("_per_s") else f"{k} {v:.4g}"
+                         for k, v in metrics.items())
         self.progress.update(self.bars[stage], completed=done, total=total, description=f"{stage} {shown}")
 
 
@@ -59,11 +64,21 @@ def _with_progress(fn, *args, **kwargs):
             remove_progress_listener(bars)
 
 
-def _print_done(done: dict[str, str]) -> None:
-    table = Table("stage", "artifact")
-    for stage, ref in done.items():
-        table.add_row(stage, ref)
+def _run_and_summarize(cfg: PipelineConfig, fn, *args, **kwargs) -> None:
+    """Run a flow with progress bars, then print every stage's time and throughput beside its reference, and what
+    slows this machine down."""
+    started = dt.datetime.now(dt.timezone.utc)
+    done = _with_progress(fn, *args, config=cfg, **kwargs)
+    store = ArtifactStore(cfg.run.artifact_root, cfg.run.storage_options)
+    runs = runs_since(store, done, started)
+    table = Table(*runs[0].row(), title="run summary (reference: the tiny config on a quiet 2-core CPU)") if runs \
+        else Table("stage")
+    for r in runs:
+        row = r.row()
+        table.add_row(*row.values(), style="yellow" if r.slow else None)
     console.print(table)
+    for warning in slow_run_warnings(cfg, done):
+        console.print(f"[yellow]warning: {warning}[/yellow]")
 
 
 @app.command()
@@ -72,7 +87,7 @@ def run(config: ConfigOpt = DEFAULT_CONFIG, set_: SetOpt = None) -> None:
     from flows.pipeline import full_pipeline
 
     cfg = load_or_exit(config, set_)
-    _print_done(_with_progress(full_pipeline, cfg))
+    _run_and_summarize(cfg, full_pipeline)
 
 
 @app.command()
@@ -80,9 +95,10 @@ def refresh(config: ConfigOpt = DEFAULT_CONFIG, set_: SetOpt = None,
             snapshot: Annotated[str | None, typer.Option(help="snapshot label (default: today)")] = None) -> None:
     """Crawl a new snapshot and carry it through to token shards (what the nightly schedule runs)."""
     from flows.pipeline import data_refresh
+    from flows.run_options import RunOptions
 
     cfg = load_or_exit(config, set_)
-    _print_done(_with_progress(data_refresh, cfg, snapshot))
+    _run_and_summarize(cfg, data_refresh, options=RunOptions(snapshot=snapshot))
 
 
 @app.command()
@@ -108,7 +124,7 @@ def stage(
     except ConfigError as e:
         console.print(f"[red]{e}[/red]")
         raise typer.Exit(2) from None
-    _print_done(_with_progress(run_stage, name, cfg, given or None))
+    _run_and_summarize(cfg, run_stage, name, inputs=given or None)
 
 
 @app.command("plan")
@@ -134,13 +150,8 @@ def artifacts_ls(
     config: ConfigOpt = DEFAULT_CONFIG,
     set_: SetOpt = None,
 ) -> None:
-    """List committed artifacts, oldest first."""
-    store = _store(config, set_)
-    table = Table("stage", "key", "created", "files", "counts")
-    for m in store.list(stage_name):
-        counts = ", ".join(f"{k}={v}" for k, v in list(m.counts.items())[:4])
-        table.add_row(m.stage, m.key, m.created_at[:19], str(len(m.files)), counts)
-    console.print(table)
+    """List committed artifacts, oldest first: stage, key, created, crawl snapshot, main count, size."""
+    console.print(ls_table(_store(config, set_), stage_name))
 
 
 @artifacts_app.command("show")
@@ -148,33 +159,20 @@ def artifacts_show(
     key: Annotated[str, typer.Argument(help="artifact key, key prefix, or stage/key")],
     config: ConfigOpt = DEFAULT_CONFIG,
     set_: SetOpt = None,
+    with_config: Annotated[bool, typer.Option("--with-config", help="also print the artifact's config")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the whole manifest as JSON")] = False,
 ) -> None:
-    """Files, counts, metrics, config and lineage (back to the sources) of one artifact."""
+    """One artifact: counts, metrics, lineage (back to the sources) and files; its config with --with-config."""
     store = _store(config, set_)
     try:
         ref = store.find(key)
     except KeyError as e:
         console.print(f"[red]{e.args[0]}[/red]")
         raise typer.Exit(1) from None
-    m = store.manifest(ref)
-    console.print(f"[bold]{m.stage}/{m.key}[/bold]  {ref.uri}\ncreated {m.created_at}, version {m.version}, "
-                  f"package {m.package_version}, {m.timings.get('seconds', 0):.1f} s")
-    for title, values in (("counts", m.counts), ("metrics", m.metrics)):
-        if values:
-            table = Table(title, "value", title_justify="left")
-            for k, v in values.items():
-                table.add_row(k, "n/a" if v is None else f"{v:,}" if isinstance(v, int) else f"{v:.6g}")
-            console.print(table)
-    files = Table("file", "bytes", "sha256")
-    for name, entry in m.files.items():
-        files.add_row(name, f"{entry.size:,}", entry.sha256[:16])
-    console.print(files)
-    console.print("config:", m.config)
-    tree = Tree("lineage")
-    nodes = {0: tree}
-    for depth, parent in store.lineage(ref):
-        nodes[depth + 1] = nodes[depth].add(f"{parent.stage}/{parent.key}  {parent.created_at[:19]}")
-    console.print(tree)
+    if as_json:
+        typer.echo(store.manifest(ref).model_dump_json(indent=2))
+        return
+    console.print(show_summary(store, ref, with_config))
 
 
 app.command()(serve)

@@ -2,10 +2,13 @@
 
 | deployment | flow | how it starts |
 |---|---|---|
-| `full-pipeline` | `full_pipeline` | by hand (UI "Run" button, parameters as a form; defaults: the served config) |
+| `full-pipeline` | `full_pipeline` | by hand (UI "Run" button, the run form; defaults: the served config) |
 | `data-refresh` | `data_refresh` | cron, `0 2 * * *` by default, in a configurable time zone |
 | `stage` | `run_stage` | by hand, one stage by name |
-| `train` | `train` | when a `data-refresh` run completes (a deployment trigger on its Completed event) |
+| `train` | `train` | when a `data-refresh` run completes: a deployment trigger on the event it emits, passing its form on |
+
+Their parameters are the run form (flows/run_options.py): `options` (config file, overrides, stages, snapshot) and
+`config` (advanced: the whole config as JSON, empty by default).
 
 `llmpipe serve` (flows/serve.py) also makes sure the "crash zombie flows" automation exists on the server: a flow
 run whose heartbeats stop (its machine died) is marked Crashed, so a retry can resume it from its committed shards
@@ -33,9 +36,9 @@ from prefect.events.schemas.events import ResourceSpecification
 from prefect.schedules import Cron
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY
 
-from flows.pipeline import data_refresh, full_pipeline, run_stage
+from flows.pipeline import REFRESH_COMPLETED, data_refresh, full_pipeline, run_stage
+from flows.run_options import options_for, resolve_config
 from flows.train import train
-from llm_core.config import load_config
 
 DEFAULT_CRON = "0 2 * * *"
 DEFAULT_STAGE = "crawl"
@@ -45,24 +48,33 @@ TAGS = ["llm-pipeline"]
 
 
 def deployment_parameters(name: str, config_path: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
-    """Default parameters of deployment `name`: the config (with `key.path=value` overrides) as JSON, what the UI
-    form shows, plus the stage name for `stage`."""
+    """Default parameters of deployment `name`, what its run form shows: `options` (the config file's name when it
+    is in configs/, the overrides) and `config` (the whole config as JSON only for a file outside configs/), plus
+    the stage name for `stage`. The config and overrides are validated here (ConfigError naming the key path)."""
     if name not in DEPLOYMENTS:
         raise ValueError(f"unknown deployment {name!r}; deployments are {list(DEPLOYMENTS)}")
-    params: dict[str, Any] = {"config": load_config(config_path, overrides).model_dump(mode="json")}
+    options, config = options_for(config_path, overrides)
+    resolve_config(options, config)
+    params: dict[str, Any] = {"options": options.model_dump(mode="json"), "config": config}
     if name == "stage":
         params["stage"] = DEFAULT_STAGE
     return params
 
 
+# What the trigger passes to `train`: the refresh's form and config, from the event it emits (flows/pipeline.py).
+# A single `{{ ... }}` expression keeps its JSON type (a mapping here), as Prefect renders it with `tojson`.
+TRAIN_PARAMETERS = {"options": "{{ event.payload.options }}", "config": "{{ event.payload.config }}"}
+
+
 def after_data_refresh() -> DeploymentEventTrigger:
-    """Fires once for every `data-refresh` deployment run that reaches Completed."""
+    """Fires once for every `data-refresh` deployment run that completed its stages, with its snapshot and config."""
     return DeploymentEventTrigger(
         name="after data-refresh",
-        expect={"prefect.flow-run.Completed"},
+        expect={REFRESH_COMPLETED},
         match_related=ResourceSpecification(
             {"prefect.resource.role": "deployment", "prefect.resource.name": "data-refresh"}
         ),
+        parameters=TRAIN_PARAMETERS,
     )
 
 
@@ -78,7 +90,7 @@ def build_deployments(
     deployments = [
         full_pipeline.to_deployment(
             name="full-pipeline", parameters=params["full-pipeline"], tags=TAGS,
-            description="Every enabled stage, crawl to report. Edit the config in the form, then Run.",
+            description="Every enabled stage, crawl to report. Pick a config, add overrides, then Run.",
         ),
         data_refresh.to_deployment(
             name="data-refresh", parameters=params["data-refresh"], tags=TAGS,
@@ -93,7 +105,7 @@ def build_deployments(
     if with_train:
         deployments.append(train.to_deployment(
             name="train", parameters=params["train"], tags=TAGS, triggers=[after_data_refresh()],
-            description="Runs when a data-refresh completes: trains on that snapshot.",
+            description="Runs when a data-refresh completes: trains on that refresh's snapshot and config.",
         ))
     return deployments
 
@@ -133,7 +145,10 @@ def main(argv: list[str]) -> None:
     if not argv:
         sys.exit(f"usage: python -m flows.deployments {{{'|'.join(DEPLOYMENTS)}}} [CONFIG [KEY=VALUE ...]]")
     config = argv[1] if len(argv) > 1 else "configs/tiny.yaml"
-    print(json.dumps(deployment_parameters(argv[0], config, argv[2:])))
+    try:
+        print(json.dumps(deployment_parameters(argv[0], config, argv[2:])))
+    except ValueError as e:  # ConfigError too: the message names the key path
+        sys.exit(str(e))
 
 
 if __name__ == "__main__":

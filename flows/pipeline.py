@@ -1,53 +1,105 @@
-"""The pipeline's flows. Each reads like the diagram: plan the stages, run them in order.
+"""The pipeline's flows. Each reads like the diagram: resolve the config, plan the stages, run them in order.
 
 - `full_pipeline`: every enabled stage, crawl to report.
 - `data_refresh`: a new crawl snapshot through extraction, filtering and tokenization (the nightly schedule);
-  the snapshot label is part of the crawl key, so nothing older is overwritten.
+  the snapshot label is part of the crawl key, so nothing older is overwritten. When it completes it emits
+  `llm-pipeline.refresh.completed` carrying the snapshot and config it built, which starts `train` (flows/train.py).
 - `run_stage`: one stage by name, its missing upstream stages first, or reading explicitly named artifacts.
+
+Every flow takes the run form (`options`, flows/run_options.py) and the optional whole config as JSON (`config`);
+the config is resolved and validated before any stage runs. The run's summary (every stage's key, cache hit,
+seconds, throughput beside the reference, and any oversubscription warning) and the report card are artifacts of
+the flow run itself.
 """
 
 from __future__ import annotations
 
-import datetime as dt
+import time
+from typing import Any
 
 from prefect import flow, get_run_logger
+from prefect.events import emit_event
 
+from flows.run_options import ConfigJSON, RunOptions, StageName, resolve_config, today
 from llm_core.pipeline import plan, with_inputs
 from llm_core.pipeline_config import PipelineConfig
 from llm_core.stage import StageContext
+from tasks.publish import publish_run_summary
+from tasks.run_summary import StageRun, slow_run_warnings
 from tasks.stage_flow import run_stage_flow
 
 DATA_REFRESH_TARGET = "tokenize"
+REFRESH_COMPLETED = "llm-pipeline.refresh.completed"
 
 
-def run_plan(contexts: dict[str, StageContext]) -> dict[str, str]:
-    """Run planned stages in order; returns stage -> 'stage/key' of each artifact."""
-    done = {}
-    for name, ctx in contexts.items():
-        ref = run_stage_flow(ctx)
-        done[name] = str(ref)
-    get_run_logger().info("artifacts: %s", done)
+def run_plan(contexts: dict[str, StageContext], config: PipelineConfig) -> dict[str, str]:
+    """Run planned stages in order, then publish the run's summary; returns stage -> 'stage/key' of each artifact."""
+    logger = get_run_logger()
+    for warning in slow_run_warnings(config, contexts):
+        logger.warning(warning)
+    runs: list[StageRun] = []
+    for ctx in contexts.values():
+        cached = ctx.store().is_committed(ctx.output)
+        started = time.perf_counter()
+        run_stage_flow(ctx)
+        runs.append(StageRun.of(ctx, cached, time.perf_counter() - started))
+    publish_run_summary(runs, config)
+    done = {run.stage: f"{run.stage}/{run.key}" for run in runs}
+    logger.info("artifacts: %s", done)
     return done
 
 
 @flow(name="full-pipeline", log_prints=True)
-def full_pipeline(config: PipelineConfig) -> dict[str, str]:
-    """Every enabled stage of the pipeline, from crawl to the report."""
-    return run_plan(plan(config))
+def full_pipeline(options: RunOptions = RunOptions(), config: ConfigJSON = {}) -> dict[str, str]:
+    """Every enabled stage of the pipeline, from crawl to the report (or only `options.stages` and what they need).
+
+    Args:
+        options: what to run: a config from configs/, overrides (key.path=value), stages, crawl snapshot
+        config: advanced: the whole pipeline config as JSON; empty uses the config file
+    """
+    cfg = resolve_config(options, config)
+    return run_plan(plan(cfg, options.stages or None), cfg)
 
 
 @flow(name="data-refresh", log_prints=True)
-def data_refresh(config: PipelineConfig, snapshot: str | None = None) -> dict[str, str]:
-    """Crawl a new snapshot (default: today's UTC date) and carry it through to token shards."""
-    snapshot = snapshot or dt.datetime.now(dt.timezone.utc).date().isoformat()
-    config = config.model_copy(update={"crawl": config.crawl.model_copy(update={"snapshot": snapshot})})
-    return run_plan(plan(config, [DATA_REFRESH_TARGET]))
+def data_refresh(options: RunOptions = RunOptions(), config: ConfigJSON = {}) -> dict[str, str]:
+    """Crawl a new snapshot (default: today's UTC date) and carry it through to token shards.
+
+    Args:
+        options: what to run: a config from configs/, overrides (key.path=value), stages, crawl snapshot
+        config: advanced: the whole pipeline config as JSON; empty uses the config file
+    """
+    cfg = resolve_config(options, config, default_snapshot=today())
+    done = run_plan(plan(cfg, options.stages or [DATA_REFRESH_TARGET]), cfg)
+    announce_refresh(options, config, cfg.crawl.snapshot)
+    return done
+
+
+def announce_refresh(options: RunOptions, config: dict[str, Any], snapshot: str) -> None:
+    """The event `train`'s trigger waits for: the resolved snapshot as a resource label, and the form that built it
+    in the payload, so the triggered run plans exactly these artifacts. Only a refresh that got here emits it."""
+    built = options.model_copy(update={"snapshot": snapshot, "stages": []})
+    emit_event(
+        event=REFRESH_COMPLETED,
+        resource={"prefect.resource.id": f"llm-pipeline.snapshot.{snapshot}", "prefect.resource.name": snapshot,
+                  "llm-pipeline.snapshot": snapshot},
+        payload={"options": built.model_dump(mode="json"), "config": config},
+    )
 
 
 @flow(name="stage", log_prints=True)
-def run_stage(stage: str, config: PipelineConfig, inputs: dict[str, str] | None = None) -> dict[str, str]:
+def run_stage(stage: StageName, options: RunOptions = RunOptions(), config: ConfigJSON = {},
+              inputs: dict[str, str] | None = None) -> dict[str, str]:
     """One stage by name. With `inputs` (input name -> artifact key) it reads exactly those artifacts;
-    without, its upstream stages are resolved from the store and run first where missing."""
+    without, its upstream stages are resolved from the store and run first where missing.
+
+    Args:
+        stage: the stage to run
+        options: what to run: a config from configs/, overrides (key.path=value), stages, crawl snapshot
+        config: advanced: the whole pipeline config as JSON; empty uses the config file
+        inputs: input name -> artifact key, to read exactly those artifacts
+    """
+    cfg = resolve_config(options, config)
     if inputs:
-        return run_plan({stage: with_inputs(config, stage, inputs)})
-    return run_plan(plan(config, [stage]))
+        return run_plan({stage: with_inputs(cfg, stage, inputs)}, cfg)
+    return run_plan(plan(cfg, [stage]), cfg)

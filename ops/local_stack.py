@@ -2,9 +2,12 @@
 `llmpipe serve`, each a child process, all gone when the `LocalStack` context exits.
 
 The same wiring as docker-compose.yml (Prefect's database on Postgres, its UI on the server's port, the artifact
-store on `s3://`), for the tests and for trying the UI on a machine without Docker:
+store on `s3://`), for the tests and for trying the UI on a machine without Docker: `llmpipe serve` gets the S3
+endpoint and credentials in its environment (`AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, ..., read by s3fs, never in
+the flow parameters) and `run.artifact_root=s3://llmpipe/artifacts` as the default override of every run form, so
+served runs write their artifacts to the bucket.
 
-    .venv/bin/python -m ops.local_stack            # prints the UI address, serves until Ctrl-C
+    .venv/bin/python -m ops.local_stack [SERVE_ARGS ...]   # prints the UI address, serves until Ctrl-C
 
 PostgreSQL refuses to run as root: as root, the cluster is created and started as the `postgres` user.
 """
@@ -133,13 +136,16 @@ def s3_server(workdir: Path) -> Iterator[dict]:
                      region_name="us-east-1").create_bucket(Bucket=BUCKET)
         options = {"key": "test", "secret": "test", "client_kwargs": {"endpoint_url": endpoint,
                                                                       "region_name": "us-east-1"}}
-        yield {"root": f"s3://{BUCKET}/artifacts", "storage_options": options, "endpoint": endpoint}
+        env = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+               "AWS_DEFAULT_REGION": "us-east-1"}
+        yield {"root": f"s3://{BUCKET}/artifacts", "storage_options": options, "endpoint": endpoint, "env": env}
 
 
 def prefect_env(api_url: str, home: Path, **settings: str) -> dict[str, str]:
     """The environment of a process that talks to the server at `api_url` (a client, `llmpipe serve`)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(PREFECT_API_URL=api_url, PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false", **settings)
+    env.update(PREFECT_API_URL=api_url, PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false",
+               DO_NOT_TRACK="1", **settings)
     return env
 
 
@@ -184,8 +190,9 @@ class LocalStack:
             self.s3 = self._stack.enter_context(s3_server(self.workdir))
             self.api_url = self._stack.enter_context(prefect_server(database_url, self.workdir, self.scheduler_loop_s))
             if self.serve_args is not None:
-                cmd = [sys.executable, "-m", "flows.cli", "serve", *self.serve_args]
-                self._stack.enter_context(child(cmd, self.workdir / "serve.log", self.env()))
+                cmd = [sys.executable, "-m", "flows.cli", "serve", "--set", f"run.artifact_root={self.s3['root']}",
+                       *self.serve_args]
+                self._stack.enter_context(child(cmd, self.workdir / "serve.log", self.env(**self.s3["env"])))
         except BaseException:
             self._stack.close()
             raise
@@ -199,7 +206,8 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="llmpipe-stack-"))
     with LocalStack(workdir, serve_args=sys.argv[1:]) as stack:
         print(f"Prefect UI: {stack.ui_url}\nPREFECT_API_URL={stack.api_url}\nS3 endpoint: {stack.s3['endpoint']} "
-              f"(bucket {BUCKET})\nlogs: {workdir}\nCtrl-C stops everything.", flush=True)
+              f"(bucket {BUCKET}; served runs write to {stack.s3['root']})\nlogs: {workdir}\n"
+              "Ctrl-C stops everything.", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             while True:
                 time.sleep(3600)

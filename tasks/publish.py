@@ -1,14 +1,29 @@
-"""What a stage shows in the Prefect UI: a counts table, a markdown summary, progress while it runs."""
+"""What a run shows in the Prefect UI: each stage's summary, counts, tables and plots, its progress and log lines
+while it works, and the run's summary table and report card on the top-level flow run.
+
+Stage artifacts have no key: they belong to their own run (its Artifacts tab), so runs never overwrite each other's.
+The top-level summary and report card are keyed by deployment (`full-pipeline-summary`, `train-report`, ...): the
+Artifacts page then shows each deployment's latest, with every earlier run in the key's history. A CLI run (no
+deployment) keeps them unkeyed.
+"""
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 
+from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact
 from prefect.artifacts import update_progress_artifact
+from prefect.runtime import deployment
 
-from llm_core.store import Manifest
+from llm_core.pipeline_config import PipelineConfig
+from llm_core.store import ArtifactStore, Manifest
+from tasks.run_summary import StageRun, images_markdown, report_markdown, slow_run_warnings, summary_markdown
+
+PROGRESS_LOG_STEP = 5.0  # percent between progress log lines
+PROGRESS_MIN_INTERVAL_S = 1.0  # at most one progress artifact update a second (always at 100%)
 
 
 def artifact_key(*parts: str) -> str:
@@ -16,7 +31,7 @@ def artifact_key(*parts: str) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", "-".join(parts).lower()).strip("-")
 
 
-def manifest_markdown(manifest: Manifest, uri: str, cached: bool) -> str:
+def manifest_markdown(manifest: Manifest, uri: str, cached: bool, images: str = "") -> str:
     status = "cache hit: reused, nothing recomputed" if cached else f"built in {manifest.timings.get('seconds', 0):.1f} s"
     lines = [
         f"# {manifest.stage} `{manifest.key}`",
@@ -31,36 +46,102 @@ def manifest_markdown(manifest: Manifest, uri: str, cached: bool) -> str:
         lines += [f"| {k} | {'n/a' if v is None else f'{v:.4g}'} |" for k, v in manifest.metrics.items()]
     if markdown := manifest.extra.get("markdown"):
         lines += ["", markdown]
+    if images:
+        lines += ["", images]
     return "\n".join(lines)
 
 
-def publish_manifest(manifest: Manifest, uri: str, cached: bool) -> None:
-    stage_key = artifact_key(manifest.stage)
+def publish_manifest(manifest: Manifest, store: ArtifactStore, uri: str, cached: bool) -> None:
+    """The stage's summary (with its plots inlined), counts and tables, as artifacts of the current (stage) run."""
+    images = "" if manifest.stage == "report" else images_markdown(store, manifest)
     create_markdown_artifact(
-        markdown=manifest_markdown(manifest, uri, cached),
-        key=f"{stage_key}-summary",
+        markdown=manifest_markdown(manifest, uri, cached, images),
         description=f"{manifest.stage} {manifest.key}{' (cached)' if cached else ''}",
     )
     if manifest.counts:
         rows = [{"count": k, "value": v} for k, v in manifest.counts.items()]
-        create_table_artifact(table=rows, key=f"{stage_key}-counts", description=f"{manifest.stage} counts")
+        create_table_artifact(table=rows, description=f"{manifest.stage} {manifest.key} counts")
     for name, rows in manifest.extra.get("tables", {}).items():
         if rows:
-            create_table_artifact(table=rows, key=artifact_key(manifest.stage, name), description=name)
+            create_table_artifact(table=rows, description=f"{manifest.stage} {manifest.key} {name}")
+
+
+def run_artifact_key(what: str) -> str | None:
+    """`{deployment}-{what}` for a deployment's run, None (no key) otherwise."""
+    name = deployment.name
+    return artifact_key(name, what) if name else None
+
+
+def publish_run_summary(runs: list[StageRun], config: PipelineConfig) -> None:
+    """The summary table of every stage and, when the run has a report stage, the report card: artifacts of the
+    current (top-level) flow run."""
+    create_markdown_artifact(markdown=summary_markdown(runs, slow_run_warnings(config, [r.stage for r in runs])),
+                             key=run_artifact_key("summary"), description="every stage of this run")
+    report = next((r for r in runs if r.stage == "report"), None)
+    if report is not None:
+        store = ArtifactStore(config.run.artifact_root, config.run.storage_options)
+        manifest = store.manifest(store.ref("report", report.key))
+        create_markdown_artifact(markdown=report_markdown(store, manifest), key=run_artifact_key("report"),
+                                 description=f"report card {report.key}")
 
 
 class ProgressArtifact:
-    """A progress listener that keeps one Prefect progress artifact up to date (at most once a second)."""
+    """A progress listener for one stage: a Prefect progress artifact, created at the stage's first progress report
+    (stages that report none get none) and updated at most once a second with the latest metrics (e.g. the loss),
+    plus a run-log line every few percent."""
 
     def __init__(self, stage: str):
         self.stage = stage
-        self.artifact_id = create_progress_artifact(0.0, key=artifact_key(stage, "progress"), description=stage)
-        self._last = 0.0
+        self.artifact_id = None
+        self.logger = get_run_logger()
+        self._last_update = 0.0
+        self._last_logged = -PROGRESS_LOG_STEP
+        self._percent = 0.0
 
     def __call__(self, stage: str, done: float, total: float, metrics: dict[str, float]) -> None:
-        now = time.monotonic()
-        if stage != self.stage or (now - self._last < 1.0 and done < total):
+        if stage != self.stage:
             return
-        self._last = now
-        shown = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items())
-        update_progress_artifact(self.artifact_id, 100.0 * done / max(total, 1), description=f"{stage} {shown}")
+        percent = 100.0 * done / max(total, 1)
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+        description = f"{stage} {done:.0f}/{total:.0f}" + (f": {shown}" if shown else "")
+        if percent - self._last_logged >= PROGRESS_LOG_STEP or done >= total:
+            self._last_logged = percent
+            self.logger.info("%s (%.0f%%)", description, percent)
+        now = time.monotonic()
+        if self.artifact_id is None:
+            self.artifact_id = create_progress_artifact(percent, description=description)
+        elif now - self._last_update >= PROGRESS_MIN_INTERVAL_S or done >= total:
+            update_progress_artifact(self.artifact_id, percent, description=description)
+        else:
+            return
+        self._last_update, self._percent = now, percent
+
+    def finish(self) -> None:
+        """The stage committed: its progress (if it reported any) ends at 100%."""
+        if self.artifact_id is not None and self._percent < 100.0:
+            update_progress_artifact(self.artifact_id, 100.0, description=f"{self.stage} done")
+            self._percent = 100.0
+
+
+class RunLogBridge(logging.Handler):
+    """Forwards the `llm_core` loggers' records (the trainer's eval lines, stage warnings) to the current Prefect run
+    logger while installed; llm_core itself never imports Prefect."""
+
+    def __init__(self, logger_name: str = "llm_core"):
+        super().__init__(logging.INFO)
+        self.source = logging.getLogger(logger_name)
+        self.target = get_run_logger()
+        self._level = self.source.level
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.target.log(record.levelno, "%s: %s", record.name, record.getMessage())
+
+    def __enter__(self) -> RunLogBridge:
+        self.source.addHandler(self)
+        if self.source.getEffectiveLevel() > logging.INFO:
+            self.source.setLevel(logging.INFO)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.source.removeHandler(self)
+        self.source.setLevel(self._level)

@@ -5,7 +5,9 @@
 - a sharded stage: one `shard` task per shard, `.map`ped on the configured task runner, each with retries; finished
   shards are skipped on a retry (their completion markers are in the artifact), then `finalize` commits;
 - any other stage: one `run` task with retries (training resumes from its last checkpoint inside the artifact).
-Every commit publishes the stage's counts table, tables and markdown summary as Prefect artifacts.
+Every commit publishes the stage's counts table, tables, plots and markdown summary as Prefect artifacts of the
+stage's own run. While a stage works, its progress (training steps with the latest loss; shards done with records/s)
+reaches the CLI's progress bars and a Prefect progress artifact, and its `llm_core` log lines reach the run's log.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import time
 
 from prefect import flow, get_run_logger, task, unmapped
+from prefect.futures import as_completed
 from prefect.states import Completed
 
 from llm_core.registry import STAGES
@@ -26,7 +29,7 @@ from llm_core.stage import (
     run_shard_in_shared_pool,
 )
 from llm_core.store import ArtifactRef
-from tasks.publish import ProgressArtifact, publish_manifest
+from tasks.publish import ProgressArtifact, RunLogBridge, publish_manifest
 from tasks.runners import make_task_runner, runs_shards_in_local_pool
 
 
@@ -53,17 +56,43 @@ def run_task(ctx: StageContext) -> ArtifactRef:
     add_progress_listener(progress)
     started = time.time()
     try:
-        result = STAGES[ctx.stage].run(ctx)
+        with RunLogBridge():
+            result = STAGES[ctx.stage].run(ctx)
     finally:
         remove_progress_listener(progress)
-    return _commit_and_publish(ctx, result, time.time() - started)
+    ref = _commit_and_publish(ctx, result, time.time() - started)
+    progress.finish()
+    return ref
 
 
 def _commit_and_publish(ctx: StageContext, result, seconds: float) -> ArtifactRef:
     manifest = commit_stage(STAGES[ctx.stage], ctx, result, seconds)
-    publish_manifest(manifest, ctx.output.uri, cached=False)
+    publish_manifest(manifest, ctx.store(), ctx.output.uri, cached=False)
     get_run_logger().info("%s committed %s: %s", ctx.stage, ctx.output.key, manifest.counts)
     return ctx.output
+
+
+def _run_shards(ctx: StageContext, shards: list[str], retry: dict) -> dict[str, dict[str, int]]:
+    """Map the shard tasks and report progress as each finishes: shards done / total, and records/s (the first
+    count of each shard, e.g. records read or documents in)."""
+    progress = ProgressArtifact(ctx.stage)
+    add_progress_listener(progress)
+    started, records = time.perf_counter(), 0
+    try:
+        with RunLogBridge():
+            futures = shard_task.with_options(**retry).map(unmapped(ctx), shards)
+            shard_of = {f.task_run_id: s for f, s in zip(futures, shards)}
+            stats: dict[str, dict[str, int]] = {}
+            for future in as_completed(list(futures)):
+                counts = future.result()
+                stats[shard_of[future.task_run_id]] = counts
+                records += next(iter(counts.values()), 0)
+                elapsed = max(time.perf_counter() - started, 1e-9)
+                ctx.progress(len(stats), len(shards), records_per_s=records / elapsed)
+    finally:
+        remove_progress_listener(progress)
+    progress.finish()
+    return {s: stats[s] for s in shards}
 
 
 def _stage_flow(ctx: StageContext):
@@ -71,7 +100,7 @@ def _stage_flow(ctx: StageContext):
     store = ctx.store()
     if store.is_committed(ctx.output):
         manifest = store.manifest(ctx.output)
-        publish_manifest(manifest, ctx.output.uri, cached=True)
+        publish_manifest(manifest, store, ctx.output.uri, cached=True)
         logger.info("%s %s: cache hit, skipped", ctx.stage, ctx.output.key)
         return Completed(name="Cached", message=f"cache hit: {ctx.output}", data=ctx.output)
     stage = STAGES[ctx.stage]
@@ -81,8 +110,7 @@ def _stage_flow(ctx: StageContext):
     started = time.time()
     shards = stage.plan(ctx)
     logger.info("%s %s: %d shards", ctx.stage, ctx.output.key, len(shards))
-    futures = shard_task.with_options(**retry).map(unmapped(ctx), shards)
-    stats = dict(zip(shards, futures.result()))
+    stats = _run_shards(ctx, shards, retry)
     return finalize_task.with_options(**retry)(ctx, stats, started)
 
 

@@ -39,7 +39,7 @@ def rows(store: ArtifactStore, ref, name: str) -> list[dict]:
 
 def build(root, runner: list[str]):
     config = micro_config(str(root), extra=[WARCS, *runner], targets=DATA_STAGES)
-    full_pipeline(config)
+    full_pipeline(config=config)
     return config, ArtifactStore(config.run.artifact_root)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -14,8 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flows.deployments import DEFAULT_CRON, DEPLOYMENTS, build_deployments, deployment_parameters
-from llm_core.config import load_config
+from flows.deployments import DEFAULT_CRON, DEPLOYMENTS, TRAIN_PARAMETERS, build_deployments, deployment_parameters
+from flows.pipeline import REFRESH_COMPLETED
+from llm_core.config import ConfigError, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -62,6 +64,15 @@ def test_compose_stack_is_wired(compose):
     assert config.run.artifact_root == "s3://llmpipe/artifacts"
 
 
+def test_compose_ui_calls_the_published_port():
+    cmd = [compose_binary(), "-f", str(REPO / "docker-compose.yml"), "config", "--format", "json"]
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_PORT", "PREFECT_UI_API_URL")}
+    out = subprocess.run(cmd, check=True, timeout=60, capture_output=True, text=True, env={**env, "PREFECT_PORT": "4311"})
+    server = json.loads(out.stdout)["services"]["prefect-server"]
+    assert server["environment"]["PREFECT_UI_API_URL"] == "http://localhost:4311/api"
+    assert [p["published"] for p in server["ports"]] == ["4311"]
+
+
 def test_dockerfile_installs_cpu_torch_unless_told_otherwise():
     text = (REPO / "Dockerfile").read_text()
     assert 'ARG TORCH_INDEX="https://download.pytorch.org/whl/cpu"' in text
@@ -81,14 +92,20 @@ def test_prefect_yaml_matches_the_served_deployments():
         assert d["work_pool"]["name"] == "llm-pipeline"
     assert deployments["data-refresh"]["schedules"][0]["cron"] == DEFAULT_CRON
     trigger = deployments["train"]["triggers"][0]
+    (served_trigger,) = served["train"].triggers
     assert trigger["match_related"]["prefect.resource.name"] == "data-refresh"
-    assert trigger["expect"] == ["prefect.flow-run.Completed"]
+    assert trigger["expect"] == sorted(served_trigger.expect) == [REFRESH_COMPLETED]
+    assert trigger["parameters"] == served_trigger.parameters == TRAIN_PARAMETERS
 
 
-def test_deployment_parameters_are_the_config_as_json():
+def test_deployment_parameters_are_the_run_form():
     params = deployment_parameters("stage", REPO / "configs/tiny.yaml", ["run.workers=1"])
-    assert params["stage"] == "crawl"
-    assert params["config"] == load_config(REPO / "configs/tiny.yaml", ["run.workers=1"]).model_dump(mode="json")
+    assert params == {"stage": "crawl", "config": {}, "options": {
+        "config_file": "tiny.yaml", "overrides": ["run.workers=1"], "stages": [], "snapshot": ""}}
     json.dumps(params)
+    elsewhere = deployment_parameters("train", REPO / "tests" / ".." / "configs" / "tiny.yaml")
+    assert elsewhere["options"]["config_file"] == "tiny.yaml"
     with pytest.raises(ValueError, match="unknown deployment"):
         deployment_parameters("nightly", REPO / "configs/tiny.yaml")
+    with pytest.raises(ConfigError, match="pretrain.max_stepz: unknown key"):
+        deployment_parameters("full-pipeline", REPO / "configs/tiny.yaml", ["pretrain.max_stepz=3"])

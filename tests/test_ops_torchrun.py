@@ -36,7 +36,7 @@ def two_process_config(root: str):
 @pytest.mark.slow
 def test_pretrain_stage_flow_launches_torchrun_with_two_gloo_processes(tmp_path, prefect_harness):
     config = two_process_config(str(tmp_path))
-    done = run_stage("pretrain", config)
+    done = run_stage("pretrain", config=config)
 
     contexts = plan(config, ["pretrain"])
     assert done == {name: str(ctx.output) for name, ctx in contexts.items()}

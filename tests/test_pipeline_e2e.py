@@ -19,7 +19,7 @@ def micro(tmp_path_factory, prefect_harness):
     root = tmp_path_factory.mktemp("micro") / "artifacts"
     overrides = micro_overrides([f"run.artifact_root={root}"])
     cfg = load_config("configs/tiny.yaml", overrides)
-    done = full_pipeline(cfg)
+    done = full_pipeline(config=cfg)
     return cfg, overrides, done
 
 
@@ -52,7 +52,7 @@ def test_second_run_is_all_cache_hits(micro):
     cfg, _, done = micro
     store = ArtifactStore(cfg.run.artifact_root)
     before = {m.key: m.created_at for m in store.list()}
-    assert full_pipeline(cfg) == done
+    assert full_pipeline(config=cfg) == done
     assert {m.key: m.created_at for m in store.list()} == before
 
 
