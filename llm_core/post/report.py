@@ -1,23 +1,41 @@
-"""The `report` stage: one markdown report card of the whole run, from the manifests of its lineage.
+"""The `report` stage: the report card of a run, for people, from the artifacts of its lineage.
 
-It reads, through the store, every upstream artifact's manifest (the lineage of the trained models): counts (the
-data funnel per stage and reason), metrics (tokenizer compression, base validation loss and bits per byte, SFT eval
-loss, reward-model accuracy beside the length baseline, RL reward and KL before/after), timings, keys; and the sample
-replies each model stage wrote. It computes nothing new and trains nothing. Output: `report.md` (also the stage
-result's markdown) and `report.json` (the headline figures).
+It reads, through the store, every upstream artifact's manifest (stages ordered by their inputs, not by any registry)
+and a few files the stages already write, and computes nothing new. The card, top to bottom:
+
+- before/after: the eval artifact's figures for base -> SFT -> RL on the same suites, the change at each step and
+  the chance or baseline level beside each; the reward model's figures beside its baselines in a table of their own
+  (without an eval artifact, a note says so and the card goes on);
+- charts (PNG files in the artifact, referenced by relative path): loss curves of the training stages, eval bars per
+  model, the data funnel per stage and filter, reward and KL per RL iteration;
+- a few eval items with each model's output; what changed since the previous report of the same `run.name` (figures
+  and artifact keys); the time per stage;
+- an appendix with each stage's raw counters, other metrics and own summary, once.
+
+Output: `report.md` (also the stage result's markdown), `report.json` (figures and lineage keys, which the next
+run's report compares against) and the PNG files.
 """
 
 from __future__ import annotations
 
+import heapq
+import re
 from typing import Any
 
 from pydantic import Field
 
 from llm_core.config import StageConfig
+from llm_core.post import report_eval as ev
+from llm_core.post import report_plots as plots
 from llm_core.stage import Stage, StageContext, StageResult
-from llm_core.store import ArtifactStore, Manifest
+from llm_core.store import ArtifactReader, ArtifactStore, Manifest
+from llm_core.train.trainer import TrainHistory
 
 MODEL_STAGES = ("rlhf", "reward", "sft", "pretrain")
+EVAL_STAGE = "eval"
+REPORT_FILE, FIGURES_FILE = "report.md", "report.json"
+HISTORY_FILE = "history.json"
+LOSS_PNG, EVAL_PNG, FUNNEL_PNG, RL_PNG = "loss_curves.png", "eval_bars.png", "data_funnel.png", "rl_history.png"
 HEADLINE: dict[str, list[str] | None] = {
     "bpe": None,  # all of them: bytes per token per language, ours beside gpt2 and cl100k
     "pretrain": ["val_loss", "val_bpb", "unigram_entropy", "params", "tokens_per_s"],
@@ -26,6 +44,11 @@ HEADLINE: dict[str, list[str] | None] = {
                "accuracy/keyword", "length_baseline/keyword"],
     "rlhf": ["before_reward", "after_reward", "before_kl", "after_kl", "before_finished", "after_finished"],
 }
+CHANGE_TOLERANCE = 1e-9
+
+
+class ReportConfig(StageConfig):
+    sample_chats: int = Field(3, ge=0, description="eval items shown per suite, with each model's reply")
 
 
 def headline_keys(stage: str, manifest: Manifest) -> list[str]:
@@ -33,13 +56,6 @@ def headline_keys(stage: str, manifest: Manifest) -> list[str]:
         return []
     wanted = HEADLINE[stage]
     return sorted(manifest.metrics) if wanted is None else [k for k in wanted if k in manifest.metrics]
-
-
-SAMPLE_FILES = {"pretrain": "history.json", "sft": "samples.json", "rlhf": "samples.json"}
-
-
-class ReportConfig(StageConfig):
-    sample_chats: int = Field(3, ge=0, description="sample replies shown per model")
 
 
 def lineage_manifests(store: ArtifactStore, refs: list) -> dict[str, Manifest]:
@@ -51,91 +67,266 @@ def lineage_manifests(store: ArtifactStore, refs: list) -> dict[str, Manifest]:
     return found
 
 
+def stage_order(manifests: dict[str, Manifest]) -> list[str]:
+    """Stages in a topological order of their manifests' inputs; among stages whose inputs are all placed, the
+    earlier-made artifact comes first."""
+    deps = {s: {ref.split("/", 1)[0] for ref in m.inputs.values()} & manifests.keys() for s, m in manifests.items()}
+    ready = [(manifests[s].created_at, s) for s, d in deps.items() if not d]
+    heapq.heapify(ready)
+    order: list[str] = []
+    while ready:
+        _, stage = heapq.heappop(ready)
+        order.append(stage)
+        for s, d in deps.items():
+            if stage in d:
+                d.discard(stage)
+                if not d:
+                    heapq.heappush(ready, (manifests[s].created_at, s))
+    if len(order) != len(manifests):
+        raise ValueError(f"the lineage has an input cycle among {sorted(set(manifests) - set(order))}")
+    return order
+
+
 def _fmt(v: Any) -> str:
+    if v is None:
+        return "n/a"
     if isinstance(v, float):
         return f"{v:,.4f}" if abs(v) < 1000 else f"{v:,.0f}"
     return f"{v:,}" if isinstance(v, int) else str(v)
 
 
-def funnel_rows(manifests: dict[str, Manifest], order: list[str]) -> list[dict[str, Any]]:
-    rows = []
+def _fmt_change(v: float | None) -> str:
+    return "—" if v is None else f"{v:+.4f}"
+
+
+# -- what the upstream artifacts already hold
+
+
+def funnel_steps(manifests: dict[str, Manifest]) -> list[tuple[str, int]]:
+    """(label, records left) from the web records to the filtered documents: crawl, extract, each filter, dedup."""
+    steps: list[tuple[str, int]] = []
+    crawl, extract, filt = (manifests.get(s) for s in ("crawl", "extract", "filter"))
+    if crawl is not None:
+        steps += [(f"crawl: {name}", crawl.counts[name]) for name in ("records", "pages") if name in crawl.counts]
+    if extract is not None and "kept" in extract.counts:
+        steps.append(("extract: documents", extract.counts["kept"]))
+    if filt is not None:
+        for key, value in filt.counts.items():
+            parts = key.split(".")
+            if len(parts) == 3 and parts[0] == "filter" and parts[2] == "kept":
+                steps.append((f"filter: after {parts[1]}", value))
+        if "kept" in filt.counts:
+            steps.append(("filter: kept (after dedup)", filt.counts["kept"]))
+    return steps
+
+
+def training_histories(store: ArtifactStore, manifests: dict[str, Manifest],
+                       order: list[str]) -> dict[str, tuple[TrainHistory, float | None]]:
+    """Stage -> (loss history, baseline) for every stage whose `history.json` holds train-loss rows."""
+    found = {}
     for stage in order:
-        m = manifests.get(stage)
-        if m is None:
+        m = manifests[stage]
+        if HISTORY_FILE not in m.files:
             continue
-        for name, value in m.counts.items():
-            rows.append({"stage": stage, "count": name, "value": value})
-    return rows
+        data = artifact_reader(store, m).read_json(HISTORY_FILE)
+        if isinstance(data, dict) and data.get("train") and "loss" in data["train"][0]:
+            history = TrainHistory(train=data["train"], evals=data.get("evals", []))
+            found[stage] = (history, m.metrics.get("unigram_entropy"))
+    return found
 
 
-def sample_rows(store: ArtifactStore, manifests: dict[str, Manifest], limit: int) -> list[dict[str, str]]:
-    rows = []
-    for stage, name in SAMPLE_FILES.items():
-        m = manifests.get(stage)
-        if m is None or name not in m.files:
-            continue
-        data = store.reader(store.ref(m.stage, m.key)).read_json(name)
-        items = data.get("samples", []) if isinstance(data, dict) else data
-        for s in items[:limit]:
-            prompt = s.get("prompt", "")
-            reply = s.get("rl_reply", s.get("reply", s.get("continuation", "")))
-            rows.append({"model": stage, "prompt": str(prompt)[:200], "reply": str(reply)[:300]})
-    return rows
+def rl_log(store: ArtifactStore, manifests: dict[str, Manifest]) -> tuple[list[dict[str, Any]], str] | None:
+    """The RL stage's per-iteration log and the name of its reward column (PPO: `score`, GRPO: `reward`)."""
+    m = manifests.get("rlhf")
+    if m is None or HISTORY_FILE not in m.files:
+        return None
+    log = artifact_reader(store, m).read_json(HISTORY_FILE)
+    if not isinstance(log, list) or not log:
+        return None
+    key = next((k for k in ("score", "reward") if k in log[0]), None)
+    return (log, key) if key is not None and "kl" in log[0] else None
 
 
-def render_report(manifests: dict[str, Manifest], order: list[str], samples: list[dict[str, str]]) -> str:
-    present = [s for s in order if s in manifests]
-    out = ["# Report card", ""]
-    out += ["## Headline figures", "", "| stage | figure | value |", "|---|---|---|"]
-    for stage in present:
-        for key in headline_keys(stage, manifests[stage]):
-            out.append(f"| {stage} | {key} | {_fmt(manifests[stage].metrics[key])} |")
-    out += ["", "## Data funnel (counts per stage)", "", "| stage | count | value |", "|---|---|---|"]
-    out += [f"| {r['stage']} | {r['count']} | {_fmt(r['value'])} |" for r in funnel_rows(manifests, present)]
-    out += ["", "## Time per stage and lineage", "", "| stage | key | seconds | created |", "|---|---|---|---|"]
+def artifact_reader(store: ArtifactStore, manifest: Manifest) -> ArtifactReader:
+    return store.reader(store.ref(manifest.stage, manifest.key))
+
+
+# -- the previous run
+
+
+def previous_report(store: ArtifactStore, run_name: str, key: str) -> tuple[Manifest, dict[str, Any]] | None:
+    """The newest committed report of the same run name (other than this one) and its `report.json`."""
+    earlier = [m for m in store.list("report") if m.extra.get("run_name") == run_name and m.key != key]
+    if not earlier:
+        return None
+    m = earlier[-1]
+    return m, artifact_reader(store, m).read_json(FIGURES_FILE)
+
+
+def changes(before: dict[str, Any], now: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(figures that differ, stages whose artifact key differs) between two `report.json` contents."""
+    fb, fn = before.get("figures", {}), now["figures"]
+    figures = []
+    for name in list(fn) + [n for n in fb if n not in fn]:
+        a, b = fb.get(name), fn.get(name)
+        if a is None or b is None or abs(b - a) > CHANGE_TOLERANCE:
+            figures.append({"figure": name, "before": a, "now": b, "change": None if a is None or b is None else b - a})
+    lb, ln = before.get("lineage", {}), now["lineage"]
+    keys = [{"stage": s, "before": lb.get(s), "now": ln.get(s)} for s in list(ln) + [s for s in lb if s not in ln]
+            if lb.get(s) != ln.get(s)]
+    return figures, keys
+
+
+def changes_markdown(previous: Manifest, figures: list[dict[str, Any]], keys: list[dict[str, Any]]) -> list[str]:
+    out = [f"Compared with the previous report of this run name, `report/{previous.key}` "
+           f"({previous.created_at[:19].replace('T', ' ')} UTC): {len(keys)} artifact key(s) and "
+           f"{len(figures)} figure(s) differ.", ""]
+    if keys:
+        out += ["| stage | key before | key now |", "|---|---|---|"]
+        out += [f"| {k['stage']} | `{k['before'] or '—'}` | `{k['now'] or '—'}` |" for k in keys] + [""]
+    if figures:
+        out += ["| figure | before | now | change |", "|---|---|---|---|"]
+        out += [f"| {f['figure']} | {_fmt(f['before'])} | {_fmt(f['now'])} | "
+                f"{_fmt_change(f['change'])} |" for f in figures] + [""]
+    return out
+
+
+# -- the card
+
+
+def timing_markdown(manifests: dict[str, Manifest], order: list[str]) -> list[str]:
+    out = ["| stage | key | seconds | created |", "|---|---|---|---|"]
     total = 0.0
-    for stage in present:
+    for stage in order:
         m = manifests[stage]
         seconds = m.timings.get("seconds", 0.0)
         total += seconds
         out.append(f"| {stage} | `{m.key}` | {seconds:,.1f} | {m.created_at[:19]} |")
-    out.append(f"| **total** | | {total:,.1f} | |")
-    if samples:
-        out += ["", "## Sample replies", ""]
-        out += [f"- **{s['model']}** — user: {s['prompt']!r}\n  → {s['reply']!r}" for s in samples]
-    for stage in present:
-        md = manifests[stage].extra.get("markdown")
+    return out + [f"| **total** | | {total:,.1f} | |"]
+
+
+def headline_markdown(manifests: dict[str, Manifest], order: list[str]) -> list[str]:
+    rows = [f"| {stage} | " + " · ".join(f"{k} {_fmt(manifests[stage].metrics[k])}"
+                                        for k in headline_keys(stage, manifests[stage])) + " |"
+            for stage in order if headline_keys(stage, manifests[stage])]
+    return ["| stage | figures |", "|---|---|", *rows] if rows else []
+
+
+def appendix_markdown(manifests: dict[str, Manifest], order: list[str]) -> list[str]:
+    """Each stage once: its raw counters, the metrics the card did not already show, and its own summary."""
+    out = ["## Appendix: every stage's counters and summary", ""]
+    for stage in order:
+        m = manifests[stage]
+        shown = set(headline_keys(stage, m))
+        other = {k: v for k, v in m.metrics.items() if k not in shown}
+        md = m.extra.get("markdown", "")
+        if not (m.counts or other or md):
+            continue
+        out += [f"### {stage}", ""]
+        if m.counts:
+            out += ["counters: " + " · ".join(f"`{k}` {_fmt(v)}" for k, v in m.counts.items()), ""]
+        if other:
+            out += ["metrics: " + " · ".join(f"`{k}` {_fmt(v)}" for k, v in other.items()), ""]
         if md:
-            out += ["", f"## {stage}", "", md.replace("\n### ", "\n#### ").removeprefix("### ")]
-    return "\n".join(out) + "\n"
+            if md.startswith("### "):  # the stage's own title: the heading above says it
+                md = md.partition("\n")[2].lstrip("\n")
+            out += [re.sub(r"(?m)^(#{3,}) ", r"#\1 ", md), ""]  # its headings one level down
+    return out
 
 
 class ReportStage(Stage):
     name = "report"
     config_model = ReportConfig
-    version = "1"
+    version = "2"
 
     def input_stages(self, config: Any) -> dict[str, str]:
-        return {s: s for s in MODEL_STAGES if getattr(config, s).enabled}
+        inputs = {s: s for s in MODEL_STAGES if getattr(config, s).enabled}
+        eval_config = getattr(config, EVAL_STAGE, None)
+        if eval_config is not None and eval_config.enabled:
+            inputs[EVAL_STAGE] = EVAL_STAGE
+        return inputs
 
     def run(self, ctx: StageContext) -> StageResult:
-        from llm_core.registry import STAGES
-
         cfg: ReportConfig = ctx.config
         store = ctx.store()
         manifests = lineage_manifests(store, list(ctx.inputs.values()))
-        order = [s for s in STAGES if s in manifests]
-        samples = sample_rows(store, manifests, cfg.sample_chats)
-        md = render_report(manifests, order, samples)
+        order = stage_order(manifests)
         writer = ctx.writer()
-        writer.write_bytes("report.md", md.encode())
-        headline = {f"{stage}:{k}": manifests[stage].metrics[k] for stage in order
-                    for k in headline_keys(stage, manifests[stage])}
-        writer.write_json("report.json", {"headline": headline, "lineage": {s: manifests[s].key for s in order}})
+        charts: dict[str, str] = {}
+
+        def chart(name: str, caption: str, png: bytes) -> None:
+            writer.write_bytes(name, png)
+            charts[name] = caption
+
+        histories = training_histories(store, manifests, order)
+        if histories:
+            chart(LOSS_PNG, "loss curves", plots.loss_curves_png(histories))
+        figures: list[ev.Figure] = []
+        items: list[dict[str, Any]] = []
+        if EVAL_STAGE in ctx.inputs:
+            reader = ctx.reader(EVAL_STAGE)
+            figures = ev.eval_figures(ev.read_rows(reader, ev.RESULTS_FILE, ev.RESULT_COLUMNS))
+            if cfg.sample_chats and reader.exists(ev.ITEMS_FILE):
+                items = ev.read_rows(reader, ev.ITEMS_FILE, ev.ITEM_COLUMNS)
+        if figures:
+            models = ev.generative_models(figures) + [ev.REWARD_MODEL]
+            chart(EVAL_PNG, "eval figures per model", plots.eval_bars_png(figures, models))
+        funnel = funnel_steps(manifests)
+        if funnel:
+            chart(FUNNEL_PNG, "data funnel", plots.funnel_png(funnel))
+        if (rl := rl_log(store, manifests)) is not None:
+            chart(RL_PNG, "reward and KL per RL iteration",
+                  plots.rl_history_png(rl[0], rl[1], manifests["rlhf"].config.get("algorithm", "rl").upper()))
+
+        record = {
+            "run": ctx.run.name,
+            "figures": {**{f"{s}:{k}": manifests[s].metrics[k] for s in order for k in headline_keys(s, manifests[s])
+                           if manifests[s].metrics[k] is not None},
+                        **{f"eval:{k}": v for k, v in ev.figure_values(figures).items()}},
+            "lineage": {s: manifests[s].key for s in order},
+        }
+        previous = previous_report(store, ctx.run.name, ctx.output.key)
+        changed = changes(previous[1], record) if previous is not None else ([], [])
+        md = render_card(ctx.run.name, manifests, order, figures, items, cfg.sample_chats, charts, funnel,
+                         changes_markdown(previous[0], *changed) if previous is not None else [])
+        writer.write_bytes(REPORT_FILE, md.encode())
+        writer.write_json(FIGURES_FILE, record)
         return StageResult(
-            counts={"stages": len(order)},
-            metrics=headline,
-            tables={"funnel": funnel_rows(manifests, order), "samples": samples,
-                    "timings": [{"stage": s, "seconds": manifests[s].timings.get("seconds", 0.0)} for s in order]},
+            counts={"stages": len(order), "figures": len(record["figures"]), "charts": len(charts),
+                    "changed_figures": len(changed[0]), "changed_keys": len(changed[1])},
             markdown=md,
+            extra={"run_name": ctx.run.name, "previous": previous[0].key if previous is not None else None},
         )
+
+
+def render_card(run_name: str, manifests: dict[str, Manifest], order: list[str], figures: list[ev.Figure],
+                items: list[dict[str, Any]], per_suite: int, charts: dict[str, str], funnel: list[tuple[str, int]],
+                changed: list[str]) -> str:
+    """The whole `report.md`."""
+    total = sum(manifests[s].timings.get("seconds", 0.0) for s in order)
+    out = [f"# Report card: run `{run_name}`", "",
+           f"{len(order)} stages, {total:,.0f} s of stage time in all; keys and times per stage below.", ""]
+    chat, reward = ev.split_figures(figures)
+    out += ["## Before and after: base → SFT → RL on the same evals", ""]
+    if chat:
+        out += ["Each figure with its 95% interval; ↑ higher is better, ↓ lower is better; the change at each "
+                "step; the chance or baseline level beside it; items scored (and left out as contaminated).", "",
+                ev.before_after_markdown(chat)]
+    else:
+        out += ["No eval results in this run's lineage (the `eval` stage is off or wrote no rows for the "
+                "generative models): the training figures below are all there is.", ""]
+    if reward:
+        out += ["## Reward model on held-out preference pairs", "", ev.reward_markdown(reward)]
+    if headline := headline_markdown(manifests, order):
+        out += ["## Training figures", "", *headline, ""]
+    if charts:
+        out += ["## Charts", ""] + [f"![{caption}]({name})" for name, caption in charts.items()] + [""]
+    if funnel:
+        out += ["## Data funnel", "", " → ".join(f"{label} **{count:,}**" for label, count in funnel), ""]
+    if items:
+        out += ["## Examples from the evals", "", ev.examples_markdown(items, per_suite)]
+    out += ["## Since the previous run", ""]
+    out += changed or [f"No earlier report of run `{run_name}` in this store: nothing to compare with.", ""]
+    out += ["## Time per stage and lineage", "", *timing_markdown(manifests, order), ""]
+    out += appendix_markdown(manifests, order)
+    return "\n".join(out).rstrip() + "\n"

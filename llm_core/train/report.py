@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
 from llm_core.train.trainer import TrainHistory
 
 
-def loss_curve_png(history: TrainHistory, baseline: float | None = None, title: str = "") -> bytes:
-    """PNG bytes of train loss (per logged interval) and val loss (per evaluation) against steps."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+def plot_loss_history(ax: Any, history: TrainHistory, baseline: float | None = None, title: str = "") -> None:
+    """Draw train loss (per logged interval) and val loss (per evaluation) against steps on a matplotlib axis."""
     ax.plot([r["step"] for r in history.train], [r["loss"] for r in history.train], label="train loss", lw=1)
     evals = [r for r in history.evals if "val_loss" in r]
     if evals:
@@ -26,11 +21,34 @@ def loss_curve_png(history: TrainHistory, baseline: float | None = None, title: 
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
+
+
+def figure_png(fig: Any) -> bytes:
+    """PNG bytes of a finished matplotlib figure, which is closed."""
+    import matplotlib.pyplot as plt
+
     buf = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buf, format="png")
     plt.close(fig)
     return buf.getvalue()
+
+
+def pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def loss_curve_png(history: TrainHistory, baseline: float | None = None, title: str = "") -> bytes:
+    """PNG bytes of train loss (per logged interval) and val loss (per evaluation) against steps."""
+    fig, ax = pyplot().subplots(figsize=(7, 4), dpi=100)
+    plot_loss_history(ax, history, baseline, title)
+    return figure_png(fig)
 
 
 def eval_table(history: TrainHistory) -> list[dict[str, float]]:

@@ -1,0 +1,188 @@
+"""The eval artifact as the report card shows it: the before/after table of the generative models, the reward-model
+table beside its baselines, and a few per-item examples.
+
+Reads `results.parquet` (one row per model x suite x metric) and `items.parquet` (per-item outputs) of an `eval`
+artifact. Rows are rendered generically, in the order the eval stage wrote them; only model names get pretty labels.
+Rows of the `reward` model go to their own table; a row whose metric is `baseline:NAME` is a further baseline of the
+suite's first metric (e.g. "longer wins" beside "shorter wins"). Computes nothing but differences.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from llm_core.store import ArtifactReader
+
+RESULTS_FILE, ITEMS_FILE = "results.parquet", "items.parquet"
+RESULT_COLUMNS = ("model", "suite", "metric", "value", "n", "ci_low", "ci_high", "baseline", "baseline_name",
+                  "contaminated", "higher_is_better")
+ITEM_COLUMNS = ("model", "suite", "item_id", "prompt", "output", "expected", "correct")
+REWARD_MODEL = "reward"
+BASELINE_PREFIX = "baseline:"
+MODEL_LABELS = {"base": "base", "sft": "SFT", "rlhf": "RL", "reward": "reward model"}
+MODEL_ORDER = ("base", "sft", "rlhf")
+
+
+def model_label(model: str) -> str:
+    return MODEL_LABELS.get(model, model)
+
+
+@dataclass
+class Figure:
+    """One (suite, metric) of the eval, with each model's row."""
+
+    suite: str
+    metric: str
+    higher_is_better: bool
+    rows: dict[str, dict[str, Any]] = field(default_factory=dict)  # model -> results row
+    baselines: dict[str, float] = field(default_factory=dict)  # baseline name -> value
+
+    @property
+    def label(self) -> str:
+        return f"{self.suite} · {self.metric} ({'↑' if self.higher_is_better else '↓'})"
+
+
+def read_rows(reader: ArtifactReader, name: str, columns: tuple[str, ...]) -> list[dict[str, Any]]:
+    """All rows of one Parquet file of the eval artifact; a missing file or column is an error naming the file."""
+    if not reader.exists(name):
+        raise FileNotFoundError(f"eval artifact {reader.ref} has no {name}")
+    rows = list(reader.iter_rows(name))
+    missing = [c for c in columns if rows and c not in rows[0]]
+    if missing:
+        raise ValueError(f"{reader.ref}/{name} lacks the column(s) {missing}; expected {list(columns)}")
+    return rows
+
+
+def eval_figures(rows: list[dict[str, Any]]) -> list[Figure]:
+    """Group results rows into figures, in the order the eval wrote them; `baseline:NAME` rows attach to the first
+    figure of their model and suite, a row's own `baseline` to its figure."""
+    figures: dict[tuple[str, str], Figure] = {}
+    first_of_suite: dict[tuple[str, str], Figure] = {}
+    extra_baselines = []
+    for r in rows:
+        if r["metric"].startswith(BASELINE_PREFIX):
+            extra_baselines.append(r)
+            continue
+        fig = figures.setdefault((r["suite"], r["metric"]),
+                                 Figure(r["suite"], r["metric"], bool(r["higher_is_better"])))
+        fig.rows[r["model"]] = r
+        first_of_suite.setdefault((r["model"], r["suite"]), fig)
+        if r["baseline"] is not None:
+            fig.baselines.setdefault(r["baseline_name"] or "baseline", float(r["baseline"]))
+    for r in extra_baselines:
+        fig = first_of_suite.get((r["model"], r["suite"]))
+        if fig is None:
+            raise ValueError(f"eval results: {r['metric']!r} of {r['model']}/{r['suite']} has no figure to sit beside")
+        fig.baselines.setdefault(r["metric"].removeprefix(BASELINE_PREFIX).replace("_", " "), float(r["value"]))
+    return list(figures.values())
+
+
+def split_figures(figures: list[Figure]) -> tuple[list[Figure], list[Figure]]:
+    """(figures of the generative models, figures of the reward model)."""
+    chat = [f for f in figures if any(m != REWARD_MODEL for m in f.rows)]
+    reward = [f for f in figures if REWARD_MODEL in f.rows]
+    return chat, reward
+
+
+def generative_models(figures: list[Figure]) -> list[str]:
+    """Models in pipeline order (base, SFT, RL), then any other in the order met."""
+    seen = [m for f in figures for m in f.rows if m != REWARD_MODEL]
+    return [m for m in MODEL_ORDER if m in seen] + [m for m in dict.fromkeys(seen) if m not in MODEL_ORDER]
+
+
+def fmt_value(v: float | None) -> str:
+    if v is None:
+        return "—"
+    return f"{v:.3f}" if abs(v) < 100 else f"{v:,.1f}"
+
+
+def value_cell(row: dict[str, Any] | None) -> str:
+    if row is None:
+        return "—"
+    cell = fmt_value(row["value"])
+    if row["ci_low"] is not None and row["ci_high"] is not None:
+        cell += f" ({fmt_value(row['ci_low'])}–{fmt_value(row['ci_high'])})"
+    return cell
+
+
+def change_cell(fig: Figure, before: str, after: str) -> str:
+    a, b = fig.rows.get(before), fig.rows.get(after)
+    if a is None or b is None or a["value"] is None or b["value"] is None:
+        return "—"
+    delta = b["value"] - a["value"]
+    if abs(delta) < 5e-4:
+        return "±0.000"
+    better = (delta > 0) == fig.higher_is_better
+    return f"{delta:+.3f} {'better' if better else 'worse'}"
+
+
+def baseline_cell(fig: Figure) -> str:
+    return ", ".join(f"{fmt_value(v)} ({name})" for name, v in fig.baselines.items()) or "—"
+
+
+def items_cell(fig: Figure, models: list[str]) -> str:
+    """Items scored per model (one number when all agree), and items left out as contaminated."""
+    rows = [fig.rows[m] for m in models if m in fig.rows]
+    counts = [str(int(r["n"])) for r in rows]
+    cell = counts[0] if len(set(counts)) == 1 else "/".join(counts)
+    left_out = [int(r["contaminated"] or 0) for r in rows]
+    if any(left_out):
+        cell += f" ({'/'.join(map(str, left_out)) if len(set(left_out)) > 1 else left_out[0]} contaminated, left out)"
+    return cell
+
+
+def before_after_markdown(figures: list[Figure]) -> str:
+    """One table: each figure for base -> SFT -> RL, the change at each step, the baseline beside it."""
+    models = generative_models(figures)
+    steps = list(zip(models, models[1:]))
+    head = (["suite", "metric"] + [model_label(m) for m in models]
+            + [f"{model_label(a)} → {model_label(b)}" for a, b in steps] + ["baseline", "items"])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for fig in figures:
+        cells = ([fig.suite, f"{fig.metric} ({'↑' if fig.higher_is_better else '↓'})"]
+                 + [value_cell(fig.rows.get(m)) for m in models] + [change_cell(fig, a, b) for a, b in steps]
+                 + [baseline_cell(fig), items_cell(fig, models)])
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def reward_markdown(figures: list[Figure]) -> str:
+    """The reward model's figures, each baseline in its own column."""
+    names = list(dict.fromkeys(name for f in figures for name in f.baselines))
+    head = ["suite", "metric", "reward model"] + names + ["items"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for fig in figures:
+        cells = ([fig.suite, f"{fig.metric} ({'↑' if fig.higher_is_better else '↓'})",
+                  value_cell(fig.rows[REWARD_MODEL])] + [fmt_value(fig.baselines.get(n)) for n in names]
+                 + [items_cell(fig, [REWARD_MODEL])])
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def figure_values(figures: list[Figure]) -> dict[str, float]:
+    """`model/suite/metric` -> value, the eval figures a later run compares against."""
+    return {f"{m}/{f.suite}/{f.metric}": float(r["value"]) for f in figures for m, r in f.rows.items()
+            if r["value"] is not None}
+
+
+def examples_markdown(items: list[dict[str, Any]], per_suite: int, width: int = 160) -> str:
+    """The first `per_suite` items of each suite, with every model's output beside the expected answer."""
+    by_item: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+    for it in items:
+        by_item.setdefault((it["suite"], str(it["item_id"])), {})[it["model"]] = it
+    shown: dict[str, int] = {}
+    out = []
+    for (suite, item_id), outputs in by_item.items():
+        if shown.get(suite, 0) >= per_suite:
+            continue
+        shown[suite] = shown.get(suite, 0) + 1
+        first = next(iter(outputs.values()))
+        out.append(f"- **{suite}** `{item_id}`: {str(first['prompt'])[:width]!r}"
+                   + (f" (expected {str(first['expected'])[:60]!r})" if first.get("expected") else ""))
+        models = [m for m in MODEL_ORDER if m in outputs] + [m for m in outputs if m not in MODEL_ORDER]
+        for m in models:
+            it = outputs[m]
+            mark = "✓" if it["correct"] else "✗"
+            out.append(f"  - {model_label(m)} {mark} {str(it['output'])[:width]!r}")
+    return "\n".join(out) + ("\n" if out else "")
