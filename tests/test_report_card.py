@@ -82,7 +82,8 @@ def lineage(tmp_path) -> tuple[ArtifactStore, dict[str, ArtifactRef]]:
     r["filter"] = commit(store, "filter", "f0", {"documents": r["extract"]}, counts=FILTER_COUNTS,
                          markdown="### Filters\n\nunique filter summary line")
     r["bpe"] = commit(store, "bpe", "b0", {"documents": r["filter"]}, metrics={"bytes_per_token_en": 3.9})
-    r["pretrain"] = commit(store, "pretrain", "p0", {"tokenizer": r["bpe"]}, json_files={"history.json": loss_history(7.0)},
+    r["pretrain"] = commit(store, "pretrain", "p0", {"tokenizer": r["bpe"]},
+                           json_files={"history.json": loss_history(7.0)},
                            metrics={"val_loss": 5.4, "unigram_entropy": 7.3})
     r["sft"] = commit(store, "sft", "s0", {"base": r["pretrain"], "tokenizer": r["bpe"]},
                       json_files={"history.json": loss_history(3.0)}, metrics={"val_loss": 2.1})
@@ -95,9 +96,13 @@ def lineage(tmp_path) -> tuple[ArtifactStore, dict[str, ArtifactRef]]:
 
 
 def commit_eval(store: ArtifactStore, r: dict[str, ArtifactRef], key: str, sft_identity: float) -> ArtifactRef:
+    """An eval artifact as the eval stage leaves it: the two Parquet files, each figure as a manifest metric and its
+    own results table as markdown."""
+    rows = eval_results(sft_identity)
     return commit(store, "eval", key, {m: r[m] for m in ("pretrain", "sft", "rlhf", "reward")},
-                  tables={"results.parquet": (eval_results(sft_identity), RESULT_SCHEMA),
-                          "items.parquet": (eval_items(), ITEM_SCHEMA)})
+                  tables={"results.parquet": (rows, RESULT_SCHEMA), "items.parquet": (eval_items(), ITEM_SCHEMA)},
+                  metrics={f"{x['model']}/{x['suite']}/{x['metric']}": x["value"] for x in rows},
+                  counts={"items": 3}, markdown="### Evaluation\n\n| eval's own results table |")
 
 
 def run_report(store: ArtifactStore, inputs: dict[str, ArtifactRef], key: str) -> tuple[ArtifactRef, str]:
@@ -124,7 +129,8 @@ def test_report_card_shows_the_evals_before_and_after_with_charts(lineage):
     # base -> SFT -> RL, the change at each step (bpb: lower is better), the baseline beside it
     assert ("| identity | accuracy (↑) | 0.100 (0.030–0.230) | 0.850 (0.700–0.930) | 0.800 (0.650–0.900) "
             "| +0.750 better | -0.050 worse | 0.000 (chance) | 40 |") in md
-    assert "| bpb/web_en | bpb (↓) | 2.500 | 2.600 | — | +0.100 worse | — | — | 300 (4 contaminated, left out) |" in md
+    assert ("| bpb/web_en | bpb (↓) | 2.500 | 2.600 | — | +0.100 worse | — | — | 300 (4 contaminated, left out) |"
+            in md)
     assert "| suite | metric | reward model | longer wins | shorter wins | items |" in md
     assert "| reward/hh_rlhf | accuracy (↑) | 0.550 (0.450–0.650) | 0.520 | 0.570 | 100 |" in md
     assert "  - SFT ✓ 'I am Tinychat.'" in md
@@ -132,6 +138,8 @@ def test_report_card_shows_the_evals_before_and_after_with_charts(lineage):
             "→ filter: after language **41** → filter: after c4 **27** → filter: kept (after dedup) **25**") in md
     # each stage's detail once, in the appendix; stages in lineage order
     assert md.count("unique filter summary line") == 1 and md.count("`filter.language.dropped.de` 19") == 1
+    assert "eval's own results table" not in md and "sft/identity/accuracy" not in md  # the table above shows them
+    assert "### eval\n\ncounters: `items` 3\n" in md
     timing = md[md.index("## Time per stage"):md.index("## Appendix")]
     assert [line.split(" | ")[0] for line in timing.splitlines() if line.startswith("| ") and "`" in line] == [
         "| crawl", "| extract", "| filter", "| bpe", "| pretrain", "| sft", "| reward", "| rlhf", "| eval"]

@@ -170,7 +170,8 @@ def changes(before: dict[str, Any], now: dict[str, Any]) -> tuple[list[dict[str,
     for name in list(fn) + [n for n in fb if n not in fn]:
         a, b = fb.get(name), fn.get(name)
         if a is None or b is None or abs(b - a) > CHANGE_TOLERANCE:
-            figures.append({"figure": name, "before": a, "now": b, "change": None if a is None or b is None else b - a})
+            change = None if a is None or b is None else b - a
+            figures.append({"figure": name, "before": a, "now": b, "change": change})
     lb, ln = before.get("lineage", {}), now["lineage"]
     keys = [{"stage": s, "before": lb.get(s), "now": ln.get(s)} for s in list(ln) + [s for s in lb if s not in ln]
             if lb.get(s) != ln.get(s)]
@@ -212,14 +213,15 @@ def headline_markdown(manifests: dict[str, Manifest], order: list[str]) -> list[
     return ["| stage | figures |", "|---|---|", *rows] if rows else []
 
 
-def appendix_markdown(manifests: dict[str, Manifest], order: list[str]) -> list[str]:
-    """Each stage once: its raw counters, the metrics the card did not already show, and its own summary."""
+def appendix_markdown(manifests: dict[str, Manifest], order: list[str], evals: ev.EvalResults) -> list[str]:
+    """Each stage once: its raw counters, the metrics the card did not already show, and its own summary (the eval
+    stage's summary is its results table, which the before/after table already shows)."""
     out = ["## Appendix: every stage's counters and summary", ""]
     for stage in order:
         m = manifests[stage]
-        shown = set(headline_keys(stage, m))
+        shown = set(headline_keys(stage, m)) | (evals.metric_keys if stage == EVAL_STAGE else set())
         other = {k: v for k, v in m.metrics.items() if k not in shown}
-        md = m.extra.get("markdown", "")
+        md = "" if stage == EVAL_STAGE and evals.figures else m.extra.get("markdown", "")
         if not (m.counts or other or md):
             continue
         out += [f"### {stage}", ""]
@@ -261,16 +263,12 @@ class ReportStage(Stage):
         histories = training_histories(store, manifests, order)
         if histories:
             chart(LOSS_PNG, "loss curves", plots.loss_curves_png(histories))
-        figures: list[ev.Figure] = []
-        items: list[dict[str, Any]] = []
+        evals = ev.EvalResults()
         if EVAL_STAGE in ctx.inputs:
-            reader = ctx.reader(EVAL_STAGE)
-            figures = ev.eval_figures(ev.read_rows(reader, ev.RESULTS_FILE, ev.RESULT_COLUMNS))
-            if cfg.sample_chats and reader.exists(ev.ITEMS_FILE):
-                items = ev.read_rows(reader, ev.ITEMS_FILE, ev.ITEM_COLUMNS)
-        if figures:
-            models = ev.generative_models(figures) + [ev.REWARD_MODEL]
-            chart(EVAL_PNG, "eval figures per model", plots.eval_bars_png(figures, models))
+            evals = ev.read_eval(ctx.reader(EVAL_STAGE), with_items=cfg.sample_chats > 0)
+        if evals.figures:
+            models = ev.generative_models(evals.figures) + [ev.REWARD_MODEL]
+            chart(EVAL_PNG, "eval figures per model", plots.eval_bars_png(evals.figures, models))
         funnel = funnel_steps(manifests)
         if funnel:
             chart(FUNNEL_PNG, "data funnel", plots.funnel_png(funnel))
@@ -282,12 +280,12 @@ class ReportStage(Stage):
             "run": ctx.run.name,
             "figures": {**{f"{s}:{k}": manifests[s].metrics[k] for s in order for k in headline_keys(s, manifests[s])
                            if manifests[s].metrics[k] is not None},
-                        **{f"eval:{k}": v for k, v in ev.figure_values(figures).items()}},
+                        **{f"eval:{k}": v for k, v in ev.figure_values(evals.figures).items()}},
             "lineage": {s: manifests[s].key for s in order},
         }
         previous = previous_report(store, ctx.run.name, ctx.output.key)
         changed = changes(previous[1], record) if previous is not None else ([], [])
-        md = render_card(ctx.run.name, manifests, order, figures, items, cfg.sample_chats, charts, funnel,
+        md = render_card(ctx.run.name, manifests, order, evals, cfg.sample_chats, charts, funnel,
                          changes_markdown(previous[0], *changed) if previous is not None else [])
         writer.write_bytes(REPORT_FILE, md.encode())
         writer.write_json(FIGURES_FILE, record)
@@ -299,14 +297,13 @@ class ReportStage(Stage):
         )
 
 
-def render_card(run_name: str, manifests: dict[str, Manifest], order: list[str], figures: list[ev.Figure],
-                items: list[dict[str, Any]], per_suite: int, charts: dict[str, str], funnel: list[tuple[str, int]],
-                changed: list[str]) -> str:
+def render_card(run_name: str, manifests: dict[str, Manifest], order: list[str], evals: ev.EvalResults,
+                per_suite: int, charts: dict[str, str], funnel: list[tuple[str, int]], changed: list[str]) -> str:
     """The whole `report.md`."""
     total = sum(manifests[s].timings.get("seconds", 0.0) for s in order)
     out = [f"# Report card: run `{run_name}`", "",
            f"{len(order)} stages, {total:,.0f} s of stage time in all; keys and times per stage below.", ""]
-    chat, reward = ev.split_figures(figures)
+    chat, reward = ev.split_figures(evals.figures)
     out += ["## Before and after: base → SFT → RL on the same evals", ""]
     if chat:
         out += ["Each figure with its 95% interval; ↑ higher is better, ↓ lower is better; the change at each "
@@ -323,10 +320,10 @@ def render_card(run_name: str, manifests: dict[str, Manifest], order: list[str],
         out += ["## Charts", ""] + [f"![{caption}]({name})" for name, caption in charts.items()] + [""]
     if funnel:
         out += ["## Data funnel", "", " → ".join(f"{label} **{count:,}**" for label, count in funnel), ""]
-    if items:
-        out += ["## Examples from the evals", "", ev.examples_markdown(items, per_suite)]
+    if evals.items:
+        out += ["## Examples from the evals", "", ev.examples_markdown(evals.items, per_suite)]
     out += ["## Since the previous run", ""]
     out += changed or [f"No earlier report of run `{run_name}` in this store: nothing to compare with.", ""]
     out += ["## Time per stage and lineage", "", *timing_markdown(manifests, order), ""]
-    out += appendix_markdown(manifests, order)
+    out += appendix_markdown(manifests, order, evals)
     return "\n".join(out).rstrip() + "\n"

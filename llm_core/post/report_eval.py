@@ -54,6 +54,22 @@ def read_rows(reader: ArtifactReader, name: str, columns: tuple[str, ...]) -> li
     return rows
 
 
+@dataclass
+class EvalResults:
+    """What the card shows of an eval artifact: its figures, per-item outputs, and the manifest metric names
+    (`model/suite/metric`) those figures cover."""
+
+    figures: list[Figure] = field(default_factory=list)
+    items: list[dict[str, Any]] = field(default_factory=list)
+    metric_keys: set[str] = field(default_factory=set)
+
+
+def read_eval(reader: ArtifactReader, with_items: bool) -> EvalResults:
+    rows = read_rows(reader, RESULTS_FILE, RESULT_COLUMNS)
+    items = read_rows(reader, ITEMS_FILE, ITEM_COLUMNS) if with_items and reader.exists(ITEMS_FILE) else []
+    return EvalResults(eval_figures(rows), items, {f"{r['model']}/{r['suite']}/{r['metric']}" for r in rows})
+
+
 def eval_figures(rows: list[dict[str, Any]]) -> list[Figure]:
     """Group results rows into figures, in the order the eval wrote them; `baseline:NAME` rows attach to the first
     figure of their model and suite, a row's own `baseline` to its figure."""
