@@ -28,7 +28,7 @@ from llm_core.config import StageConfig
 from llm_core.post import report_eval as ev
 from llm_core.post import report_plots as plots
 from llm_core.stage import Stage, StageContext, StageResult
-from llm_core.store import ArtifactReader, ArtifactStore, Manifest
+from llm_core.store import ArtifactReader, ArtifactStore, ArtifactWriter, Manifest
 from llm_core.train.trainer import TrainHistory
 
 MODEL_STAGES = ("rlhf", "reward", "sft", "pretrain")
@@ -253,36 +253,13 @@ class ReportStage(Stage):
         store = ctx.store()
         manifests = lineage_manifests(store, list(ctx.inputs.values()))
         order = stage_order(manifests)
-        writer = ctx.writer()
-        charts: dict[str, str] = {}
-
-        def chart(name: str, caption: str, png: bytes) -> None:
-            writer.write_bytes(name, png)
-            charts[name] = caption
-
-        histories = training_histories(store, manifests, order)
-        if histories:
-            chart(LOSS_PNG, "loss curves", plots.loss_curves_png(histories))
         evals = ev.EvalResults()
         if EVAL_STAGE in ctx.inputs:
             evals = ev.read_eval(ctx.reader(EVAL_STAGE), with_items=cfg.sample_chats > 0)
-        if evals.figures:
-            models = ev.generative_models(evals.figures) + [ev.REWARD_MODEL]
-            chart(EVAL_PNG, "eval figures per model", plots.eval_bars_png(evals.figures, models))
         funnel = funnel_steps(manifests)
-        if funnel:
-            chart(FUNNEL_PNG, "data funnel", plots.funnel_png(funnel))
-        if (rl := rl_log(store, manifests)) is not None:
-            chart(RL_PNG, "reward and KL per RL iteration",
-                  plots.rl_history_png(rl[0], rl[1], manifests["rlhf"].config.get("algorithm", "rl").upper()))
-
-        record = {
-            "run": ctx.run.name,
-            "figures": {**{f"{s}:{k}": manifests[s].metrics[k] for s in order for k in headline_keys(s, manifests[s])
-                           if manifests[s].metrics[k] is not None},
-                        **{f"eval:{k}": v for k, v in ev.figure_values(evals.figures).items()}},
-            "lineage": {s: manifests[s].key for s in order},
-        }
+        writer = ctx.writer()
+        charts = write_charts(writer, store, manifests, order, evals, funnel)
+        record = figures_record(ctx.run.name, manifests, order, evals)
         previous = previous_report(store, ctx.run.name, ctx.output.key)
         changed = changes(previous[1], record) if previous is not None else ([], [])
         md = render_card(ctx.run.name, manifests, order, evals, cfg.sample_chats, charts, funnel,
@@ -295,6 +272,36 @@ class ReportStage(Stage):
             markdown=md,
             extra={"run_name": ctx.run.name, "previous": previous[0].key if previous is not None else None},
         )
+
+
+def write_charts(writer: ArtifactWriter, store: ArtifactStore, manifests: dict[str, Manifest], order: list[str],
+                 evals: ev.EvalResults, funnel: list[tuple[str, int]]) -> dict[str, str]:
+    """Write every chart there is data for into the artifact; returns file name -> caption."""
+    pngs: dict[str, tuple[str, bytes]] = {}
+    if histories := training_histories(store, manifests, order):
+        pngs[LOSS_PNG] = ("loss curves", plots.loss_curves_png(histories))
+    if evals.figures:
+        models = ev.generative_models(evals.figures) + [ev.REWARD_MODEL]
+        pngs[EVAL_PNG] = ("eval figures per model", plots.eval_bars_png(evals.figures, models))
+    if funnel:
+        pngs[FUNNEL_PNG] = ("data funnel", plots.funnel_png(funnel))
+    if (rl := rl_log(store, manifests)) is not None:
+        algorithm = str(manifests["rlhf"].config.get("algorithm", "rl")).upper()
+        pngs[RL_PNG] = ("reward and KL per RL iteration", plots.rl_history_png(*rl, algorithm))
+    for name, (_, png) in pngs.items():
+        writer.write_bytes(name, png)
+    return {name: caption for name, (caption, _) in pngs.items()}
+
+
+def figures_record(run_name: str, manifests: dict[str, Manifest], order: list[str],
+                   evals: ev.EvalResults) -> dict[str, Any]:
+    """`report.json`: the run name, the figures a later report compares (`stage:metric`, `eval:model/suite/metric`)
+    and the artifact key of every stage."""
+    headline = {f"{s}:{k}": manifests[s].metrics[k] for s in order for k in headline_keys(s, manifests[s])
+                if manifests[s].metrics[k] is not None}
+    return {"run": run_name,
+            "figures": {**headline, **{f"eval:{k}": v for k, v in ev.figure_values(evals.figures).items()}},
+            "lineage": {s: manifests[s].key for s in order}}
 
 
 def render_card(run_name: str, manifests: dict[str, Manifest], order: list[str], evals: ev.EvalResults,
