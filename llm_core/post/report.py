@@ -35,6 +35,7 @@ MODEL_STAGES = ("rlhf", "reward", "sft", "pretrain")
 EVAL_STAGE = "eval"
 REPORT_FILE, FIGURES_FILE = "report.md", "report.json"
 HISTORY_FILE = "history.json"
+LOSS_CURVE_STAGES = ("pretrain", "sft")  # language-model losses in nats/token (the reward model's loss is not)
 LOSS_PNG, EVAL_PNG, FUNNEL_PNG, RL_PNG = "loss_curves.png", "eval_bars.png", "data_funnel.png", "rl_history.png"
 HEADLINE: dict[str, list[str] | None] = {
     "bpe": None,  # all of them: bytes per token per language, ours beside gpt2 and cl100k
@@ -122,11 +123,12 @@ def funnel_steps(manifests: dict[str, Manifest]) -> list[tuple[str, int]]:
 
 def training_histories(store: ArtifactStore, manifests: dict[str, Manifest],
                        order: list[str]) -> dict[str, tuple[TrainHistory, float | None]]:
-    """Stage -> (loss history, baseline) for every stage whose `history.json` holds train-loss rows."""
+    """Stage -> (loss history, baseline) for the language-model training stages whose `history.json` holds
+    train-loss rows."""
     found = {}
     for stage in order:
         m = manifests[stage]
-        if HISTORY_FILE not in m.files:
+        if stage not in LOSS_CURVE_STAGES or HISTORY_FILE not in m.files:
             continue
         data = artifact_reader(store, m).read_json(HISTORY_FILE)
         if isinstance(data, dict) and data.get("train") and "loss" in data["train"][0]:
