@@ -222,7 +222,7 @@ def appendix_markdown(manifests: dict[str, Manifest], order: list[str], evals: e
     for stage in order:
         m = manifests[stage]
         shown = set(headline_keys(stage, m)) | (evals.metric_keys if stage == EVAL_STAGE else set())
-        other = {k: v for k, v in m.metrics.items() if k not in shown}
+        other = {k: v for k, v in m.metrics.items() if k not in shown and m.counts.get(k) != v}  # not twice
         md = "" if stage == EVAL_STAGE and evals.figures else m.extra.get("markdown", "")
         if not (m.counts or other or md):
             continue
