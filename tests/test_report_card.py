@@ -45,6 +45,10 @@ def eval_results(sft_identity: float) -> list[dict]:
         result("reward", "reward/hh_rlhf", "accuracy", 0.55, n=100, ci=(0.45, 0.65), baseline=0.52,
                baseline_name="longer wins"),
         result("reward", "reward/hh_rlhf", "baseline:shorter_wins", 0.57, n=100),
+        result("sft", "im_end", "rate", 0.9, n=169, ci=(0.85, 0.94)),
+        result("rlhf", "im_end", "rate", 1.0, n=169, ci=(0.978, 0.9999999999999998)),  # rounding below the value
+        result("reward", "reward/oasst", "accuracy", float("nan"), n=0, contaminated=51),  # every item left out
+        result("reward", "reward/oasst", "baseline:longer_wins", 0.0, n=0),
     ]
 
 
@@ -133,6 +137,8 @@ def test_report_card_shows_the_evals_before_and_after_with_charts(lineage):
             in md)
     assert "| suite | metric | reward model | longer wins | shorter wins | items |" in md
     assert "| reward/hh_rlhf | accuracy (↑) | 0.550 (0.450–0.650) | 0.520 | 0.570 | 100 |" in md
+    assert "| reward/oasst | accuracy (↑) | n/a | 0.000 | — | 0 (51 contaminated, left out) |" in md
+    assert "| im_end | rate (↑) | — | 0.900 (0.850–0.940) | 1.000 (0.978–1.000) | — | +0.100 better |" in md
     assert "  - SFT ✓ 'I am Tinychat.'" in md
     assert ("crawl: records **431** → crawl: pages **67** → extract: documents **64** → filter: after url **60** "
             "→ filter: after language **41** → filter: after c4 **27** → filter: kept (after dedup) **25**") in md

@@ -9,6 +9,7 @@ suite's first metric (e.g. "longer wins" beside "shorter wins"). Computes nothin
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,6 +78,8 @@ def eval_figures(rows: list[dict[str, Any]]) -> list[Figure]:
     first_of_suite: dict[tuple[str, str], Figure] = {}
     extra_baselines = []
     for r in rows:
+        if r["value"] is not None and math.isnan(r["value"]):
+            r = {**r, "value": None}  # no item left to score (all contaminated, or none of this kind)
         if r["metric"].startswith(BASELINE_PREFIX):
             extra_baselines.append(r)
             continue
@@ -84,13 +87,14 @@ def eval_figures(rows: list[dict[str, Any]]) -> list[Figure]:
                                  Figure(r["suite"], r["metric"], bool(r["higher_is_better"])))
         fig.rows[r["model"]] = r
         first_of_suite.setdefault((r["model"], r["suite"]), fig)
-        if r["baseline"] is not None:
+        if r["baseline"] is not None and not math.isnan(r["baseline"]):
             fig.baselines.setdefault(r["baseline_name"] or "baseline", float(r["baseline"]))
     for r in extra_baselines:
         fig = first_of_suite.get((r["model"], r["suite"]))
         if fig is None:
             raise ValueError(f"eval results: {r['metric']!r} of {r['model']}/{r['suite']} has no figure to sit beside")
-        fig.baselines.setdefault(r["metric"].removeprefix(BASELINE_PREFIX).replace("_", " "), float(r["value"]))
+        if r["value"] is not None:
+            fig.baselines.setdefault(r["metric"].removeprefix(BASELINE_PREFIX).replace("_", " "), float(r["value"]))
     return list(figures.values())
 
 
@@ -116,6 +120,8 @@ def fmt_value(v: float | None) -> str:
 def value_cell(row: dict[str, Any] | None) -> str:
     if row is None:
         return "—"
+    if row["value"] is None:
+        return "n/a"
     cell = fmt_value(row["value"])
     if row["ci_low"] is not None and row["ci_high"] is not None:
         cell += f" ({fmt_value(row['ci_low'])}–{fmt_value(row['ci_high'])})"

@@ -38,7 +38,7 @@ def eval_bars_png(figures: list[Figure], models: list[str], columns: int = 4) ->
         values = [f.rows[m]["value"] for m in present]
         lows = [f.rows[m]["ci_low"] if f.rows[m]["ci_low"] is not None else v for m, v in zip(present, values)]
         highs = [f.rows[m]["ci_high"] if f.rows[m]["ci_high"] is not None else v for m, v in zip(present, values)]
-        errors = [[v - lo for v, lo in zip(values, lows)], [hi - v for v, hi in zip(values, highs)]]
+        errors = [[max(0.0, v - lo) for v, lo in zip(values, lows)], [max(0.0, hi - v) for v, hi in zip(values, highs)]]
         ax.bar(range(len(present)), values, yerr=errors, capsize=3,
                color=[MODEL_COLORS.get(m, "#9467bd") for m in present])
         for x, (v, above) in enumerate(zip(values, errors[1])):
