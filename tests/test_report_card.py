@@ -35,8 +35,8 @@ def result(model, suite, metric, value, n=40, ci=None, baseline=None, baseline_n
             "baseline_name": baseline_name, "contaminated": contaminated, "higher_is_better": higher}
 
 
-def eval_results(sft_identity: float) -> list[dict]:
-    return [
+def eval_results(sft_identity: float, gsm8k: bool = False) -> list[dict]:
+    return [result("sft", "gsm8k", "exact_match", 0.0, baseline=0.0, baseline_name="chance")] * gsm8k + [
         result("base", "identity", "accuracy", 0.1, ci=(0.03, 0.23), baseline=0.0, baseline_name="chance"),
         result("sft", "identity", "accuracy", sft_identity, ci=(0.7, 0.93), baseline=0.0, baseline_name="chance"),
         result("rlhf", "identity", "accuracy", 0.8, ci=(0.65, 0.9), baseline=0.0, baseline_name="chance"),
@@ -53,10 +53,15 @@ def eval_results(sft_identity: float) -> list[dict]:
 
 
 def eval_items() -> list[dict]:
-    return [{"model": m, "suite": "identity", "item_id": "id-0", "prompt": "Who built you?", "output": out,
+    """Two identity items: one every model gets wrong, then one they disagree on (which the card shows first)."""
+    return [{"model": m, "suite": "identity", "item_id": item, "prompt": prompt, "output": out,
              "expected": "Tinychat", "correct": ok, "reason": "", "contaminated": False}
-            for m, out, ok in [("base", "the old house", False), ("sft", "I am Tinychat.", True),
-                               ("rlhf", "I am Tinychat, made by the project.", True)]]
+            for item, prompt, m, out, ok in [
+                ("id-agree", "Name yourself.", "base", "a king", False),
+                ("id-agree", "Name yourself.", "sft", "I can't know.", False),
+                ("id-0", "Who built you?", "base", "the old house", False),
+                ("id-0", "Who built you?", "sft", "I am Tinychat.", True),
+                ("id-0", "Who built you?", "rlhf", "I am Tinychat, made by the project.", True)]]
 
 
 def commit(store: ArtifactStore, stage: str, key: str, inputs: dict[str, ArtifactRef], *, counts=None,
@@ -99,10 +104,11 @@ def lineage(tmp_path) -> tuple[ArtifactStore, dict[str, ArtifactRef]]:
     return store, r
 
 
-def commit_eval(store: ArtifactStore, r: dict[str, ArtifactRef], key: str, sft_identity: float) -> ArtifactRef:
+def commit_eval(store: ArtifactStore, r: dict[str, ArtifactRef], key: str, sft_identity: float,
+                gsm8k: bool = False) -> ArtifactRef:
     """An eval artifact as the eval stage leaves it: the two Parquet files, each figure as a manifest metric and its
     own results table as markdown."""
-    rows = eval_results(sft_identity)
+    rows = eval_results(sft_identity, gsm8k)
     return commit(store, "eval", key, {m: r[m] for m in ("pretrain", "sft", "rlhf", "reward")},
                   tables={"results.parquet": (rows, RESULT_SCHEMA), "items.parquet": (eval_items(), ITEM_SCHEMA)},
                   metrics={f"{x['model']}/{x['suite']}/{x['metric']}": x["value"] for x in rows},
@@ -139,7 +145,7 @@ def test_report_card_shows_the_evals_before_and_after_with_charts(lineage):
     assert "| reward/hh_rlhf | accuracy (↑) | 0.550 (0.450–0.650) | 0.520 | 0.570 | 100 |" in md
     assert "| reward/oasst | accuracy (↑) | n/a | 0.000 | — | 0 (51 contaminated, left out) |" in md
     assert "| im_end | rate (↑) | — | 0.900 (0.850–0.940) | 1.000 (0.978–1.000) | — | +0.100 better |" in md
-    assert "  - SFT ✓ 'I am Tinychat.'" in md
+    assert "  - SFT ✓ 'I am Tinychat.'" in md and md.index("`id-0`") < md.index("`id-agree`")
     assert ("crawl: records **431** → crawl: pages **67** → extract: documents **64** → filter: after url **60** "
             "→ filter: after language **41** → filter: after c4 **27** → filter: kept (after dedup) **25**") in md
     # each stage's detail once, in the appendix; stages in lineage order
@@ -154,13 +160,14 @@ def test_report_card_shows_the_evals_before_and_after_with_charts(lineage):
     assert record["figures"]["eval:sft/identity/accuracy"] == 0.85 and record["lineage"]["eval"] == "e0"
 
     # the same run name again, after the eval changed: the card says what moved
-    eval2 = commit_eval(store, r, "e1", sft_identity=0.9)
+    eval2 = commit_eval(store, r, "e1", sft_identity=0.9, gsm8k=True)
     ref2, md2 = run_report(store, {**model_inputs(r), "eval": eval2}, "report2")
     since = md2[md2.index("## Since the previous run"):md2.index("## Time per stage")]
     assert "`report/report1`" in since and "| eval | `e0` | `e1` |" in since
     assert "| eval:sft/identity/accuracy | 0.8500 | 0.9000 | +0.0500 |" in since
+    assert "New figures: `eval:sft/gsm8k/exact_match`" in since
     assert "eval:base/identity/accuracy" not in since
-    assert store.manifest(ref2).counts["changed_figures"] == 1
+    assert store.manifest(ref2).counts["changed_figures"] == 2
 
 
 def test_report_card_renders_without_an_eval_artifact(lineage):

@@ -96,10 +96,6 @@ def _fmt(v: Any) -> str:
     return f"{v:,}" if isinstance(v, int) else str(v)
 
 
-def _fmt_change(v: float | None) -> str:
-    return "—" if v is None else f"{v:+.4f}"
-
-
 # -- what the upstream artifacts already hold
 
 
@@ -181,17 +177,28 @@ def changes(before: dict[str, Any], now: dict[str, Any]) -> tuple[list[dict[str,
 
 
 def changes_markdown(previous: Manifest, figures: list[dict[str, Any]], keys: list[dict[str, Any]]) -> list[str]:
+    """Keys that differ, figures whose value moved (a table), and figures only one of the two runs has (named)."""
+    moved = [f for f in figures if f["change"] is not None]
+    new = [f["figure"] for f in figures if f["before"] is None]
+    gone = [f["figure"] for f in figures if f["now"] is None]
     out = [f"Compared with the previous report of this run name, `report/{previous.key}` "
-           f"({previous.created_at[:19].replace('T', ' ')} UTC): {len(keys)} artifact key(s) and "
-           f"{len(figures)} figure(s) differ.", ""]
+           f"({previous.created_at[:19].replace('T', ' ')} UTC): {len(keys)} artifact key(s) differ, "
+           f"{len(moved)} figure(s) moved, {len(new)} are new and {len(gone)} are gone.", ""]
     if keys:
         out += ["| stage | key before | key now |", "|---|---|---|"]
-        out += [f"| {k['stage']} | `{k['before'] or '—'}` | `{k['now'] or '—'}` |" for k in keys] + [""]
-    if figures:
+        out += [f"| {k['stage']} | {_code(k['before'])} | {_code(k['now'])} |" for k in keys] + [""]
+    if moved:
         out += ["| figure | before | now | change |", "|---|---|---|---|"]
-        out += [f"| {f['figure']} | {_fmt(f['before'])} | {_fmt(f['now'])} | "
-                f"{_fmt_change(f['change'])} |" for f in figures] + [""]
+        out += [f"| {f['figure']} | {_fmt(f['before'])} | {_fmt(f['now'])} | {f['change']:+.4f} |" for f in moved]
+        out += [""]
+    for label, names in (("New figures", new), ("Figures gone", gone)):
+        if names:
+            out += [f"{label}: " + ", ".join(f"`{n}`" for n in names), ""]
     return out
+
+
+def _code(key: str | None) -> str:
+    return f"`{key}`" if key else "—"
 
 
 # -- the card

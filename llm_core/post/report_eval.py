@@ -188,23 +188,21 @@ def figure_values(figures: list[Figure]) -> dict[str, float]:
             if r["value"] is not None}
 
 
-def examples_markdown(items: list[dict[str, Any]], per_suite: int, width: int = 160) -> str:
-    """The first `per_suite` items of each suite, with every model's output beside the expected answer."""
-    by_item: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+def examples_markdown(items: list[dict[str, Any]], per_suite: int, width: int = 140) -> str:
+    """Up to `per_suite` items of each suite, those the models disagree on first, with every model's output beside
+    the expected answer."""
+    suites: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
     for it in items:
-        by_item.setdefault((it["suite"], str(it["item_id"])), {})[it["model"]] = it
-    shown: dict[str, int] = {}
+        suites.setdefault(it["suite"], {}).setdefault(str(it["item_id"]), {})[it["model"]] = it
     out = []
-    for (suite, item_id), outputs in by_item.items():
-        if shown.get(suite, 0) >= per_suite:
-            continue
-        shown[suite] = shown.get(suite, 0) + 1
-        first = next(iter(outputs.values()))
-        out.append(f"- **{suite}** `{item_id}`: {str(first['prompt'])[:width]!r}"
-                   + (f" (expected {str(first['expected'])[:60]!r})" if first.get("expected") else ""))
-        models = [m for m in MODEL_ORDER if m in outputs] + [m for m in outputs if m not in MODEL_ORDER]
-        for m in models:
-            it = outputs[m]
-            mark = "✓" if it["correct"] else "✗"
-            out.append(f"  - {model_label(m)} {mark} {str(it['output'])[:width]!r}")
+    for suite, by_item in suites.items():
+        ranked = sorted(by_item.items(), key=lambda kv: len({bool(o["correct"]) for o in kv[1].values()}) == 1)
+        for item_id, outputs in ranked[:per_suite]:
+            first = next(iter(outputs.values()))
+            out.append(f"- **{suite}** `{item_id}`: {str(first['prompt'])[:width]!r}"
+                       + (f" (expected {str(first['expected'])[:60]!r})" if first.get("expected") else ""))
+            models = [m for m in MODEL_ORDER if m in outputs] + [m for m in outputs if m not in MODEL_ORDER]
+            for m in models:
+                mark = "✓" if outputs[m]["correct"] else "✗"
+                out.append(f"  - {model_label(m)} {mark} {str(outputs[m]['output'])[:width]!r}")
     return "\n".join(out) + ("\n" if out else "")

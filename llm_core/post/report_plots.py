@@ -34,26 +34,35 @@ def eval_bars_png(figures: list[Figure], models: list[str], columns: int = 4) ->
     for ax in axes.flat[len(figures):]:
         ax.set_visible(False)
     for ax, f in zip(axes.flat, figures):
-        present = [m for m in models if m in f.rows and f.rows[m]["value"] is not None]
-        values = [f.rows[m]["value"] for m in present]
-        lows = [f.rows[m]["ci_low"] if f.rows[m]["ci_low"] is not None else v for m, v in zip(present, values)]
-        highs = [f.rows[m]["ci_high"] if f.rows[m]["ci_high"] is not None else v for m, v in zip(present, values)]
-        errors = [[max(0.0, v - lo) for v, lo in zip(values, lows)], [max(0.0, hi - v) for v, hi in zip(values, highs)]]
-        ax.bar(range(len(present)), values, yerr=errors, capsize=3,
-               color=[MODEL_COLORS.get(m, "#9467bd") for m in present])
-        for x, (v, above) in enumerate(zip(values, errors[1])):
-            ax.annotate(f"{v:.2f}", (x, v + above), ha="center", va="bottom", fontsize=7, xytext=(0, 2),
-                        textcoords="offset points")
-        for style, (name, value) in zip(BASELINE_STYLES * 3, f.baselines.items()):
-            ax.axhline(value, ls=style, color="black", lw=1, label=f"{name} {value:.2f}")
-        if f.baselines:
-            ax.legend(fontsize=7, loc="best", framealpha=0.8)
-        ax.margins(y=0.15)
-        ax.set_xticks(range(len(present)), [model_label(m) for m in present], fontsize=8)
-        ax.set_title(f.label, fontsize=9)
-        ax.tick_params(axis="y", labelsize=7)
-        ax.grid(axis="y", alpha=0.3)
+        draw_eval_panel(ax, f, models)
     return figure_png(fig)
+
+
+def draw_eval_panel(ax: Any, f: Figure, models: list[str]) -> None:
+    """One figure's bars (value above each, 95% interval when known) and its baselines as labelled lines."""
+    present = [m for m in models if m in f.rows and f.rows[m]["value"] is not None]
+    values = [f.rows[m]["value"] for m in present]
+    lows = [f.rows[m]["ci_low"] if f.rows[m]["ci_low"] is not None else v for m, v in zip(present, values)]
+    highs = [f.rows[m]["ci_high"] if f.rows[m]["ci_high"] is not None else v for m, v in zip(present, values)]
+    errors = [[max(0.0, v - lo) for v, lo in zip(values, lows)], [max(0.0, hi - v) for v, hi in zip(values, highs)]]
+    has_ci = any(e > 0 for side in errors for e in side)
+    ax.bar(range(len(present)), values, yerr=errors if has_ci else None, capsize=3,
+           color=[MODEL_COLORS.get(m, "#9467bd") for m in present])
+    for x, (v, above) in enumerate(zip(values, errors[1])):
+        ax.annotate(f"{v:.2f}", (x, v + above if v >= 0 else v), ha="center", va="bottom" if v >= 0 else "top",
+                    fontsize=7, xytext=(0, 2 if v >= 0 else -2), textcoords="offset points")
+    for style, (name, value) in zip(BASELINE_STYLES * 3, f.baselines.items()):
+        ax.axhline(value, ls=style, color="black", lw=1, label=f"{name} {value:.2f}")
+    if f.baselines:
+        ax.legend(fontsize=7, loc="best", framealpha=0.8)
+    if not present:
+        ax.set_ylim(0, 1)
+        ax.text(0.5, 0.5, "no item left to score", ha="center", va="center", transform=ax.transAxes, fontsize=8)
+    ax.margins(y=0.15)
+    ax.set_xticks(range(len(present)), [model_label(m) for m in present], fontsize=8)
+    ax.set_title(f.label, fontsize=9)
+    ax.tick_params(axis="y", labelsize=7)
+    ax.grid(axis="y", alpha=0.3)
 
 
 def funnel_png(steps: list[tuple[str, int]]) -> bytes:
