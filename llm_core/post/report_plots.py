@@ -56,9 +56,11 @@ def draw_eval_panel(ax: Any, f: Figure, models: list[str]) -> None:
     if f.baselines:
         ax.legend(fontsize=7, loc="best", framealpha=0.8)
     if not present:
-        ax.set_ylim(0, 1)
         ax.text(0.5, 0.5, "no item left to score", ha="center", va="center", transform=ax.transAxes, fontsize=8)
-    ax.margins(y=0.15)
+    if min(values + list(f.baselines.values()), default=0.0) >= 0:  # bars from zero up: the axis starts at zero
+        ax.set_ylim(0, 1.2 * max(highs + list(f.baselines.values()), default=0.0) or 1.0)
+    else:
+        ax.margins(y=0.15)
     ax.set_xticks(range(len(present)), [model_label(m) for m in present], fontsize=8)
     ax.set_title(f.label, fontsize=9)
     ax.tick_params(axis="y", labelsize=7)
