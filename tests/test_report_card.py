@@ -162,7 +162,7 @@ def test_report_card_shows_the_evals_before_and_after_with_charts(lineage):
     # the same run name again, after the eval changed: the card says what moved
     eval2 = commit_eval(store, r, "e1", sft_identity=0.9, gsm8k=True)
     ref2, md2 = run_report(store, {**model_inputs(r), "eval": eval2}, "report2")
-    since = md2[md2.index("## Since the previous run"):md2.index("## Time per stage")]
+    since = md2[md2.index("## Since the previous run"):md2.index("## Examples")]
     assert "`report/report1`" in since and "| eval | `e0` | `e1` |" in since
     assert "| eval:sft/identity/accuracy | 0.8500 | 0.9000 | +0.0500 |" in since
     assert "New figures: `eval:sft/gsm8k/exact_match`" in since

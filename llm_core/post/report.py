@@ -331,15 +331,15 @@ def render_card(run_name: str, manifests: dict[str, Manifest], order: list[str],
     if reward:
         out += ["## Reward model on held-out preference pairs", "", ev.reward_markdown(reward)]
     if headline := headline_markdown(manifests, order):
-        out += ["## Training figures", "", *headline, ""]
+        out += ["## Training figures (as each stage measured them on its own held-back data)", "", *headline, ""]
     if charts:
         out += ["## Charts", ""] + [f"![{caption}]({name})" for name, caption in charts.items()] + [""]
     if funnel:
         out += ["## Data funnel", "", " → ".join(f"{label} **{count:,}**" for label, count in funnel), ""]
-    if evals.items:
-        out += ["## Examples from the evals", "", ev.examples_markdown(evals.items, per_suite)]
     out += ["## Since the previous run", ""]
     out += changed or [f"No earlier report of run `{run_name}` in this store: nothing to compare with.", ""]
+    if evals.items:
+        out += ["## Examples from the evals", "", ev.examples_markdown(evals.items, per_suite)]
     out += ["## Time per stage and lineage", "", *timing_markdown(manifests, order), ""]
     out += appendix_markdown(manifests, order, evals)
     return "\n".join(out).rstrip() + "\n"
