@@ -8,8 +8,8 @@ and a few files the stages already write, and computes nothing new. The card, to
   (without an eval artifact, a note says so and the card goes on);
 - charts (PNG files in the artifact, referenced by relative path): loss curves of the training stages, eval bars per
   model, the data funnel per stage and filter, reward and KL per RL iteration;
-- a few eval items with each model's output; what changed since the previous report of the same `run.name` (figures
-  and artifact keys); the time per stage;
+- what changed since the previous report of the same `run.name` (figures and artifact keys); a few eval items with
+  each model's output, those the models disagree on first; the time per stage;
 - an appendix with each stage's raw counters, other metrics and own summary, once.
 
 Output: `report.md` (also the stage result's markdown), `report.json` (figures and lineage keys, which the next
