@@ -6,7 +6,7 @@ and a few files the stages already write, and computes nothing new. The card, to
 - before/after: the eval artifact's figures for base -> SFT -> RL on the same suites, the change at each step and
   the chance or baseline level beside each; the reward model's figures beside its baselines in a table of their own
   (without an eval artifact, a note says so and the card goes on);
-- charts (PNG files in the artifact, referenced by relative path): loss curves of the training stages, eval bars per
+- charts (PNG files in the artifact, referenced by relative path): pretraining and SFT loss curves, eval bars per
   model, the data funnel per stage and filter, reward and KL per RL iteration;
 - what changed since the previous report of the same `run.name` (figures and artifact keys); a few eval items with
   each model's output, those the models disagree on first; the time per stage;
