@@ -52,7 +52,7 @@ class ResultRow:
     baseline: float | None = None
     baseline_name: str | None = None
     contaminated: int = 0
-    higher_is_better: bool = True
+    higher_is_better: bool | None = True  # None: no better direction (reply length)
 
     def row(self) -> dict[str, Any]:
         return asdict(self)

@@ -264,7 +264,7 @@ class EvalRun:
         target = "pass@1" if algorithm == "grpo" else "reward"
         for model_name, when in (("sft", "before"), ("rlhf", "after")):
             for key, metric, better in (("reward", target, True), ("finished", "im_end", True),
-                                        ("length", "length", True), ("kl", "kl", False)):
+                                        ("length", "length", None), ("kl", "kl", False)):
                 value = m.metrics.get(f"{when}_{key}")
                 if value is not None and not (key == "kl" and when == "before"):
                     self.rows.append(ResultRow(model_name, f"rl/{algorithm}_heldout", metric, float(value), n,

@@ -35,13 +35,17 @@ class Figure:
 
     suite: str
     metric: str
-    higher_is_better: bool
+    higher_is_better: bool | None  # None: a figure with no better direction (reply length)
     rows: dict[str, dict[str, Any]] = field(default_factory=dict)  # model -> results row
     baselines: dict[str, float] = field(default_factory=dict)  # baseline name -> value
 
     @property
+    def arrow(self) -> str:
+        return "" if self.higher_is_better is None else " (↑)" if self.higher_is_better else " (↓)"
+
+    @property
     def label(self) -> str:
-        return f"{self.suite} · {self.metric} ({'↑' if self.higher_is_better else '↓'})"
+        return f"{self.suite} · {self.metric}{self.arrow}"
 
 
 def read_rows(reader: ArtifactReader, name: str, columns: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -84,7 +88,7 @@ def eval_figures(rows: list[dict[str, Any]]) -> list[Figure]:
             extra_baselines.append(r)
             continue
         fig = figures.setdefault((r["suite"], r["metric"]),
-                                 Figure(r["suite"], r["metric"], bool(r["higher_is_better"])))
+                                 Figure(r["suite"], r["metric"], r["higher_is_better"]))
         fig.rows[r["model"]] = r
         first_of_suite.setdefault((r["model"], r["suite"]), fig)
         if r["baseline"] is not None and not math.isnan(r["baseline"]):
@@ -135,6 +139,8 @@ def change_cell(fig: Figure, before: str, after: str) -> str:
     delta = b["value"] - a["value"]
     if abs(delta) < 5e-4:
         return "±0.000"
+    if fig.higher_is_better is None:
+        return f"{delta:+.3f}"
     better = (delta > 0) == fig.higher_is_better
     return f"{delta:+.3f} {'better' if better else 'worse'}"
 
@@ -162,7 +168,7 @@ def before_after_markdown(figures: list[Figure]) -> str:
             + [f"{model_label(a)} → {model_label(b)}" for a, b in steps] + ["baseline", "items"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for fig in figures:
-        cells = ([fig.suite, f"{fig.metric} ({'↑' if fig.higher_is_better else '↓'})"]
+        cells = ([fig.suite, f"{fig.metric}{fig.arrow}"]
                  + [value_cell(fig.rows.get(m)) for m in models] + [change_cell(fig, a, b) for a, b in steps]
                  + [baseline_cell(fig), items_cell(fig, models)])
         lines.append("| " + " | ".join(cells) + " |")
@@ -175,7 +181,7 @@ def reward_markdown(figures: list[Figure]) -> str:
     head = ["suite", "metric", "reward model"] + names + ["items"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for fig in figures:
-        cells = ([fig.suite, f"{fig.metric} ({'↑' if fig.higher_is_better else '↓'})",
+        cells = ([fig.suite, f"{fig.metric}{fig.arrow}",
                   value_cell(fig.rows[REWARD_MODEL])] + [fmt_value(fig.baselines.get(n)) for n in names]
                  + [items_cell(fig, [REWARD_MODEL])])
         lines.append("| " + " | ".join(cells) + " |")
