@@ -4,7 +4,8 @@ Three checks, as lm-eval-harness and the GPT-3 paper do it, plus two for short i
 - n-gram overlap: any `n`-gram (13 by default) of the item's words appears in a training text;
 - exact prompt: the item's prompt, normalised (lower case, words only), equals a training prompt (user turn or
   preference prompt): what catches a short item such as "What is 3 + 4?" that has fewer than `n` words;
-- entity: a named entity the item is about (a made-up person or place) appears anywhere in the training text.
+- entity: a named entity the item is about (a made-up person or place) appears as a whole word anywhere in the
+  training text.
 
 An index is built once per training set (pretraining text, SFT conversations, preference pairs, RL prompts) and the
 indexes of one model's training data are combined (`ContaminationIndex.union`). Only hashes of n-grams are kept.
@@ -72,6 +73,6 @@ class ContaminationIndex:
         if entity:
             if self._joined is None:
                 self._joined = "\n".join(self.texts)
-            if entity.lower() in self._joined:
+            if re.search(rf"(?<!\w){re.escape(entity.lower())}(?!\w)", self._joined):
                 return f"entity {entity!r} occurs in training data"
         return None
