@@ -77,6 +77,11 @@ class LiveCrawlConfig(StrictModel):
     max_bytes_per_page: int = Field(2_000_000, ge=1024, description="longer bodies are cut here (WARC-Truncated)")
     timeout_s: float = Field(10.0, gt=0, description="connect/read timeout and bound on one whole fetch")
     delay_s: float = Field(1.0, ge=0, description="politeness delay between two requests to the same host")
+    max_crawl_delay_s: float = Field(
+        30.0, ge=0, description="a host whose robots.txt Crawl-delay is longer is skipped (live:crawl_delay)"
+    )
+    max_host_time_s: float = Field(600.0, gt=0, description="time on one host; later URLs of it are skipped")
+    max_crawl_time_s: float = Field(3600.0, gt=0, description="time of the whole crawl; the rest is skipped")
     same_host: bool = True
     max_redirects: int = Field(5, ge=0)
     user_agent: str = "llm-pipeline-crawler/0.1 (+https://github.com/llm-pipeline)"
