@@ -113,6 +113,10 @@ class Stage(abc.ABC):
     def run(self, ctx: StageContext) -> StageResult:
         """Do the stage's work into `ctx.writer()`; the caller commits the manifest."""
 
+    def check(self, ctx_config: StageConfig) -> None:
+        """Raise ConfigError if this config cannot run (e.g. no source at all); called while planning a run, before
+        any work starts, for the stages that will run."""
+
     def data_paths(self, ctx_config: StageConfig) -> list[str]:
         """Local data files or folders the stage reads beside its input artifacts; their content fingerprints join
         the artifact key, so an edited file gives a new artifact (paths that are not local, e.g. hub names, are

@@ -293,6 +293,18 @@ class ArtifactStore:
                 problems.append(f"{shown}: sha256 differs from the manifest (content changed)")
         return problems
 
+    def verify_all(self, full: bool, refs: list[ArtifactRef] | None = None) -> dict[str, list[str]]:
+        """'stage/key' -> problems, for `refs` or every artifact folder holding a manifest (readable or not)."""
+        if refs is None:
+            found = self.fs.glob(posixpath.join(self._path_root, "*", "*", MANIFEST))
+            folders = sorted(posixpath.dirname(p) for p in found)
+            refs = []
+            for folder in folders:
+                stage, key = posixpath.basename(posixpath.dirname(folder)), posixpath.basename(folder)
+                if stage != INVALID_DIR and re.fullmatch(STAGE_PATTERN, stage) and re.fullmatch(KEY_PATTERN, key):
+                    refs.append(self.ref(stage, key))
+        return {str(ref): self.verify(ref, full) for ref in refs}
+
     def full_verify(self, mode: str) -> bool:
         """`run.verify` -> whether a cache hit checks hashes: `auto` means yes on a local root, size-only elsewhere."""
         return mode == "full" or (mode == "auto" and self.is_local)

@@ -55,6 +55,10 @@ class CrawlStage(ShardedStage):
         return local_inputs(ctx_config)
 
     # -- planning
+    def check(self, ctx_config: CrawlConfig) -> None:
+        if not ctx_config.has_sources():
+            raise ConfigError("crawl: no source set: give crawl.warc, warc_paths, live, html_dirs or text_datasets")
+
     def plan(self, ctx: StageContext) -> list[str]:
         return [shard["id"] for shard in self._shards(ctx)]
 
@@ -64,8 +68,7 @@ class CrawlStage(ShardedStage):
         if writer.exists(SOURCES_FILE):
             return writer.read_json(SOURCES_FILE)
         config: CrawlConfig = ctx.config
-        if not config.has_sources():
-            raise ConfigError("crawl: no source set: give crawl.warc, warc_paths, live, html_dirs or text_datasets")
+        self.check(config)
         shards = plan_shards(config)
         writer.write_json(SOURCES_FILE, shards)
         return shards
