@@ -52,7 +52,8 @@ KEY_PATTERN = r"[0-9A-Za-z_-]{1,64}"  # keys the pipeline makes are 16 hex chars
 _REF_RE = re.compile(rf"^({STAGE_PATTERN})/({KEY_PATTERN})$")
 _TYPED_KEY_RE = re.compile(rf"^(?:({STAGE_PATTERN})/)?([0-9a-f]{{1,16}})$")
 # Metrics that describe the run, not the content: they go to run.json (`tokens_per_s`, `seconds`, `mfu`, ...).
-_RUN_METRIC_RE = re.compile(r"(^|_)(s|seconds|ms|per_s|per_second|per_sec|mfu|throughput|elapsed)$|_per_s_")
+_RUN_METRIC_RE = re.compile(r"(^|[_.])(s|seconds|ms|us|per_s|per_second|per_sec|mfu|throughput|elapsed)$|_per_s_")
+SUMMARY_KEYS = ("tables", "markdown")  # extra entries that show the run (timings, throughput) to a person
 
 log = logging.getLogger(__name__)
 
@@ -105,11 +106,13 @@ class FileEntry(BaseModel):
 
 
 class RunRecord(BaseModel):
-    """`run.json`: how the artifact was built this time (when, how long, how fast); not part of its content."""
+    """`run.json`: how the artifact was built this time (when, how long, how fast, and the tables and markdown
+    summary shown to a person, which carry timings); not part of its content."""
 
     created_at: str
     timings: dict[str, float] = Field(default_factory=dict)
     metrics: dict[str, float | None] = Field(default_factory=dict)
+    summary: dict[str, Any] = Field(default_factory=dict, description="extra.tables and extra.markdown")
 
 
 class Manifest(BaseModel):
@@ -140,17 +143,20 @@ class Manifest(BaseModel):
         """What `manifest.json` holds: everything but the run record, so equal content gives equal bytes."""
         data = self.model_dump(mode="json", exclude={"created_at", "timings"})
         data["metrics"] = {k: v for k, v in self.metrics.items() if not is_run_metric(k)}
-        return json.dumps(data, indent=2, ensure_ascii=False).encode()
+        data["extra"] = {k: v for k, v in self.extra.items() if k not in SUMMARY_KEYS}
+        return json.dumps(data, indent=2, ensure_ascii=False, default=str).encode()
 
     def run_record(self) -> RunRecord:
         run_metrics = {k: v for k, v in self.metrics.items() if is_run_metric(k)}
-        return RunRecord(created_at=self.created_at, timings=self.timings, metrics=run_metrics)
+        summary = {k: v for k, v in self.extra.items() if k in SUMMARY_KEYS}
+        return RunRecord(created_at=self.created_at, timings=self.timings, metrics=run_metrics, summary=summary)
 
     def with_run_record(self, record: RunRecord | None) -> Manifest:
         if record is None:
             return self
         return self.model_copy(update={"created_at": record.created_at, "timings": record.timings,
-                                       "metrics": {**self.metrics, **record.metrics}})
+                                       "metrics": {**self.metrics, **record.metrics},
+                                       "extra": {**self.extra, **record.summary}})
 
 
 class ArtifactStore:
@@ -479,8 +485,8 @@ class ArtifactWriter(_ArtifactFiles):
     def _file_entries(self) -> dict[str, FileEntry]:
         entries = {}
         for name in self.files():
-            if name in (MANIFEST, RUN_RECORD):
-                continue
+            if name in (MANIFEST, RUN_RECORD) or name.startswith("_"):
+                continue  # `_shards/`, `_timings/`: bookkeeping of the build, not content
             path = self.path(name)
             entries[name] = FileEntry(size=self.fs.size(path), sha256=file_sha256(self.fs, path))
         return entries
@@ -514,7 +520,7 @@ class ArtifactWriter(_ArtifactFiles):
             timings=timings or {},
             extra=extra or {},
         )
-        self.write_bytes(RUN_RECORD, manifest.run_record().model_dump_json(indent=2).encode())
+        self.write_bytes(RUN_RECORD, manifest.run_record().model_dump_json(indent=2, fallback=str).encode())
         self.write_bytes(MANIFEST, manifest.content_json())
         return manifest
 
