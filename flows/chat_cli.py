@@ -119,7 +119,7 @@ def generate(
 ) -> None:
     """Answer every prompt of a file (n replies each, batched) into a JSONL file."""
     if not prompts.is_file():
-        console.print(f"[red]--prompts {prompts}: no such file[/red]")
+        console.print(f"[red]--prompts {prompts}: no such file[/red]", soft_wrap=True)
         raise typer.Exit(2)
     conversations = read_prompts(prompts)
     engine, name = _engine(model, config, set_)
