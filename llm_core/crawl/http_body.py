@@ -184,6 +184,11 @@ def take(pieces: Iterator[bytes], limit: int) -> tuple[bytes, bool]:
     return bytes(out), False
 
 
+def dechunk(data: bytes) -> bytes:
+    """Chunked transfer coding of a whole body undone; `data` unchanged if it is not chunked."""
+    return b"".join(_tolerant(_dechunk_pieces, [data]))
+
+
 def decode_body(raw: bytes, transfer_encoding: str | None, content_encoding: str | None, limit: int) -> bytes:
     """The payload of an archived HTTP response, at most `limit` bytes of it."""
     chunks = (raw[i : i + PIECE] for i in range(0, len(raw), PIECE))
