@@ -5,15 +5,11 @@ same content manifest as an uninterrupted run. Also: a live crawl whose site shr
 from __future__ import annotations
 
 import shutil
-import signal
-import subprocess
-import sys
 import threading
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from llm_core.config import load_config
@@ -24,7 +20,8 @@ from llm_core.stage import run_stage
 from llm_core.store import MANIFEST
 from ops.micro import micro_config
 
-REPO = Path(__file__).resolve().parents[1]
+from hostile import kill_stage, rows_match_counts
+
 DATA_STAGES = ["crawl", "extract", "filter", "bpe", "tokenize"]
 # small rolling files, so a kill lands after some files of a shard were published
 EXTRA = ["run.workers=1", "crawl.records_per_shard=4", "bpe.sources=[]", "tokenize.sources=[]",
@@ -37,38 +34,6 @@ KILL_POINTS = {
     "tokenize": ("llm_core.tokenizer.tokenize_stage", "TokenizeStage", "_encode", 1),
 }
 
-KILL_CHILD = """
-import importlib, inspect, os, signal, sys
-from ops.micro import micro_config
-from llm_core.pipeline import plan
-from llm_core.registry import STAGES
-from llm_core.stage import run_stage
-
-root, stage, module, cls_name, method, survive = sys.argv[1:7]
-cls = getattr(importlib.import_module(module), cls_name)
-real = getattr(cls, method)
-calls = [0]
-
-def hit():
-    calls[0] += 1
-    if calls[0] > int(survive):
-        os.kill(os.getpid(), signal.SIGKILL)
-
-if inspect.isgeneratorfunction(real):
-    def patched(*args, **kwargs):
-        for item in real(*args, **kwargs):
-            hit()
-            yield item
-else:
-    def patched(*args, **kwargs):
-        hit()
-        return real(*args, **kwargs)
-
-setattr(cls, method, patched)
-config = micro_config(root, extra=sys.argv[7:], targets=[stage])
-run_stage(STAGES[stage], plan(config, [stage])[stage])
-sys.exit(3)  # the kill point was never reached
-"""
 
 
 def config_for(root: Path, stage: str):
@@ -84,24 +49,6 @@ def uninterrupted(tmp_path_factory) -> Path:
     return root
 
 
-def rows_match_counts(stage: str, ctx) -> None:
-    reader = ctx.store().reader(ctx.output)
-    counts = reader.manifest.counts
-    if stage == "crawl":
-        assert reader.count_rows("pages/*.parquet") == counts["pages"]
-        assert reader.count_rows("skipped/*.parquet") == counts["skipped"]
-        assert reader.count_rows("documents/*.parquet") == counts.get("documents", 0)
-    elif stage in ("extract", "filter"):
-        assert reader.count_rows("documents/*.parquet") == counts["kept"]
-        assert reader.count_rows("rejected/*.parquet") == counts["rejected"]
-    else:
-        for split in ("train", "val"):
-            tokens = sum(reader.manifest.files[n].size for n in reader.files(f"{split}/*.bin")) // 2
-            assert tokens == counts[f"{split}_tokens"]
-    listed = {n for n in reader.files() if not n.startswith("_")} - {MANIFEST, "run.json"}
-    assert listed == set(reader.manifest.files), "every file in the folder is one the manifest lists"
-
-
 @pytest.mark.parametrize("stage", list(KILL_POINTS))
 def test_a_stage_killed_mid_shard_reruns_to_the_same_result(stage, uninterrupted, tmp_path):
     root = tmp_path / "a"
@@ -113,10 +60,7 @@ def test_a_stage_killed_mid_shard_reruns_to_the_same_result(stage, uninterrupted
         reference[name] = (uninterrupted / name / key / MANIFEST).read_bytes()
         shutil.rmtree(root / name)
 
-    module, cls_name, method, survive = KILL_POINTS[stage]
-    child = subprocess.run([sys.executable, "-c", KILL_CHILD, str(root), stage, module, cls_name, method,
-                            str(survive), *EXTRA], cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
+    kill_stage(root, stage, KILL_POINTS[stage], EXTRA)
     ctx = plan(config_for(root, stage), [stage])[stage]
     left = [p for p in (root / stage / ctx.output.key).rglob("*") if p.is_file()]
     assert not ctx.store().is_committed(ctx.output) and left, "killed with work half done"
