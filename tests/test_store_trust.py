@@ -148,3 +148,21 @@ def test_a_second_builder_waits_for_the_lock_then_finds_a_cache_hit(tmp_path):
         commit_stage(STAGES["crawl"], ctx, STAGES["crawl"].run(ctx), 0.0)
     thread.join(30)
     assert order == ["first", "second cached=True"]
+
+
+def test_a_truncated_model_file_is_named_when_loading(tmp_path):
+    from llm_core.model import GPT, WEIGHTS_FILE, GPTConfig
+    from llm_core.post.model_io import MODEL_DIR, load_gpt, save_model_files
+
+    store = ArtifactStore(str(tmp_path))
+    ref = store.ref("sft", "0123456789abcdef")
+    writer = store.writer(ref)
+    save_model_files(writer, GPT(GPTConfig(vocab_size=64, block_size=8, n_layer=1, n_head=2, n_embd=8)))
+    writer.commit(version="1", config={}, inputs={})
+    assert load_gpt(store.reader(ref)) is not None
+    weights = os.path.join(store.root, "sft", ref.key, MODEL_DIR, WEIGHTS_FILE)
+    data = open(weights, "rb").read()
+    open(weights, "wb").write(data[: len(data) // 2])
+    with pytest.raises(ArtifactError, match=f"{os.path.dirname(weights)}/{WEIGHTS_FILE}.*cannot load the model"):
+        load_gpt(store.reader(ref))
+    assert "model.safetensors: " in store.verify(ref, full=False)[0]
