@@ -63,7 +63,8 @@ def main() -> None:
                 shutil.rmtree(root)
             print(f"{stage:9} {killed:>5} {ok:>9} {same:>13} | {reference[stage] == peer[stage]}", flush=True)
         for stage in ("bpe",):
-            print(f"{stage:9} {'-':>5} {'-':>9} {'-':>13} | {reference[stage] == peer[stage]} (not sharded: not killed)")
+            same = reference[stage] == peer[stage]
+            print(f"{stage:9} {'-':>5} {'-':>9} {'-':>13} | {same} (not sharded: not killed)")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -96,10 +95,12 @@ def cases(bomb_mib: int) -> dict[str, Callable[[], tuple[bytes, int]]]:
         "payload not HTTP": lambda: (_plain([warc_record(b"\x00\x01garbage" * 50), *six[1:]]), 6),
         "HTTP headers never end": lambda: (_plain([warc_record(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n"
                                                                + b"X: y\r\n" * 100), *six[1:]]), 6),
-        "bad chunked encoding": lambda: (_plain([warc_record(http_response(b"zz\r\nnot chunked", Transfer_Encoding="chunked")),
+        "bad chunked encoding": lambda: (_plain([warc_record(http_response(b"zz\r\nnot chunked",
+                                                                           Transfer_Encoding="chunked")),
                                                  *six[1:]]), 6),
         "gzip header, body not gzip": lambda: (_plain([warc_record(http_response(b"<html>plain</html>",
-                                                                                 Content_Encoding="gzip")), *six[1:]]), 6),
+                                                                                 Content_Encoding="gzip")),
+                                                       *six[1:]]), 6),
         "bad version line": lambda: (_plain([warc_record(HTML).replace(b"WARC/1.0", b"WARC/9.9x"), *six[1:]]), 6),
         "empty file": lambda: (b"", 0),
         "not a WARC (HTML)": lambda: ((REPO / "data/html/en/about.html").read_bytes(), 0),
@@ -131,7 +132,8 @@ def main() -> None:
     parser.add_argument("--json", help="write the results here too")
     args = parser.parse_args()
     rows = []
-    print(f"{'input':36} {'present':>7} | {'ours read':>9} {'peak MB':>8} | {'warcio read':>11} {'peak MB':>8} | ours: reasons")
+    print(f"{'input':36} {'present':>7} | {'ours read':>9} {'peak MB':>8} | {'warcio read':>11} {'peak MB':>8} | "
+          "ours: reasons")
     with tempfile.TemporaryDirectory() as tmp:
         for name, make in cases(args.bomb_mib).items():
             data, present = make()
@@ -144,8 +146,8 @@ def main() -> None:
             o, p = ours[-1], peer[-1]
             o_peak = statistics.median(r["peak"] for r in ours if r["peak"]) if o["peak"] else None
             p_peak = statistics.median(r["peak"] for r in peer if r["peak"]) if p["peak"] else None
-            row = {"input": name, "bytes": len(data), "present": present, "ours_read": o["read"], "ours_peak_mb": o_peak,
-                   "ours_reasons": o.get("reasons", o.get("error")), "warcio_read": p["read"],
+            row = {"input": name, "bytes": len(data), "present": present, "ours_read": o["read"],
+                   "ours_peak_mb": o_peak, "ours_reasons": o.get("reasons", o.get("error")), "warcio_read": p["read"],
                    "warcio_peak_mb": p_peak, "warcio_error": p.get("error", "")}
             rows.append(row)
             fmt = lambda v: "-" if v is None else f"{v:.0f}"  # noqa: E731

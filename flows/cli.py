@@ -39,7 +39,7 @@ _debug = {"on": bool(os.environ.get("LLMPIPE_DEBUG"))}
 
 
 @app.callback()
-def _options(debug: Annotated[bool, typer.Option("--debug", help="show the full traceback of an error")] = False) -> None:
+def _options(debug: Annotated[bool, typer.Option("--debug", help="show the traceback of an error")] = False) -> None:
     _debug["on"] = _debug["on"] or debug
 
 
@@ -53,7 +53,8 @@ class _NoTraceback(logging.Filter):
 
 
 def _quiet_tracebacks() -> None:
-    loggers = [logging.getLogger(name) for name in list(logging.Logger.manager.loggerDict) if name.startswith("prefect")]
+    names = [name for name in list(logging.Logger.manager.loggerDict) if name.startswith("prefect")]
+    loggers = [logging.getLogger(name) for name in names]
     for handler in {h for lg in [logging.getLogger(), *loggers] for h in lg.handlers}:
         if not any(isinstance(f, _NoTraceback) for f in handler.filters):
             handler.addFilter(_NoTraceback())
@@ -184,7 +185,8 @@ def show_plan(config: ConfigOpt = DEFAULT_CONFIG, set_: SetOpt = None) -> None:
     table = Table("stage", "key", "status", "inputs")
     for name, ctx in plan(cfg).items():
         problems = store.verify(ctx.output, full=False) if store.is_committed(ctx.output) else None
-        status = "to run" if problems is None else "[red]invalid: rebuilt on run[/red]" if problems else "[green]done[/green]"
+        status = ("to run" if problems is None else "[red]invalid: rebuilt on run[/red]" if problems
+                  else "[green]done[/green]")
         table.add_row(name, ctx.output.key, status, ", ".join(f"{k}<-{r.stage}" for k, r in ctx.inputs.items()))
     console.print(table)
 

@@ -60,7 +60,9 @@ def with_inputs(config: PipelineConfig, name: str, given: dict[str, str]) -> Sta
             raise ConfigError(f"--input {k}={given[k]}: artifact {inputs[k]} is invalid: {problems[0]}")
     for input_name, ref in inputs.items():
         if ref.stage != expected[input_name]:
-            raise ConfigError(f"input {input_name!r} of {name!r} must come from stage {expected[input_name]!r}, got {ref}")
+            raise ConfigError(
+                f"input {input_name!r} of {name!r} must come from stage {expected[input_name]!r}, got {ref}"
+            )
     return make_context(config, name, inputs, store)
 
 
@@ -74,7 +76,8 @@ def check_root_writable(config: PipelineConfig) -> None:
         with tempfile.TemporaryFile(dir=store.root):
             pass
     except OSError as e:
-        raise ConfigError(f"run.artifact_root {config.run.artifact_root!r} is not writable: {e.strerror or e}") from None
+        root = config.run.artifact_root
+        raise ConfigError(f"run.artifact_root {root!r} is not writable: {e.strerror or e}") from None
 
 
 def preflight(config: PipelineConfig, contexts: dict[str, StageContext]) -> None:

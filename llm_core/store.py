@@ -204,7 +204,8 @@ class ArtifactStore:
         folder = posixpath.dirname(path)
         expected = (posixpath.basename(posixpath.dirname(folder)), posixpath.basename(folder))
         if (manifest.stage, manifest.key) != expected:
-            raise ArtifactError(f"{path}: manifest names {manifest.stage}/{manifest.key}, not its folder {'/'.join(expected)}")
+            named = f"{manifest.stage}/{manifest.key}"
+            raise ArtifactError(f"{path}: manifest names {named}, not its folder {'/'.join(expected)}")
         return manifest.with_run_record(self._read_run_record(posixpath.join(folder, RUN_RECORD)))
 
     def _read_run_record(self, path: str) -> RunRecord | None:

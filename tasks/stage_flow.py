@@ -1,7 +1,8 @@
 """The one way every stage runs under Prefect.
 
 `stage_flow(ctx)` is a subflow named after the stage:
-- cache hit (the artifact's manifest exists and its files pass `run.verify`): returns at once, in a state named `Cached`, and says so in the UI;
+- cache hit (the artifact's manifest exists and its files pass `run.verify`; if they do not, it is moved aside and
+  rebuilt): returns at once, in a state named `Cached`, and says so in the UI;
 - a sharded stage: one `shard` task per shard, `.map`ped on the configured task runner, each with retries; finished
   shards are skipped on a retry (their completion markers are in the artifact), then `finalize` commits;
 - any other stage: one `run` task with retries (training resumes from its last checkpoint inside the artifact).

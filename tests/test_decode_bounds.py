@@ -54,7 +54,8 @@ import sys
 from llm_core.crawl.warc_reader import Page, read_archive
 before = peak_mb()
 with open(sys.argv[1], "rb") as f:
-    items = list(read_archive(f, name="bombs", source="t", content_types=["text/html"], max_body_bytes=int(sys.argv[2])))
+    items = list(read_archive(f, name="bombs", source="t", content_types=["text/html"],
+                              max_body_bytes=int(sys.argv[2])))
 print(json.dumps({"pages": sum(isinstance(i, Page) for i in items), "records": len(items),
                   "largest": max((len(i.body) for i in items if isinstance(i, Page)), default=0),
                   "before": before, "peak": peak_mb()}))

@@ -118,13 +118,14 @@ class LiveCrawler:
                 yield Step(url, None, *refusal)
                 return
             if robots_delay > self.config.max_crawl_delay_s:
-                detail = f"robots.txt Crawl-delay {robots_delay:g} s > max_crawl_delay_s={self.config.max_crawl_delay_s:g}"
-                yield Step(url, None, "live:crawl_delay", detail)
+                limit = self.config.max_crawl_delay_s
+                yield Step(url, None, "live:crawl_delay", f"robots.txt Crawl-delay {robots_delay:g} s > {limit:g} s")
                 return
             host = host_of(url)
             started = self._host_started.setdefault(host, time.monotonic())
             if time.monotonic() - started > self.config.max_host_time_s:
-                yield Step(url, None, "live:host_time_limit", f"{host} over max_host_time_s={self.config.max_host_time_s:g}")
+                detail = f"{host} over max_host_time_s={self.config.max_host_time_s:g}"
+                yield Step(url, None, "live:host_time_limit", detail)
                 return
             delay = max(self.config.delay_s, robots_delay)
             fetch = self.fetcher.get(url, delay_s=delay)

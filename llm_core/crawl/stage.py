@@ -14,8 +14,8 @@ Artifact layout (`{root}/crawl/{key}/`):
 Shards: `warc-NNNNN` (one per WARC file), `html-NNNNN` (`records_per_shard` HTML files each), `dataset-NNNNN`
 (one per text corpus), `live-00000` (the whole live crawl, so a rerun after a kill crawls again from the seeds).
 Every file of a shard starts with its id, and a shard that did not finish has its files removed before it runs
-again (`shard_outputs`): a killed attempt's files never mix with the rerun's, even when the rerun writes fewer. Counts: `records` = `pages` + `documents` + `skipped`, `skipped:REASON`,
-`truncated`.
+again (`shard_outputs`): a killed attempt's files never mix with the rerun's, even when the rerun writes fewer.
+Counts: `records` = `pages` + `documents` + `skipped`, `skipped:REASON`, `truncated`.
 """
 
 from __future__ import annotations
