@@ -73,7 +73,7 @@ def main() -> None:
         sys.exit(1)
 
 
-def _checked(cfg, targets: list[str] | None = None, given: dict[str, str] | None = None) -> None:
+def _checked(cfg: PipelineConfig, targets: list[str] | None = None, given: dict[str, str] | None = None) -> None:
     """Plan the run and check it before Prefect starts (unknown stage, --input keys, root, sources): exit 2."""
     try:
         if given:
