@@ -56,7 +56,7 @@ MANIFEST = "manifest.json"
 RUN_RECORD = "run.json"
 TMP_PREFIX = ".tmp-"
 INVALID_DIR = "_invalid"
-_TYPED_KEY_RE = re.compile(rf"^(?:({STAGE_PATTERN})/)?([0-9a-f]{{1,16}})$")
+_TYPED_KEY_RE = re.compile(rf"^(?:({STAGE_PATTERN})/)?({KEY_PATTERN})$")
 
 log = logging.getLogger(__name__)
 
@@ -163,12 +163,12 @@ class ArtifactStore:
         return sorted(manifests, key=lambda m: m.created_at)
 
     def find(self, key_or_path: str) -> ArtifactRef:
-        """Resolve 'KEY', a key prefix, or 'stage/KEY' to a committed artifact (hex keys only: nothing typed here
-        can name a path outside the root)."""
+        """Resolve 'KEY', a key prefix, or 'stage/KEY' to a committed artifact. Only plain tokens are accepted
+        (letters, digits, `_`, `-`; the pipeline's keys are hex), so nothing typed here names a path elsewhere."""
         match = _TYPED_KEY_RE.match(key_or_path)
         if not match:
             raise KeyError(f"{key_or_path!r} is not an artifact key: give KEY, a key prefix or stage/KEY "
-                           "(KEY: hex digits)")
+                           "(letters, digits, _ and - only)")
         stage, key = match.group(1) or "", match.group(2)
         matches = [m for m in self.list(stage or None) if m.key.startswith(key)]
         if not matches:

@@ -27,12 +27,12 @@ def _docs(n: int, start: int = 0) -> list[dict]:
 
 
 def _exercise(store: ArtifactStore) -> None:
-    parent = store.ref("crawl", "a" * 16)
+    parent = store.ref("crawl", "p" * 16)
     w = store.writer(parent)
     w.write_bytes("hello.txt", b"hi")
     w.commit(version="1", config={"x": 1}, inputs={}, counts={"pages": 1})
 
-    ref = store.ref("extract", "b" * 16)
+    ref = store.ref("extract", "k" * 16)
     assert store.get("extract", ref.key) is None
     writer = store.writer(ref)
     with ParquetShardWriter(writer, "documents/part-00000.parquet", DOCUMENTS, batch_rows=2) as shard:
@@ -57,7 +57,7 @@ def _exercise(store: ArtifactStore) -> None:
     assert [(d, m.stage) for d, m in store.lineage(ref)] == [(0, "extract"), (1, "crawl")]
     assert [m.stage for m in store.list()] == ["crawl", "extract"]
     with pytest.raises(KeyError, match="no committed artifact"):
-        store.find("ffff")
+        store.find("zzzz")
     with pytest.raises(FileNotFoundError, match="never committed"):
         store.reader(store.ref("extract", "0" * 16))
 
