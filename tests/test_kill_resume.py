@@ -24,14 +24,15 @@ from hostile import kill_stage, rows_match_counts
 
 DATA_STAGES = ["crawl", "extract", "filter", "bpe", "tokenize"]
 # small rolling files, so a kill lands after some files of a shard were published
-EXTRA = ["run.workers=1", "crawl.records_per_shard=4", "bpe.sources=[]", "tokenize.sources=[]",
-         "tokenize.shard_tokens=1024", "tokenize.batch_documents=1"]
+TANG300 = '{name: tang300, path: data/chinese_text/fortunes_zh_tang300.txt, language: zh, split_on: "\\n%\\n"}'
+EXTRA = ["run.workers=1", "crawl.records_per_shard=4", "bpe.sources=[]", "tokenize.shard_tokens=1024",
+         "tokenize.batch_documents=1", f"tokenize.sources=[{TANG300}]"]
 # where each stage is killed: a method and the number of calls (or yields) it survives
 KILL_POINTS = {
     "crawl": ("llm_core.store", "ParquetShardWriter", "write", 6),
     "extract": ("llm_core.store", "ParquetShardWriter", "write", 5),
     "filter": ("llm_core.store", "ParquetShardWriter", "write", 4),
-    "tokenize": ("llm_core.tokenizer.tokenize_stage", "TokenizeStage", "_encode", 1),
+    "tokenize": ("llm_core.tokenizer.tokenize_stage", "TokenizeStage", "_encode", 40),
 }
 
 
