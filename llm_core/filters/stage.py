@@ -134,7 +134,7 @@ def _read_document(row: dict[str, Any]) -> Document | None:
 class FilterStage(ShardedStage):
     name = "filter"
     config_model = FilterConfig
-    version = "2"
+    version = "3"  # 3: dedup/summary.json without its time (now in _timings/)
 
     def input_stages(self, config: Any) -> dict[str, str]:
         return {"documents": "extract"}
