@@ -81,7 +81,7 @@ def cases(bomb_mib: int) -> dict[str, Callable[[], tuple[bytes, int]]]:
         return gzip_members([warc_record(http_response(bomb(encoding, bomb_mib), Content_Encoding=encoding))]), 1
 
     return {
-        "truncated file (cut mid-record)": lambda: (_plain(six)[: len(_plain(six)) * 2 // 3], 6),
+        "truncated file (cut in the 5th record)": lambda: (_plain(six)[: len(_plain(six)) * 2 // 3 + 60], 5),
         "truncated gzip member": lambda: (b"".join(members)[:-20], 6),
         "corrupt gzip member (3rd of 6)": lambda: (b"".join(members[:2]) + _flip(members[2], 20) +
                                                    b"".join(members[3:]), 6),
