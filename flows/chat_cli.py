@@ -32,7 +32,7 @@ def _engine(model: str, config: Path, overrides: list[str] | None) -> tuple[Engi
     try:
         gpt, tokenizer, name = load_chat_model(store, model)
     except (KeyError, ValueError) as e:
-        console.print(f"[red]{e}[/red]")
+        console.print(f"[red]{e.args[0] if e.args else e}[/red]")
         raise typer.Exit(2) from None
     return Engine(gpt, tokenizer), name
 
@@ -118,8 +118,11 @@ def generate(
     seed: SeedOpt = 0,
 ) -> None:
     """Answer every prompt of a file (n replies each, batched) into a JSONL file."""
-    engine, name = _engine(model, config, set_)
+    if not prompts.is_file():
+        console.print(f"[red]--prompts {prompts}: no such file[/red]", soft_wrap=True)
+        raise typer.Exit(2)
     conversations = read_prompts(prompts)
+    engine, name = _engine(model, config, set_)
     params = SamplingParams(max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p)
     results = engine.generate([render_prompt(engine.tokenizer, c) for c in conversations], params, n=n, seed=seed)
     with out.open("w", encoding="utf-8") as f:

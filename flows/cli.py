@@ -7,7 +7,9 @@ Flows run in Prefect's ephemeral mode when no server is configured, and report t
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -20,7 +22,7 @@ from flows.chat_cli import chat, generate
 from flows.cli_options import DEFAULT_CONFIG, ConfigOpt, SetOpt, console, load_or_exit
 from flows.serve import serve
 from llm_core.config import ConfigError
-from llm_core.pipeline import plan
+from llm_core.pipeline import plan, preflight, with_inputs
 from llm_core.pipeline_config import PipelineConfig
 from llm_core.stage import add_progress_listener, remove_progress_listener
 from llm_core.store import ArtifactStore
@@ -33,6 +35,55 @@ app = typer.Typer(help="llm-pipeline: crawl -> extract -> filter -> tokenizer ->
                   no_args_is_help=True, pretty_exceptions_enable=False)
 artifacts_app = typer.Typer(help="List and inspect artifacts in the store.", no_args_is_help=True)
 app.add_typer(artifacts_app, name="artifacts")
+_debug = {"on": bool(os.environ.get("LLMPIPE_DEBUG"))}
+
+
+@app.callback()
+def _options(debug: Annotated[bool, typer.Option("--debug", help="show the traceback of an error")] = False) -> None:
+    _debug["on"] = _debug["on"] or debug
+
+
+class _NoTraceback(logging.Filter):
+    """Without --debug, Prefect's log lines about a failure keep their one-line message, not the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not _debug["on"] and record.exc_info:
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def _quiet_tracebacks() -> None:
+    names = [name for name in list(logging.Logger.manager.loggerDict) if name.startswith("prefect")]
+    loggers = [logging.getLogger(name) for name in names]
+    for handler in {h for lg in [logging.getLogger(), *loggers] for h in lg.handlers}:
+        if not any(isinstance(f, _NoTraceback) for f in handler.filters):
+            handler.addFilter(_NoTraceback())
+
+
+def main() -> None:
+    """The `llmpipe` command: an error is one line naming what failed (the traceback with --debug)."""
+    try:
+        app()
+    except Exception as e:  # typer.Exit and usage errors are handled inside app(); anything else lands here
+        if _debug["on"]:
+            raise
+        message = str(e).strip() or type(e).__name__
+        console.print(f"[red]error: {message}[/red]  (llmpipe --debug ... shows the traceback)", markup=True,
+                      highlight=False, soft_wrap=True)
+        sys.exit(1)
+
+
+def _checked(cfg: PipelineConfig, targets: list[str] | None = None, given: dict[str, str] | None = None) -> None:
+    """Plan the run and check it before Prefect starts (unknown stage, --input keys, root, sources): exit 2."""
+    try:
+        if given:
+            contexts = {targets[0]: with_inputs(cfg, targets[0], given)}
+        else:
+            contexts = plan(cfg, targets)
+        preflight(cfg, contexts)
+    except ConfigError as e:
+        console.print(f"[red]{e}[/red]", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
 
 
 class _ProgressBars:
@@ -55,6 +106,7 @@ class _ProgressBars:
 def _with_progress(fn, *args, **kwargs):
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:.0f}/{task.total:.0f}"),
                TimeElapsedColumn())
+    _quiet_tracebacks()
     with Progress(*columns, console=console, transient=False) as progress:
         bars = _ProgressBars(progress)
         add_progress_listener(bars)
@@ -87,6 +139,7 @@ def run(config: ConfigOpt = DEFAULT_CONFIG, set_: SetOpt = None) -> None:
     from flows.pipeline import full_pipeline
 
     cfg = load_or_exit(config, set_)
+    _checked(cfg)
     _run_and_summarize(cfg, full_pipeline)
 
 
@@ -94,10 +147,11 @@ def run(config: ConfigOpt = DEFAULT_CONFIG, set_: SetOpt = None) -> None:
 def refresh(config: ConfigOpt = DEFAULT_CONFIG, set_: SetOpt = None,
             snapshot: Annotated[str | None, typer.Option(help="snapshot label (default: today)")] = None) -> None:
     """Crawl a new snapshot and carry it through to token shards (what the nightly schedule runs)."""
-    from flows.pipeline import data_refresh
+    from flows.pipeline import DATA_REFRESH_TARGET, data_refresh
     from flows.run_options import RunOptions
 
     cfg = load_or_exit(config, set_)
+    _checked(cfg, [DATA_REFRESH_TARGET])
     _run_and_summarize(cfg, data_refresh, options=RunOptions(snapshot=snapshot))
 
 
@@ -119,11 +173,7 @@ def stage(
             raise typer.Exit(2)
         k, _, v = item.partition("=")
         given[k] = v
-    try:
-        plan(cfg, [name])  # reject an unknown or disabled stage before starting Prefect
-    except ConfigError as e:
-        console.print(f"[red]{e}[/red]")
-        raise typer.Exit(2) from None
+    _checked(cfg, [name], given)  # unknown or disabled stage, bad --input, root, sources: before starting Prefect
     _run_and_summarize(cfg, run_stage, name, inputs=given or None)
 
 
@@ -134,7 +184,9 @@ def show_plan(config: ConfigOpt = DEFAULT_CONFIG, set_: SetOpt = None) -> None:
     store = ArtifactStore(cfg.run.artifact_root, cfg.run.storage_options)
     table = Table("stage", "key", "status", "inputs")
     for name, ctx in plan(cfg).items():
-        status = "[green]done[/green]" if store.is_committed(ctx.output) else "to run"
+        problems = store.verify(ctx.output, full=False) if store.is_committed(ctx.output) else None
+        status = ("to run" if problems is None else "[red]invalid: rebuilt on run[/red]" if problems
+                  else "[green]done[/green]")
         table.add_row(name, ctx.output.key, status, ", ".join(f"{k}<-{r.stage}" for k, r in ctx.inputs.items()))
     console.print(table)
 
@@ -175,9 +227,39 @@ def artifacts_show(
     console.print(show_summary(store, ref, with_config))
 
 
+@artifacts_app.command("verify")
+def artifacts_verify(
+    key: Annotated[str | None, typer.Argument(help="artifact key, key prefix or stage/key")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="every artifact of the store")] = False,
+    size_only: Annotated[bool, typer.Option("--size-only", help="check sizes, not sha256")] = False,
+    config: ConfigOpt = DEFAULT_CONFIG,
+    set_: SetOpt = None,
+) -> None:
+    """Check artifacts against their manifests (every file there, its size and sha256); exit 1 if any is invalid.
+    Nothing is moved: a run moves an invalid artifact aside (under _invalid/) and rebuilds it."""
+    if (key is None) == (not all_):
+        console.print("[red]give an artifact KEY or --all[/red]")
+        raise typer.Exit(2)
+    store = _store(config, set_)
+    try:
+        refs = [store.find(key)] if key else None
+    except KeyError as e:
+        console.print(f"[red]{e.args[0]}[/red]")
+        raise typer.Exit(1) from None
+    report = store.verify_all(not size_only, refs)
+    for name, problems in report.items():
+        console.print(f"[red]invalid[/red] {name}" if problems else f"[green]ok[/green] {name}", highlight=False)
+        for problem in problems:
+            console.print(f"  {problem}", highlight=False, soft_wrap=True)
+    bad = sum(1 for p in report.values() if p)
+    console.print(f"{len(report)} artifacts checked ({'size' if size_only else 'size and sha256'}), {bad} invalid")
+    if bad:
+        raise typer.Exit(1)
+
+
 app.command()(serve)
 app.command()(chat)
 app.command()(generate)
 
 if __name__ == "__main__":
-    app()
+    main()

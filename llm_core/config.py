@@ -45,6 +45,10 @@ class RunConfig(StrictModel):
     task_runner_address: str | None = Field(None, description="Dask scheduler or Ray cluster address; None = local")
     retries: int = Field(2, ge=0)
     retry_delay_s: float = Field(2.0, ge=0)
+    verify: Literal["auto", "size", "full"] = Field(
+        "auto", description="what a cache hit checks against its manifest: size = every file there with its size, "
+        "full = and its sha256; auto = full on a local root, size on an object store"
+    )
 
 
 class ConfigError(ValueError):

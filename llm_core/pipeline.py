@@ -2,9 +2,15 @@
 
 Keys depend only on configs and upstream keys, so the whole DAG's keys are known up front: a finished stage is a
 cache hit, and `llmpipe stage NAME` knows exactly which upstream artifacts it needs.
+
+`preflight` checks what can be checked before any work starts (the artifact root can be written, the stages that
+will run have what they need), so bad input is one clear error instead of a failure in the middle of a run.
 """
 
 from __future__ import annotations
+
+import os
+import tempfile
 
 from llm_core.config import ConfigError
 from llm_core.pipeline_config import PipelineConfig
@@ -40,11 +46,48 @@ def with_inputs(config: PipelineConfig, name: str, given: dict[str, str]) -> Sta
     if unknown:
         raise ConfigError(f"stage {name!r} has no input(s) {unknown}; its inputs are {sorted(expected)}")
     planned = plan(config, [name])[name].inputs
-    inputs = {k: (store.find(given[k]) if k in given else planned[k]) for k in expected}
+    inputs = {}
+    for k in expected:
+        if k not in given:
+            inputs[k] = planned[k]
+            continue
+        try:
+            inputs[k] = store.find(given[k])
+        except KeyError as e:
+            raise ConfigError(f"--input {k}={given[k]}: {e.args[0]}") from None
+        problems = store.verify(inputs[k], full=False)
+        if problems:
+            raise ConfigError(f"--input {k}={given[k]}: artifact {inputs[k]} is invalid: {problems[0]}")
     for input_name, ref in inputs.items():
         if ref.stage != expected[input_name]:
-            raise ConfigError(f"input {input_name!r} of {name!r} must come from stage {expected[input_name]!r}, got {ref}")
+            raise ConfigError(
+                f"input {input_name!r} of {name!r} must come from stage {expected[input_name]!r}, got {ref}"
+            )
     return make_context(config, name, inputs, store)
+
+
+def check_root_writable(config: PipelineConfig) -> None:
+    """ConfigError unless the (local) artifact root can be created and written; object stores are not probed."""
+    store = ArtifactStore(config.run.artifact_root, config.run.storage_options)
+    if not store.is_local:
+        return
+    try:
+        os.makedirs(store.root, exist_ok=True)
+        with tempfile.TemporaryFile(dir=store.root):
+            pass
+    except OSError as e:
+        root = config.run.artifact_root
+        raise ConfigError(f"run.artifact_root {root!r} is not writable: {e.strerror or e}") from None
+
+
+def preflight(config: PipelineConfig, contexts: dict[str, StageContext]) -> None:
+    """Before any work: the artifact root is writable and every stage that will run (not yet committed) passes its
+    own `check`. Raises ConfigError naming the problem."""
+    check_root_writable(config)
+    store = ArtifactStore(config.run.artifact_root, config.run.storage_options)
+    for name, ctx in contexts.items():
+        if not store.is_committed(ctx.output):
+            STAGES[name].check(ctx.config)
 
 
 def plan(config: PipelineConfig, targets: list[str] | None = None) -> dict[str, StageContext]:

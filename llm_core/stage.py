@@ -9,18 +9,19 @@ Two shapes:
   `_shards/{shard}.json`, so a retried stage skips it; shards run in parallel on a process pool (or, through
   the tasks layer, as mapped Prefect tasks on Dask/Ray).
 
-`run_stage` is the Prefect-free driver used by tests and by the tasks layer: cache hit -> return the manifest,
-else run, then commit the manifest last.
+`run_stage` is the Prefect-free driver used by tests and by the tasks layer: cache hit (verified against its
+manifest, see `building`) -> return the manifest, else run, then commit the manifest last.
 """
 
 from __future__ import annotations
 
 import abc
+import contextlib
 import logging
 import multiprocessing as mp
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
 from typing import Any, ClassVar
 
@@ -112,6 +113,10 @@ class Stage(abc.ABC):
     def run(self, ctx: StageContext) -> StageResult:
         """Do the stage's work into `ctx.writer()`; the caller commits the manifest."""
 
+    def check(self, ctx_config: StageConfig) -> None:
+        """Raise ConfigError if this config cannot run (e.g. no source at all); called while planning a run, before
+        any work starts, for the stages that will run."""
+
     def data_paths(self, ctx_config: StageConfig) -> list[str]:
         """Local data files or folders the stage reads beside its input artifacts; their content fingerprints join
         the artifact key, so an edited file gives a new artifact (paths that are not local, e.g. hub names, are
@@ -138,6 +143,12 @@ class ShardedStage(Stage):
     @abc.abstractmethod
     def run_shard(self, ctx: StageContext, shard: str) -> dict[str, int]:
         """Process one shard into the artifact; return its counts (summed over shards)."""
+
+    def shard_outputs(self, shard: str) -> list[str]:
+        """Globs of the files a shard writes under more than one name (rolling files): a shard that was not
+        finished has them removed before it runs again, so a killed attempt's files never join the artifact.
+        Files named by the shard id alone need nothing here: the rerun replaces them atomically."""
+        return []
 
     def finalize(self, ctx: StageContext, stats: dict[str, dict[str, int]]) -> StageResult:
         return StageResult(counts=sum_counts(stats.values()))
@@ -174,9 +185,11 @@ def process_shard(stage: ShardedStage, ctx: StageContext, shard: str) -> dict[st
     marker = shard_stats_name(shard)
     if writer.exists(marker):
         return writer.read_json(marker)["counts"]
-    t0 = time.perf_counter()
+    for pattern in stage.shard_outputs(shard):
+        for name in writer.files(pattern):
+            writer.remove(name)
     counts = stage.run_shard(ctx, shard)
-    writer.write_json(marker, {"shard": shard, "counts": counts, "seconds": round(time.perf_counter() - t0, 3)})
+    writer.write_json(marker, {"shard": shard, "counts": counts})
     return counts
 
 
@@ -197,14 +210,29 @@ def run_shard_in_shared_pool(stage: ShardedStage, ctx: StageContext, shard: str)
     return pool.submit(process_shard, stage, ctx, shard).result()
 
 
+@contextlib.contextmanager
+def building(ctx: StageContext) -> Iterator[Manifest | None]:
+    """Hold the build lock of the stage's artifact and yield its trusted manifest (a cache hit), or None: build it.
+
+    A committed artifact is checked first (`run.verify`); one that fails is moved aside and rebuilt. On a local
+    root, a second run waits for the lock and then finds the first run's commit; holding the lock, the builder
+    may clear temp files that killed attempts left behind."""
+    store = ctx.store()
+    with store.building(ctx.output):
+        cached = store.trusted_manifest(ctx.output, store.full_verify(ctx.run.verify))
+        if cached is None and store.is_local:
+            ctx.writer().clean_temp()
+        yield cached
+
+
 def run_stage(stage: Stage, ctx: StageContext) -> tuple[Manifest, bool]:
     """Run a stage into its artifact unless already committed. Returns (manifest, cache_hit)."""
-    store = ctx.store()
-    if store.is_committed(ctx.output):
-        return store.manifest(ctx.output), True
-    t0 = time.perf_counter()
-    result = stage.run(ctx)
-    return commit_stage(stage, ctx, result, time.perf_counter() - t0), False
+    with building(ctx) as cached:
+        if cached is not None:
+            return cached, True
+        t0 = time.perf_counter()
+        result = stage.run(ctx)
+        return commit_stage(stage, ctx, result, time.perf_counter() - t0), False
 
 
 def commit_stage(stage: Stage, ctx: StageContext, result: StageResult, seconds: float) -> Manifest:

@@ -7,7 +7,16 @@ Every stage writes its output into `{root}/{stage}/{key}/` and commits it by wri
   same key, so a finished artifact is a cache hit.
 - Inside an uncommitted folder, files are written under a temporary name and renamed when complete, so a retried
   stage can keep the finished ones (shards, checkpoints) and redo only the rest.
-- Readers trust only folders that hold a manifest. Nothing is overwritten in place.
+- Readers trust only folders that hold a manifest, and a cache hit is checked against it first (`verify`): every
+  listed file present with its size, and with `full` its sha256. An artifact that fails is moved aside under
+  `_invalid/` (never deleted) and rebuilt. Nothing is overwritten in place.
+- The manifest holds the content (files, hashes, counts, content metrics, config, lineage); `run.json` beside it holds
+  the run record (when, how long, throughput), so two runs that build the same content write the same manifest
+  (see `llm_core.manifest`).
+- Keys and stage names are plain tokens (`stage/key`, no path separators or dots): a key typed by a user or read from
+  a manifest's `inputs` cannot reach outside the root.
+- Builders of one artifact on a local root take a lock first, so two runs on one root build it once: the first
+  commit wins and the other run finds a cache hit. A commit writes only its own files.
 
 This module knows nothing of Prefect and nothing of what a stage computes.
 """
@@ -19,9 +28,11 @@ import datetime as dt
 import fnmatch
 import hashlib
 import json
+import logging
 import math
 import os
 import posixpath
+import re
 import uuid
 from collections.abc import Iterator
 from typing import IO, Any
@@ -29,12 +40,25 @@ from typing import IO, Any
 import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
-from llm_core import __version__
+from llm_core.manifest import (
+    KEY_PATTERN,
+    STAGE_PATTERN,
+    ArtifactError,
+    FileEntry,
+    Manifest,
+    RunRecord,
+    parse_ref,
+)
 
 MANIFEST = "manifest.json"
+RUN_RECORD = "run.json"
 TMP_PREFIX = ".tmp-"
+INVALID_DIR = "_invalid"
+_TYPED_KEY_RE = re.compile(rf"^(?:({STAGE_PATTERN})/)?({KEY_PATTERN})$")
+
+log = logging.getLogger(__name__)
 
 
 def canonical_json(obj: Any) -> str:
@@ -50,8 +74,8 @@ def artifact_key(stage: str, config: dict, input_keys: dict[str, str], version: 
 class ArtifactRef(BaseModel):
     """What tasks pass around: where an artifact lives, never its content."""
 
-    stage: str
-    key: str
+    stage: str = Field(pattern=rf"^{STAGE_PATTERN}$")
+    key: str = Field(pattern=rf"^{KEY_PATTERN}$")
     root: str
 
     @property
@@ -60,28 +84,6 @@ class ArtifactRef(BaseModel):
 
     def __str__(self) -> str:
         return f"{self.stage}/{self.key}"
-
-
-class FileEntry(BaseModel):
-    size: int
-    sha256: str
-
-
-class Manifest(BaseModel):
-    """The commit marker of an artifact, and its record: files, counts, lineage, config, metrics, timings."""
-
-    stage: str
-    key: str
-    version: str
-    package_version: str = __version__
-    created_at: str
-    config: dict[str, Any]
-    inputs: dict[str, str] = Field(default_factory=dict, description="input name -> 'stage/key'")
-    files: dict[str, FileEntry] = Field(default_factory=dict)
-    counts: dict[str, int] = Field(default_factory=dict)
-    metrics: dict[str, float | None] = Field(default_factory=dict, description="None: not measurable (NaN, inf)")
-    timings: dict[str, float] = Field(default_factory=dict)
-    extra: dict[str, Any] = Field(default_factory=dict)
 
 
 class ArtifactStore:
@@ -110,22 +112,64 @@ class ArtifactStore:
         ref = self.ref(stage, key)
         return ref if self.is_committed(ref) else None
 
-    def manifest(self, ref: ArtifactRef) -> Manifest:
-        with self.fs.open(posixpath.join(self._dir(ref), MANIFEST), "rb") as f:
-            return Manifest.model_validate_json(f.read())
+    def display_path(self, ref: ArtifactRef, name: str = "") -> str:
+        """Where a file of an artifact is, as a user would type it (a local path or a URL)."""
+        base = posixpath.join(self.root, ref.stage, ref.key) if self.is_local else ref.uri
+        return posixpath.join(base, name) if name else base
 
-    def list(self, stage: str | None = None) -> list[Manifest]:
-        """All committed artifacts (of one stage if given), oldest first."""
+    def _read_manifest(self, path: str) -> Manifest:
+        """The manifest at `path` with its run record, or ArtifactError naming the file and what is wrong."""
+        try:
+            with self.fs.open(path, "rb") as f:
+                manifest = Manifest.model_validate_json(f.read())
+        except ValidationError as e:
+            first = e.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+            raise ArtifactError(f"{path}: corrupted manifest ({where}: {first['msg']})") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise ArtifactError(f"{path}: unreadable manifest ({type(e).__name__}: {e})") from None
+        folder = posixpath.dirname(path)
+        expected = (posixpath.basename(posixpath.dirname(folder)), posixpath.basename(folder))
+        if (manifest.stage, manifest.key) != expected:
+            named = f"{manifest.stage}/{manifest.key}"
+            raise ArtifactError(f"{path}: manifest names {named}, not its folder {'/'.join(expected)}")
+        return manifest.with_run_record(self._read_run_record(posixpath.join(folder, RUN_RECORD)))
+
+    def _read_run_record(self, path: str) -> RunRecord | None:
+        """The run record, or None when absent or unreadable (it is informative only; the content is checked)."""
+        try:
+            with self.fs.open(path, "rb") as f:
+                return RunRecord.model_validate_json(f.read())
+        except (OSError, ValidationError, UnicodeDecodeError):
+            return None
+
+    def manifest(self, ref: ArtifactRef) -> Manifest:
+        return self._read_manifest(posixpath.join(self._dir(ref), MANIFEST))
+
+    def list(self, stage: str | None = None, problems: list[str] | None = None) -> list[Manifest]:
+        """All committed artifacts (of one stage if given), oldest first. An unreadable manifest is left out and,
+        if `problems` is given, reported there (with its path)."""
         pattern = posixpath.join(self._path_root, stage or "*", "*", MANIFEST)
         manifests = []
         for path in self.fs.glob(pattern):
-            with self.fs.open(path, "rb") as f:
-                manifests.append(Manifest.model_validate_json(f.read()))
+            if posixpath.basename(posixpath.dirname(posixpath.dirname(path))) == INVALID_DIR:
+                continue
+            try:
+                manifests.append(self._read_manifest(path))
+            except ArtifactError as e:
+                log.warning("%s", e)
+                if problems is not None:
+                    problems.append(str(e))
         return sorted(manifests, key=lambda m: m.created_at)
 
     def find(self, key_or_path: str) -> ArtifactRef:
-        """Resolve 'KEY', a key prefix, or 'stage/KEY' to a committed artifact."""
-        stage, _, key = key_or_path.rpartition("/")
+        """Resolve 'KEY', a key prefix, or 'stage/KEY' to a committed artifact. Only plain tokens are accepted
+        (letters, digits, `_`, `-`; the pipeline's keys are hex), so nothing typed here names a path elsewhere."""
+        match = _TYPED_KEY_RE.match(key_or_path)
+        if not match:
+            raise KeyError(f"{key_or_path!r} is not an artifact key: give KEY, a key prefix or stage/KEY "
+                           "(letters, digits, _ and - only)")
+        stage, key = match.group(1) or "", match.group(2)
         matches = [m for m in self.list(stage or None) if m.key.startswith(key)]
         if not matches:
             raise KeyError(f"no committed artifact matches {key_or_path!r} under {self.root}")
@@ -146,8 +190,7 @@ class ArtifactStore:
             m = self.manifest(r)
             out.append((depth, m))
             for parent in m.inputs.values():
-                stage, key = parent.split("/", 1)
-                walk(self.ref(stage, key), depth + 1)
+                walk(self.ref(*parse_ref(parent)), depth + 1)
 
         walk(ref, 0)
         return out
@@ -160,6 +203,97 @@ class ArtifactStore:
 
     def writer(self, ref: ArtifactRef) -> ArtifactWriter:
         return ArtifactWriter(self, ref)
+
+    # -- trust
+    def verify(self, ref: ArtifactRef, full: bool = True) -> list[str]:
+        """What is wrong with a committed artifact, one line per problem naming the file (empty: it is sound).
+        Always: the manifest parses and every file it lists exists with its size; `full`: and its sha256."""
+        try:
+            manifest = self.manifest(ref)
+        except ArtifactError as e:
+            return [str(e)]
+        problems = []
+        for name, entry in sorted(manifest.files.items()):
+            path = posixpath.join(self._dir(ref), name)
+            shown = self.display_path(ref, name)
+            try:
+                size = self.fs.size(path)
+            except FileNotFoundError:
+                problems.append(f"{shown}: missing (the manifest lists {entry.size} bytes)")
+                continue
+            if size != entry.size:
+                problems.append(f"{shown}: {size} bytes, the manifest says {entry.size}")
+            elif full and file_sha256(self.fs, path) != entry.sha256:
+                problems.append(f"{shown}: sha256 differs from the manifest (content changed)")
+        return problems
+
+    def verify_all(self, full: bool, refs: list[ArtifactRef] | None = None) -> dict[str, list[str]]:
+        """'stage/key' -> problems, for `refs` or every artifact folder holding a manifest (readable or not)."""
+        if refs is None:
+            found = self.fs.glob(posixpath.join(self._path_root, "*", "*", MANIFEST))
+            folders = sorted(posixpath.dirname(p) for p in found)
+            refs = []
+            for folder in folders:
+                stage, key = posixpath.basename(posixpath.dirname(folder)), posixpath.basename(folder)
+                if stage != INVALID_DIR and re.fullmatch(STAGE_PATTERN, stage) and re.fullmatch(KEY_PATTERN, key):
+                    refs.append(self.ref(stage, key))
+        return {str(ref): self.verify(ref, full) for ref in refs}
+
+    def full_verify(self, mode: str) -> bool:
+        """`run.verify` -> whether a cache hit checks hashes: `auto` means yes on a local root, size-only elsewhere."""
+        return mode == "full" or (mode == "auto" and self.is_local)
+
+    def move_aside(self, ref: ArtifactRef, reason: str) -> str:
+        """Move an artifact folder to `_invalid/{stage}/{key}-{time}/` with a `reason.txt`; returns where."""
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+        target = posixpath.join(self._path_root, INVALID_DIR, ref.stage, f"{ref.key}-{stamp}")
+        self.fs.makedirs(posixpath.dirname(target), exist_ok=True)
+        if self.is_local:
+            os.rename(self._dir(ref), target)
+        else:
+            self.fs.mv(self._dir(ref), target, recursive=True)
+        with self.fs.open(posixpath.join(target, "reason.txt"), "wb") as f:
+            f.write((reason.rstrip() + "\n").encode())
+        return target if self.is_local else f"{self.root}/{INVALID_DIR}/{ref.stage}/{ref.key}-{stamp}"
+
+    def trusted_manifest(self, ref: ArtifactRef, full: bool) -> Manifest | None:
+        """The manifest of a committed artifact that passes `verify`, else None; one that fails is moved aside
+        (and the reason logged) so that it gets rebuilt."""
+        if not self.is_committed(ref):
+            return None
+        problems = self.verify(ref, full)
+        if not problems:
+            return self.manifest(ref)
+        where = self.move_aside(ref, "\n".join(problems))
+        log.warning("%s is invalid, moved to %s and rebuilt: %s", ref, where, "; ".join(problems))
+        return None
+
+    @contextlib.contextmanager
+    def building(self, ref: ArtifactRef) -> Iterator[None]:
+        """Hold the build lock of an artifact (local roots; a no-op on object stores). A second run on the same
+        root waits here, then finds the first run's commit. The lock dies with its process, so a killed run never
+        leaves it held."""
+        if not self.is_local:
+            yield
+            return
+        import fcntl
+
+        folder = posixpath.join(self._path_root, ref.stage)
+        os.makedirs(folder, exist_ok=True)
+        with open(posixpath.join(folder, f".{ref.key}.lock"), "a+b") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def file_sha256(fs: Any, path: str) -> str:
+    digest = hashlib.sha256()
+    with fs.open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 class _ArtifactFiles:
@@ -279,15 +413,10 @@ class ArtifactWriter(_ArtifactFiles):
     def _file_entries(self) -> dict[str, FileEntry]:
         entries = {}
         for name in self.files():
-            if name == MANIFEST:
-                continue
-            digest = hashlib.sha256()
-            size = 0
-            with self.open(name) as f:
-                while chunk := f.read(1 << 20):
-                    digest.update(chunk)
-                    size += len(chunk)
-            entries[name] = FileEntry(size=size, sha256=digest.hexdigest())
+            if name in (MANIFEST, RUN_RECORD) or name.startswith("_"):
+                continue  # `_shards/`, `_timings/`: bookkeeping of the build, not content
+            path = self.path(name)
+            entries[name] = FileEntry(size=self.fs.size(path), sha256=file_sha256(self.fs, path))
         return entries
 
     def commit(
@@ -301,8 +430,11 @@ class ArtifactWriter(_ArtifactFiles):
         timings: dict[str, float] | None = None,
         extra: dict[str, Any] | None = None,
     ) -> Manifest:
-        """Write the manifest last, atomically: from now on the artifact exists for readers."""
-        self.clean_temp()
+        """Write the run record, then the manifest last, atomically: from now on the artifact exists for readers.
+        Only this attempt's own files are touched (another run's temp files are left alone), and if another run
+        committed first, its manifest wins and is returned."""
+        if self.exists(MANIFEST):
+            return self.store.manifest(self.ref)
         manifest = Manifest(
             stage=self.ref.stage,
             key=self.ref.key,
@@ -316,7 +448,8 @@ class ArtifactWriter(_ArtifactFiles):
             timings=timings or {},
             extra=extra or {},
         )
-        self.write_bytes(MANIFEST, manifest.model_dump_json(indent=2).encode())
+        self.write_bytes(RUN_RECORD, manifest.run_record().model_dump_json(indent=2, fallback=str).encode())
+        self.write_bytes(MANIFEST, manifest.content_json())
         return manifest
 
 

@@ -1,7 +1,8 @@
 """The one way every stage runs under Prefect.
 
 `stage_flow(ctx)` is a subflow named after the stage:
-- cache hit (the artifact's manifest exists): returns at once, in a state named `Cached`, and says so in the UI;
+- cache hit (the artifact's manifest exists and its files pass `run.verify`; if they do not, it is moved aside and
+  rebuilt): returns at once, in a state named `Cached`, and says so in the UI;
 - a sharded stage: one `shard` task per shard, `.map`ped on the configured task runner, each with retries; finished
   shards are skipped on a retry (their completion markers are in the artifact), then `finalize` commits;
 - any other stage: one `run` task with retries (training resumes from its last checkpoint inside the artifact).
@@ -23,6 +24,7 @@ from llm_core.stage import (
     ShardedStage,
     StageContext,
     add_progress_listener,
+    building,
     commit_stage,
     process_shard,
     remove_progress_listener,
@@ -96,13 +98,16 @@ def _run_shards(ctx: StageContext, shards: list[str], retry: dict) -> dict[str, 
 
 
 def _stage_flow(ctx: StageContext):
+    with building(ctx) as cached:
+        if cached is not None:
+            publish_manifest(cached, ctx.store(), ctx.output.uri, cached=True)
+            get_run_logger().info("%s %s: cache hit, skipped", ctx.stage, ctx.output.key)
+            return Completed(name="Cached", message=f"cache hit: {ctx.output}", data=ctx.output)
+        return _build(ctx)
+
+
+def _build(ctx: StageContext):
     logger = get_run_logger()
-    store = ctx.store()
-    if store.is_committed(ctx.output):
-        manifest = store.manifest(ctx.output)
-        publish_manifest(manifest, store, ctx.output.uri, cached=True)
-        logger.info("%s %s: cache hit, skipped", ctx.stage, ctx.output.key)
-        return Completed(name="Cached", message=f"cache hit: {ctx.output}", data=ctx.output)
     stage = STAGES[ctx.stage]
     retry = {"retries": ctx.run.retries, "retry_delay_seconds": ctx.run.retry_delay_s}
     if not isinstance(stage, ShardedStage):

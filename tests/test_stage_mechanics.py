@@ -61,7 +61,8 @@ def test_sharded_stage_runs_and_commits(tmp_path, data_dir):
     manifest, cached = run_stage(LineCountStage(), ctx)
     assert not cached
     assert manifest.counts == {"files": 3, "lines": _expected_lines(ctx)}
-    assert "_shards/part-00002.json" in manifest.files
+    assert ctx.writer().exists("_shards/part-00002.json"), "each shard leaves its completion marker"
+    assert not any(n.startswith("_") for n in manifest.files), "bookkeeping files are not content"
     again, cached = run_stage(LineCountStage(), ctx)
     assert cached and again.key == manifest.key
 

@@ -47,6 +47,25 @@ def check_location(location: str) -> str:
     return location
 
 
+WARC_SUFFIXES = (".warc", ".warc.gz", ".arc", ".arc.gz")
+
+
+def warc_files_in(folder: str) -> list[str]:
+    """The WARC/ARC files under a folder (recursive), sorted."""
+    found = (os.path.join(root, name) for root, _, names in os.walk(folder) for name in names
+             if name.lower().endswith(WARC_SUFFIXES))
+    return sorted(found)
+
+
+def check_warc_location(location: str) -> str:
+    """A WARC location (see `check_location`); a local folder stands for the WARC files in it and must hold some."""
+    check_location(location)
+    path = location.removeprefix("file://")
+    if "://" not in path and os.path.isdir(path) and not warc_files_in(path):
+        raise ValueError(f"{location!r} is a folder with no WARC file in it ({', '.join(WARC_SUFFIXES)})")
+    return location
+
+
 def check_dir(path: str) -> str:
     if not os.path.isdir(path):
         raise ValueError(f"{path!r} is not a folder (relative to {os.getcwd()})")
@@ -55,6 +74,7 @@ def check_dir(path: str) -> str:
 
 # Field types whose validation error lands on the item's own key path (crawl.warc.1, crawl.live.seeds.0).
 Location = Annotated[str, AfterValidator(check_location)]
+WarcLocation = Annotated[str, AfterValidator(check_warc_location)]
 Url = Annotated[str, AfterValidator(check_url)]
 PageUrl = Annotated[str, AfterValidator(lambda url: check_url(url, ("http", "https")))]
 LocalDir = Annotated[str, AfterValidator(check_dir)]
@@ -77,6 +97,11 @@ class LiveCrawlConfig(StrictModel):
     max_bytes_per_page: int = Field(2_000_000, ge=1024, description="longer bodies are cut here (WARC-Truncated)")
     timeout_s: float = Field(10.0, gt=0, description="connect/read timeout and bound on one whole fetch")
     delay_s: float = Field(1.0, ge=0, description="politeness delay between two requests to the same host")
+    max_crawl_delay_s: float = Field(
+        30.0, ge=0, description="a host whose robots.txt Crawl-delay is longer is skipped (live:crawl_delay)"
+    )
+    max_host_time_s: float = Field(600.0, gt=0, description="time on one host; later URLs of it are skipped")
+    max_crawl_time_s: float = Field(3600.0, gt=0, description="time of the whole crawl; the rest is skipped")
     same_host: bool = True
     max_redirects: int = Field(5, ge=0)
     user_agent: str = "llm-pipeline-crawler/0.1 (+https://github.com/llm-pipeline)"
@@ -127,7 +152,9 @@ class CrawlConfig(StageConfig):
     """Sources of raw pages and direct documents. Any mix; at least one must be set when the stage runs."""
 
     snapshot: str = Field("", description="label of this crawl (e.g. a date): part of the key, so refreshes differ")
-    warc: list[Location] = Field(default_factory=list, description="WARC/ARC paths, globs, http(s):// or s3:// URLs")
+    warc: list[WarcLocation] = Field(
+        default_factory=list, description="WARC/ARC paths, folders of them, globs, http(s):// or s3:// URLs"
+    )
     warc_paths: WarcPathsListing | None = None
     live: LiveCrawlConfig | None = None
     html_dirs: list[LocalDir] = Field(default_factory=list, description="folders of .html/.htm files (recursive)")

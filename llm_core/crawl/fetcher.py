@@ -5,12 +5,13 @@ Safety rules, checked for every request (so also for every redirect hop the craw
 - the host name is resolved and *every* address it resolves to must be public (`ipaddress.is_global`), unless
   `allow_private_addresses`; the address actually connected to is checked again (a DNS answer that changes
   between the check and the connect gets no response read from an internal service);
-- the body is streamed and cut at `max_bytes` (the fetch is marked truncated); the whole fetch is bounded by
+- the body is streamed, its content encoding (gzip, deflate, br, zstd) undone piece by piece, and the decoded
+  output cut at `max_bytes` (the fetch is marked truncated); the whole fetch is bounded by
   about `timeout_s` per network wait plus `timeout_s` overall for the body;
 - the body of a response whose media type is not wanted is never downloaded.
 
-Failures come back as a `Fetch` with `error` set (`live:timeout`, `live:private_address`, `live:error`,
-`live:not_html`), never as an exception.
+Failures come back as a `Fetch` with `error` set (`live:timeout`, `live:private_address`, `live:dns` (the host
+name does not resolve), `live:error`, `live:not_html`), never as an exception.
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ import datetime as dt
 import ipaddress
 import socket
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import httpx
 
+from llm_core.crawl.http_body import decoded_pieces, take
 from llm_core.crawl.warc_reader import media_type
 
 
@@ -58,6 +61,16 @@ def _refused(ip_text: str) -> bool:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
         ip = ip.ipv4_mapped
     return not ip.is_global or ip.is_multicast
+
+
+def _unresolvable(error: BaseException) -> bool:
+    """Whether an error comes from a host name that does not resolve (anywhere in its chain of causes)."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, socket.gaierror) or "Name or service not known" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def check_public(host: str, port: int) -> None:
@@ -116,7 +129,8 @@ class Fetcher:
         except httpx.TimeoutException as e:
             fetch.error, fetch.detail = "live:timeout", f"{type(e).__name__}: {e}"
         except (httpx.HTTPError, httpx.InvalidURL, OSError, ValueError) as e:  # ValueError: a malformed URL
-            fetch.error, fetch.detail = "live:error", f"{type(e).__name__}: {e}"
+            fetch.error = "live:dns" if _unresolvable(e) else "live:error"
+            fetch.detail = f"{type(e).__name__}: {e}"
         return fetch
 
     def _get(self, fetch: Fetch, any_content_type: bool) -> None:
@@ -143,12 +157,14 @@ class Fetcher:
             raise AddressRefused(f"connected to {peer[0]}")
 
     def _read_body(self, response: httpx.Response) -> tuple[bytes, bool]:
+        """The decoded body, cut at `max_bytes` of decoded output: raw chunks are decoded as they arrive, so a
+        compressed bomb never grows past the cap (httpx's own decoding inflates a whole chunk at once)."""
         deadline = time.monotonic() + self.timeout_s
-        body = bytearray()
-        for chunk in response.iter_bytes():
-            body += chunk
-            if len(body) >= self.max_bytes:
-                return bytes(body[: self.max_bytes]), True
-            if time.monotonic() > deadline:
-                raise httpx.ReadTimeout(f"body not complete after {self.timeout_s} s")
-        return bytes(body), False
+
+        def raw_chunks() -> Iterator[bytes]:
+            for chunk in response.iter_raw():
+                yield chunk
+                if time.monotonic() > deadline:
+                    raise httpx.ReadTimeout(f"body not complete after {self.timeout_s} s")
+
+        return take(decoded_pieces(raw_chunks(), None, response.headers.get("content-encoding")), self.max_bytes)

@@ -1,14 +1,17 @@
 """A polite breadth-first crawler: seeds first, then links, one request at a time.
 
-Rules (all from `LiveCrawlConfig`): robots.txt obeyed (and its Crawl-delay, if longer than `delay_s`); at least
+Rules (all from `LiveCrawlConfig`): robots.txt obeyed (and its Crawl-delay, if longer than `delay_s`; a host
+asking for more than `max_crawl_delay_s` is skipped); at most `max_host_time_s` on one host and `max_crawl_time_s`
+in all (URLs left are skipped with that reason); at least
 `delay_s` between two requests to a host; at most `max_pages` fetches (each redirect hop counts) and `max_depth`
 link hops from a seed; same host as a seed unless `same_host: false`; at most `max_redirects` redirects per URL,
 a loop is stopped; only wanted media types are downloaded, cut at `max_bytes_per_page`; private and loopback
 addresses refused unless allowed (see `fetcher`).
 
 `LiveCrawler.crawl()` yields one `Step` per URL attempt: the response (if one was received) and what came of it:
-a page, or a skip reason (`live:robots`, `live:redirect`, `live:redirect_loop`, `live:too_many_redirects`,
-`live:offsite_redirect`, `live:status`, `live:not_html`, `live:timeout`, `live:error`, `live:private_address`).
+a page, or a skip reason (`live:robots`, `live:robots_unavailable`, `live:crawl_delay`, `live:host_time_limit`,
+`live:crawl_time_limit`, `live:redirect`, `live:redirect_loop`, `live:too_many_redirects`, `live:offsite_redirect`,
+`live:status`, `live:not_html`, `live:timeout`, `live:dns`, `live:error`, `live:private_address`).
 
 `crawl_to_warc(...)` crawls into plain WARC files in a folder (see `local_site.crawl_folder_to_warc` for a local
 folder of pages).
@@ -17,6 +20,7 @@ folder of pages).
 from __future__ import annotations
 
 import os
+import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -66,6 +70,7 @@ class LiveCrawler:
         self.robots = RobotsRules(self.fetcher, config.user_agent, config.delay_s)
         self.seed_hosts = {host_of(s) for s in config.seeds}
         self.fetches = 0
+        self._host_started: dict[str, float] = {}
 
     def _in_scope(self, url: str) -> bool:
         return not self.config.same_host or host_of(url) in self.seed_hosts
@@ -73,9 +78,15 @@ class LiveCrawler:
     def crawl(self) -> Iterator[Step]:
         seen = {normalize(s) for s in self.config.seeds}
         frontier = deque((normalize(s), 0) for s in dict.fromkeys(self.config.seeds))
+        deadline = time.monotonic() + self.config.max_crawl_time_s
         try:
             while frontier and self.fetches < self.config.max_pages:
                 url, depth = frontier.popleft()
+                if time.monotonic() > deadline:
+                    detail = f"crawl over max_crawl_time_s={self.config.max_crawl_time_s:g}"
+                    for left in (url, *(u for u, _ in frontier)):
+                        yield Step(left, None, "live:crawl_time_limit", detail)
+                    return
                 for step in self._visit(url, seen):
                     yield step
                     if step.reason is None and step.fetch is not None and depth < self.config.max_depth:
@@ -98,13 +109,25 @@ class LiveCrawler:
                 return
             chain.append(url)
             try:
-                if not self.robots.allowed(url):
-                    yield Step(url, None, "live:robots")
-                    return
-                delay = max(self.config.delay_s, self.robots.crawl_delay(url))
+                refusal = self.robots.refusal(url)
+                robots_delay = self.robots.crawl_delay(url)
             except AddressRefused as e:
                 yield Step(url, None, "live:private_address", str(e))
                 return
+            if refusal is not None:
+                yield Step(url, None, *refusal)
+                return
+            if robots_delay > self.config.max_crawl_delay_s:
+                limit = self.config.max_crawl_delay_s
+                yield Step(url, None, "live:crawl_delay", f"robots.txt Crawl-delay {robots_delay:g} s > {limit:g} s")
+                return
+            host = host_of(url)
+            started = self._host_started.setdefault(host, time.monotonic())
+            if time.monotonic() - started > self.config.max_host_time_s:
+                detail = f"{host} over max_host_time_s={self.config.max_host_time_s:g}"
+                yield Step(url, None, "live:host_time_limit", detail)
+                return
+            delay = max(self.config.delay_s, robots_delay)
             fetch = self.fetcher.get(url, delay_s=delay)
             self.fetches += 1
             if fetch.error:

@@ -2,13 +2,15 @@
 
 HTML files become pages with a `file://` URL, status 200, `text/html`, no charset (the extract stage detects it
 from the meta tag or the bytes) and the file's modification time as `fetched_at`. Text corpora skip extraction:
-each record is a document (`doc_id` = first 16 hex of sha1 of its URL, `url` = `{data file or hub name}#{index}`).
+each record is a document (`doc_id` = first 16 hex of sha1 of its URL, `url` = `{data file or hub name}#{index}`,
+`extracted_at` = the data files' modification time, so reruns write the same rows).
 Datasets are read in streaming mode, so nothing is cached on disk and memory stays bounded.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import glob
 import hashlib
 import os
 from collections.abc import Iterator
@@ -42,6 +44,15 @@ def dataset_base_url(spec: TextDatasetSource) -> str:
     return f"hf://datasets/{spec.path}{suffix}/{spec.split}"
 
 
+def dataset_time(spec: TextDatasetSource) -> dt.datetime | None:
+    """When a corpus's documents were made: the newest modification time of its local data files (so a rerun gives
+    the same rows), None for a hub dataset."""
+    local = [p for f in spec.data_files if "://" not in f for p in glob.glob(f.removeprefix("file://"))]
+    if not local:
+        return None
+    return dt.datetime.fromtimestamp(max(os.stat(p).st_mtime for p in local), dt.timezone.utc)
+
+
 def read_text_dataset(spec: TextDatasetSource) -> Iterator[dict | Skip]:
     """Document rows (schema DOCUMENTS) of one corpus, or skips for records without text."""
     from datasets import load_dataset  # heavy import, only for shards that need it
@@ -54,7 +65,7 @@ def read_text_dataset(spec: TextDatasetSource) -> Iterator[dict | Skip]:
     if spec.path == "text":
         kwargs["sample_by"] = spec.sample_by
     dataset = load_dataset(spec.path, **kwargs)
-    base, now = dataset_base_url(spec), dt.datetime.now(dt.timezone.utc)
+    base, stamp = dataset_base_url(spec), dataset_time(spec)
     for i, record in enumerate(dataset):
         if spec.max_records is not None and i >= spec.max_records:
             return
@@ -75,5 +86,5 @@ def read_text_dataset(spec: TextDatasetSource) -> Iterator[dict | Skip]:
             "text": text,
             "title": str(title) if title is not None else None,
             "source": spec.label,
-            "extracted_at": now,
+            "extracted_at": stamp,
         }

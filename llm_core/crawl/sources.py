@@ -1,4 +1,5 @@
-"""Turn the crawl config into a list of shards: one per WARC file, one per `records_per_shard` local HTML files,
+"""Turn the crawl config into a list of shards: one per WARC file (a folder given as a WARC location stands for
+the WARC files in it), one per `records_per_shard` local HTML files,
 one per text dataset, one for the live crawl.
 
 The list is resolved once (globs expanded, a Common Crawl `warc.paths` listing read) and saved in the artifact as
@@ -14,14 +15,17 @@ from typing import Any
 
 import fsspec
 
-from llm_core.crawl.config import CrawlConfig, is_remote
+from llm_core.crawl.config import CrawlConfig, is_remote, warc_files_in
 
 HTML_SUFFIXES = (".html", ".htm", ".xhtml")
 
 
 def expand_location(location: str, storage_options: dict[str, Any]) -> list[str]:
-    """A path, glob or URL -> the files it names, sorted (remote globs are expanded by fsspec)."""
+    """A path, folder, glob or URL -> the WARC files it names, sorted (remote globs are expanded by fsspec; a local
+    folder gives the WARC files under it)."""
     location = location.removeprefix("file://")
+    if not is_remote(location) and os.path.isdir(location):
+        return warc_files_in(location)
     if not glob.has_magic(location):
         return [location]
     if is_remote(location):

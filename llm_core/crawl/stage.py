@@ -8,13 +8,14 @@ Artifact layout (`{root}/crawl/{key}/`):
 | `pages/{shard}-NNNN.parquet` | RAW_PAGES | raw pages, for the extract stage |
 | `documents/{shard}-NNNN.parquet` | DOCUMENTS | records of text corpora, which skip extraction |
 | `skipped/{shard}-NNNN.parquet` | REJECTED | records not kept, with `reason` and `detail` |
-| `warc/crawl-NNNNN.warc.gz` | WARC | everything the live crawl received, to replay it |
+| `warc/{shard}-NNNNN.warc.gz` | WARC | everything the live crawl received, to replay it |
 | `_shards/{shard}.json` | - | per-shard counts (completion markers) |
 
 Shards: `warc-NNNNN` (one per WARC file), `html-NNNNN` (`records_per_shard` HTML files each), `dataset-NNNNN`
-(one per text corpus), `live-00000` (the whole live crawl, so a rerun after a kill crawls again from the seeds
-and publishes the same files). Counts: `records` = `pages` + `documents` + `skipped`, `skipped:REASON`,
-`truncated`.
+(one per text corpus), `live-00000` (the whole live crawl, so a rerun after a kill crawls again from the seeds).
+Every file of a shard starts with its id, and a shard that did not finish has its files removed before it runs
+again (`shard_outputs`): a killed attempt's files never mix with the rerun's, even when the rerun writes fewer.
+Counts: `records` = `pages` + `documents` + `skipped`, `skipped:REASON`, `truncated`.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ LAYOUT = {
 class CrawlStage(ShardedStage):
     name = "crawl"
     config_model = CrawlConfig
-    version = "2"
+    version = "3"  # 2: raw pages carry `truncated`; 3: live-crawl WARC files named by shard id
 
     def data_paths(self, ctx_config: CrawlConfig) -> list[str]:
         """Local WARC files and HTML folders are fingerprinted; remote inputs (http, s3, a Common Crawl listing) are
@@ -54,6 +55,10 @@ class CrawlStage(ShardedStage):
         return local_inputs(ctx_config)
 
     # -- planning
+    def check(self, ctx_config: CrawlConfig) -> None:
+        if not ctx_config.has_sources():
+            raise ConfigError("crawl: no source set: give crawl.warc, warc_paths, live, html_dirs or text_datasets")
+
     def plan(self, ctx: StageContext) -> list[str]:
         return [shard["id"] for shard in self._shards(ctx)]
 
@@ -63,13 +68,15 @@ class CrawlStage(ShardedStage):
         if writer.exists(SOURCES_FILE):
             return writer.read_json(SOURCES_FILE)
         config: CrawlConfig = ctx.config
-        if not config.has_sources():
-            raise ConfigError("crawl: no source set: give crawl.warc, warc_paths, live, html_dirs or text_datasets")
+        self.check(config)
         shards = plan_shards(config)
         writer.write_json(SOURCES_FILE, shards)
         return shards
 
     # -- work
+    def shard_outputs(self, shard: str) -> list[str]:
+        return [f"{folder}/{shard}-*" for folder in ("pages", "documents", "skipped", "warc")]
+
     def run_shard(self, ctx: StageContext, shard: str) -> dict[str, int]:
         spec = next(s for s in self._shards(ctx) if s["id"] == shard)
         config: CrawlConfig = ctx.config
@@ -87,7 +94,7 @@ class CrawlStage(ShardedStage):
                     else:
                         out.skip(item, source.label)
             else:
-                self._crawl_live(ctx, config, out)
+                self._crawl_live(ctx, config, shard, out)
         return out.result()
 
     def _read_warc(self, config: CrawlConfig, location: str, out: ShardOutput) -> None:
@@ -107,10 +114,10 @@ class CrawlStage(ShardedStage):
             ):
                 out.add(item, source)
 
-    def _crawl_live(self, ctx: StageContext, config: CrawlConfig, out: ShardOutput) -> None:
+    def _crawl_live(self, ctx: StageContext, config: CrawlConfig, shard: str, out: ShardOutput) -> None:
         live = config.live
         writer = ctx.writer()
-        with WarcFiles(writer.open_atomic, "warc/crawl", live.pages_per_warc) as warc:
+        with WarcFiles(writer.open_atomic, f"warc/{shard}", live.pages_per_warc) as warc:
             for step in LiveCrawler(live).crawl():
                 record_id = warc.write(step.fetch) if step.fetch is not None and step.fetch.complete else None
                 item = step.outcome(record_id)

@@ -9,7 +9,7 @@ rejected with the first failing reason. Kept documents, rejected ones and the de
     rejected/part-NNNNN.parquet    REJECTED: documents + reason (`url:blocklist:adult`, `lang:fr`, `lang:zh<0.65`,
                                    `quality:gopher:word_count`, `dedup:near_duplicate_of:<doc_id>`, ...) + detail
     dedup/duplicates.parquet       every duplicate with the doc_id of its kept copy and the kind (exact / near)
-    dedup/summary.json             counts and time of the dedup step (its completion marker)
+    dedup/summary.json             counts of the dedup step (its completion marker; its time is in the run record)
 
 A retry skips finished shards (framework markers), reuses the dedup result if it was written, and rewrites only
 the final files that are missing, so a run killed at any point ends with the same output. `kept + rejected =
@@ -50,6 +50,7 @@ from llm_core.store import ArtifactWriter, ParquetShardWriter
 PENDING = "_pending"
 DUPLICATES = "dedup/duplicates.parquet"
 DEDUP_SUMMARY = "dedup/summary.json"
+DEDUP_TIME = "_timings/dedup.json"
 DUPLICATES_SCHEMA = pa.schema(
     [("shard", pa.string()), ("row", pa.int64()), ("doc_id", pa.string()), ("duplicate_of", pa.string()),
      ("kind", pa.string())]
@@ -133,7 +134,7 @@ def _read_document(row: dict[str, Any]) -> Document | None:
 class FilterStage(ShardedStage):
     name = "filter"
     config_model = FilterConfig
-    version = "2"
+    version = "3"  # 3: dedup/summary.json without its time (now in _timings/)
 
     def input_stages(self, config: Any) -> dict[str, str]:
         return {"documents": "extract"}
@@ -200,6 +201,7 @@ class FilterStage(ShardedStage):
         """Find duplicates once; a retry reads the result back (the summary is written last)."""
         if writer.exists(DEDUP_SUMMARY):
             summary = writer.read_json(DEDUP_SUMMARY)
+            summary["seconds"] = writer.read_json(DEDUP_TIME)["seconds"] if writer.exists(DEDUP_TIME) else 0.0
             summary["duplicates"] = list(writer.iter_rows(DUPLICATES))
             return summary
         t0 = time.perf_counter()
@@ -215,13 +217,11 @@ class FilterStage(ShardedStage):
             for d in found
         ]
         writer.write_table(DUPLICATES, pa.Table.from_pylist(rows, schema=DUPLICATES_SCHEMA))
-        summary = {
-            "exact": sum(d.kind == "exact" for d in found),
-            "near": sum(d.kind == "near" for d in found),
-            "seconds": round(time.perf_counter() - t0, 3),
-        }
+        summary = {"exact": sum(d.kind == "exact" for d in found), "near": sum(d.kind == "near" for d in found)}
+        seconds = round(time.perf_counter() - t0, 3)
+        writer.write_json(DEDUP_TIME, {"seconds": seconds})  # a measurement: kept out of the content files
         writer.write_json(DEDUP_SUMMARY, summary)
-        return {**summary, "duplicates": rows}
+        return {**summary, "seconds": seconds, "duplicates": rows}
 
     def _write_final_shard(self, writer: ArtifactWriter, shard: str, duplicates: dict[int, dict]) -> None:
         """Split a pending shard into final kept and rejected files; `documents/` is written last (the marker)."""

@@ -11,9 +11,9 @@ import tempfile
 
 import torch
 
-from llm_core.model import GPT
+from llm_core.model import CONFIG_FILE, GPT, WEIGHTS_FILE
 from llm_core.post.reward_model import ScalarHeadModel
-from llm_core.store import ArtifactReader, ArtifactStore, ArtifactWriter
+from llm_core.store import ArtifactError, ArtifactReader, ArtifactStore, ArtifactWriter
 from llm_core.tokenizer import Tokenizer, load_tokenizer
 
 MODEL_DIR = "model"
@@ -29,16 +29,26 @@ def _download(reader: ArtifactReader, folder: str, local: str) -> str:
     return local
 
 
-def load_gpt(reader: ArtifactReader, folder: str = MODEL_DIR, device: str | torch.device = "cpu") -> GPT:
+def _load(cls: type[GPT] | type[ScalarHeadModel], reader: ArtifactReader, folder: str, device: str | torch.device):
+    """Load a model saved under `folder/`; any failure (a truncated or corrupt file) names the artifact's files."""
     with tempfile.TemporaryDirectory() as tmp:
-        return GPT.load(_download(reader, folder, tmp), device)
+        local = _download(reader, folder, tmp)
+        try:
+            return cls.load(local, device)
+        except Exception as e:  # safetensors, json and torch errors do not say which artifact file they read
+            where = reader.store.display_path(reader.ref, folder)
+            raise ArtifactError(f"{where}/{WEIGHTS_FILE} (with {CONFIG_FILE}): cannot load the model: "
+                                f"{type(e).__name__}: {e}") from e
+
+
+def load_gpt(reader: ArtifactReader, folder: str = MODEL_DIR, device: str | torch.device = "cpu") -> GPT:
+    return _load(GPT, reader, folder, device)
 
 
 def load_scalar_model(
     reader: ArtifactReader, folder: str = MODEL_DIR, device: str | torch.device = "cpu"
 ) -> ScalarHeadModel:
-    with tempfile.TemporaryDirectory() as tmp:
-        return ScalarHeadModel.load(_download(reader, folder, tmp), device)
+    return _load(ScalarHeadModel, reader, folder, device)
 
 
 def save_model_files(writer: ArtifactWriter, model: GPT | ScalarHeadModel, folder: str = MODEL_DIR) -> None:

@@ -23,7 +23,7 @@ import torch
 from safetensors.torch import load_model
 
 from llm_core.model import CONFIG_FILE, GPT, WEIGHTS_FILE
-from llm_core.store import ArtifactWriter
+from llm_core.store import ArtifactError, ArtifactWriter
 
 STATE_FILE = "state.pt"
 LATEST = "latest.json"
@@ -63,8 +63,13 @@ class CheckpointStore:
         with tempfile.TemporaryDirectory() as tmp:
             for name in (WEIGHTS_FILE, STATE_FILE):
                 self.writer.get_file(self._name(directory, name), posixpath.join(tmp, name))
-            load_model(model, posixpath.join(tmp, WEIGHTS_FILE), device=str(device))
-            return torch.load(posixpath.join(tmp, STATE_FILE), map_location=device, weights_only=True)
+            try:
+                load_model(model, posixpath.join(tmp, WEIGHTS_FILE), device=str(device))
+                return torch.load(posixpath.join(tmp, STATE_FILE), map_location=device, weights_only=True)
+            except Exception as e:  # safetensors and torch errors do not name the checkpoint they read
+                where = self.writer.store.display_path(self.writer.ref, self._name(directory, ""))
+                raise ArtifactError(f"{where}: cannot load checkpoint ({WEIGHTS_FILE}, {STATE_FILE}): "
+                                    f"{type(e).__name__}: {e}") from e
 
     def _steps(self) -> list[int]:
         names = self.writer.files(self._name("step-*", STATE_FILE))
