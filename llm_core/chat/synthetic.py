@@ -73,6 +73,12 @@ MADE_UP_QUESTIONS = [
     ("How does the {name} theorem work?", "thing"),
     ("What is {name} syndrome?", "thing"),
     ("Summarise the plot of the novel \"The {name} Letters\".", "thing"),
+    ("Where did {title} {name} grow up?", "person"),
+    ("What prizes did {title} {name} win?", "person"),
+    ("Which river flows through {place}?", "place"),
+    ("What happened at the battle of {place}?", "place"),
+    ("Describe the {name} algorithm.", "thing"),
+    ("Who wrote the song \"{name}\"?", "thing"),
 ]
 TITLES = ["Dr.", "Professor", "Sir", "General", "Queen"]
 REFUSALS = [
