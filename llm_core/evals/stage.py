@@ -80,7 +80,7 @@ class EvalConfig(StageConfig):
     identity_file: str = "data/eval/identity.jsonl"
     made_up_file: str = "data/eval/idk.jsonl"
     assistant_name: str | None = Field(None, description="expected in identity replies; None = sft_data's identity")
-    known_questions: int = Field(40, ge=1, description="SFT training questions asked for the over-refusal rate")
+    known_questions: int = Field(80, ge=1, description="SFT training questions asked for the over-refusal rate")
     gsm8k_problems: int = Field(40, ge=0, description="GSM8K problems of the SFT data's held-back split")
     sums_max_operand: int = Field(9, ge=1, le=99)
     max_tokens: int = Field(48, ge=1, description="reply length bound")
