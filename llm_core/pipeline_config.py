@@ -9,6 +9,7 @@ from llm_core.crawl import CrawlConfig
 from llm_core.evals import EvalConfig
 from llm_core.extract import ExtractConfig
 from llm_core.filters.stage import FilterConfig
+from llm_core.post.rank import RankConfig
 from llm_core.post.report import ReportConfig
 from llm_core.post.reward import RewardConfig
 from llm_core.post.reward_data import RewardDataConfig
@@ -30,6 +31,7 @@ class PipelineConfig(StrictModel):
     pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
     sft_data: SftDataConfig = Field(default_factory=SftDataConfig)
     sft: SftConfig = Field(default_factory=SftConfig)
+    rank: RankConfig = Field(default_factory=RankConfig)
     reward_data: RewardDataConfig = Field(default_factory=RewardDataConfig)
     reward: RewardConfig = Field(default_factory=RewardConfig)
     rlhf: RlhfConfig = Field(default_factory=RlhfConfig)

@@ -6,6 +6,7 @@ from llm_core.crawl import CrawlStage
 from llm_core.evals import EvalStage
 from llm_core.extract import ExtractStage
 from llm_core.filters.stage import FilterStage
+from llm_core.post.rank import RankStage
 from llm_core.post.report import ReportStage
 from llm_core.post.reward import RewardStage
 from llm_core.post.reward_data import RewardDataStage
@@ -28,6 +29,7 @@ STAGES: dict[str, Stage] = {
         PretrainStage(),
         SftDataStage(),
         SftStage(),
+        RankStage(),
         RewardDataStage(),
         RewardStage(),
         RlhfStage(),

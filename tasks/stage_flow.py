@@ -32,6 +32,7 @@ from llm_core.stage import (
 )
 from llm_core.store import ArtifactRef
 from tasks.publish import ProgressArtifact, RunLogBridge, publish_manifest
+from tasks.rank_forms import asks_people_in_forms, rank_with_forms
 from tasks.runners import make_task_runner, runs_shards_in_local_pool
 
 
@@ -59,7 +60,7 @@ def run_task(ctx: StageContext) -> ArtifactRef:
     started = time.time()
     try:
         with RunLogBridge():
-            result = STAGES[ctx.stage].run(ctx)
+            result = rank_with_forms(ctx) if asks_people_in_forms(ctx) else STAGES[ctx.stage].run(ctx)
     finally:
         remove_progress_listener(progress)
     ref = _commit_and_publish(ctx, result, time.time() - started)
@@ -111,6 +112,8 @@ def _build(ctx: StageContext):
     stage = STAGES[ctx.stage]
     retry = {"retries": ctx.run.retries, "retry_delay_seconds": ctx.run.retry_delay_s}
     if not isinstance(stage, ShardedStage):
+        if asks_people_in_forms(ctx):
+            retry = {"retries": 0}  # an unanswered form ends the stage; a retry would only wait again
         return run_task.with_options(**retry)(ctx)
     started = time.time()
     shards = stage.plan(ctx)

@@ -1,38 +1,47 @@
 """The `reward_data` stage: preference pairs as PREFERENCES parquet, split into train and val.
 
-Sources: HH-RLHF transcripts (`hh_rlhf`), ranked OpenAssistant siblings (`oasst`), and the generated keyword
-preference (`keyword`: the answer uses the requested word vs another word), which a tiny reward model can learn.
+Sources: HH-RLHF transcripts (`hh_rlhf`), ranked OpenAssistant siblings (`oasst`), the generated keyword
+preference (`keyword`: the answer uses the requested word vs another word), which a tiny reward model can learn,
+and `rankings`: K answers ranked by people or a model (the `rank` stage's artifact when `path` is not set, else a
+rankings Parquet file or folder, e.g. chat feedback). Rankings stay whole (the reward loss can use the full ranking)
+and are split by prompt, so the reward stage reports its agreement with held-out rankings on its own.
 
 Layout of the artifact:
     train/part-00000.parquet, val/part-00000.parquet   PREFERENCES rows
     rejected/part-00000.parquet                        unusable records with `reason`
+    train_rankings/, val_rankings/, rejected_rankings/ RANKINGS rows (only with a `rankings` source)
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
 from llm_core.chat.loaders import Pair, load_hh_rlhf, load_oasst_pairs
 from llm_core.chat.synthetic import keyword_pairs
 from llm_core.config import StageConfig, StrictModel
+from llm_core.data_files import resolve_data_path
+from llm_core.post.rankings import RANKINGS, read_rankings, usable_rankings
 from llm_core.schemas import PREFERENCES
 from llm_core.stage import Stage, StageContext, StageResult
-from llm_core.post.splits import Records, write_splits
+from llm_core.store import ParquetShardWriter
+from llm_core.post.splits import SOURCE_COLUMNS, Records, rejected_schema, route_record, write_splits
 
+RANKING_SPLITS = ("train_rankings", "val_rankings", "rejected_rankings")
 
 
 class PreferenceSourceConfig(StrictModel):
-    kind: Literal["hh_rlhf", "oasst", "keyword"]
-    path: str | None = None
+    kind: Literal["hh_rlhf", "oasst", "keyword", "rankings"]
+    path: str | None = Field(None, description="rankings: a rankings Parquet file or folder; unset = the rank stage")
     count: int = Field(0, ge=0, description="keyword: how many pairs to generate")
     weight: float = Field(1.0, ge=0, description="times each training pair appears; fractions subsample")
 
     @model_validator(mode="after")
     def _check(self) -> PreferenceSourceConfig:
-        if self.kind != "keyword" and not self.path:
+        if self.kind not in ("keyword", "rankings") and not self.path:
             raise ValueError(f"a {self.kind} source needs a path")
         if self.kind == "keyword" and self.count <= 0:
             raise ValueError("a keyword source needs count > 0")
@@ -67,6 +76,10 @@ class RewardDataStage(Stage):
     version = "2"
     uses_seed = True
 
+    def input_stages(self, config: Any) -> dict[str, str]:
+        uses_rank = any(s.kind == "rankings" and not s.path for s in config.reward_data.sources)
+        return {"rankings": "rank"} if uses_rank else {}
+
     def data_paths(self, ctx_config: RewardDataConfig) -> list[str]:
         return [src.path for src in ctx_config.sources if src.path]
 
@@ -78,9 +91,56 @@ class RewardDataStage(Stage):
                 row = {"prompt": pair.prompt, "chosen": pair.chosen, "rejected": pair.rejected, "source": pair.source}
                 yield row, pair.reject, pair.prompt  # split by prompt: sibling pairs share answers
 
-        sources = [(src.kind, src.weight, records(i, src)) for i, src in enumerate(cfg.sources)]
+        sources = [(src.kind, src.weight, records(i, src)) for i, src in enumerate(cfg.sources)
+                   if src.kind != "rankings"]
         counts, rows = write_splits(ctx, PREFERENCES, sources, cfg.val_fraction)
+        rankings = [src for src in cfg.sources if src.kind == "rankings"]
+        if rankings:
+            ranking_counts, ranking_rows = write_ranking_splits(ctx, rankings, cfg.val_fraction)
+            counts = dict(Counter(counts) + Counter(ranking_counts))
+            rows += ranking_rows
         md = "### Preference pairs\n\n| source | input | kept | rejected | train | val |\n|---|---|---|---|---|---|\n"
         md += "".join(f"| {r['source']} | {r['input']} | {r['kept']} | {r['rejected']} | {r['train']} | {r['val']} |\n"
                       for r in rows)
         return StageResult(counts=counts, tables={"sources": rows}, markdown=md)
+
+
+def ranking_records(ctx: StageContext, src: PreferenceSourceConfig) -> Records:
+    """The rows of a rankings source: usable rankings (ratings paired per prompt), the rest with their reason."""
+    if src.path:
+        rows = read_rankings(resolve_data_path(src.path))
+    else:
+        rows = list(ctx.reader("rankings").iter_rows("rankings/*.parquet"))
+    for row in rows:
+        if row["status"] == "rated":
+            continue  # ratings come back below, paired into rankings per prompt
+        if row["status"] != "ranked":
+            yield row, f"rankings:{row['status']}", row["prompt_id"]
+        elif not row["pairs"]:
+            yield row, "rankings:no_pairs", row["prompt_id"]
+    for row in usable_rankings(rows):
+        yield row, None, row["prompt_id"]
+
+
+def write_ranking_splits(
+    ctx: StageContext, sources: list[PreferenceSourceConfig], val_fraction: float
+) -> tuple[dict[str, int], list[dict]]:
+    """Route whole rankings to train_rankings / val_rankings (by prompt) / rejected_rankings."""
+    writer, counts, table = ctx.writer(), Counter(), []
+    schemas = (RANKINGS, RANKINGS, rejected_schema(RANKINGS))
+    with (
+        ParquetShardWriter(writer, f"{RANKING_SPLITS[0]}/part-00000.parquet", schemas[0]) as train,
+        ParquetShardWriter(writer, f"{RANKING_SPLITS[1]}/part-00000.parquet", schemas[1]) as val,
+        ParquetShardWriter(writer, f"{RANKING_SPLITS[2]}/part-00000.parquet", schemas[2]) as rejected,
+    ):
+        for src in sources:
+            label = f"rankings:{src.path}" if src.path else "rankings"
+            c: Counter[str] = Counter()
+            for row, reason, identity in ranking_records(ctx, src):
+                route_record(row, reason, identity, weight=src.weight, val_fraction=val_fraction, seed=ctx.run.seed,
+                             train=train, val=val, rejected=rejected, counts=c)
+            for k, v in c.items():
+                counts[k] += v
+                counts[f"{label}:{k}"] += v
+            table.append({"source": label, "weight": src.weight, **{k: c[k] for k in SOURCE_COLUMNS}})
+    return dict(counts), table
