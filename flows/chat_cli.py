@@ -1,6 +1,9 @@
 """`llmpipe chat` (talk to a model artifact, streaming, multi-turn, with a system message) and `llmpipe generate`
 (a prompts file in, JSONL out). Models are found by artifact key (or key prefix, or 'stage/key') in the store of
-the config; the tokenizer comes from the model's lineage."""
+the config; the tokenizer comes from the model's lineage.
+
+In the chat, `/good` and `/bad [a better answer]` rate the last reply; ratings go to a rankings file (`--feedback`,
+the `rankings` format), which a `reward_data` source `{kind: rankings, path: ...}` turns into preference data."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import typer
 from llm_core.chat.engine import Engine, SamplingParams
 from llm_core.chat.template import Message, render_prompt
 from llm_core.post.model_io import load_chat_model
+from llm_core.post.rankings import append_rankings, chat_feedback_row
 from llm_core.store import ArtifactStore
 from flows.cli_options import DEFAULT_CONFIG, ConfigOpt, SetOpt, console, load_or_exit
 
@@ -24,6 +28,8 @@ TopKOpt = Annotated[int | None, typer.Option("--top-k")]
 TopPOpt = Annotated[float | None, typer.Option("--top-p")]
 MaxTokensOpt = Annotated[int, typer.Option("--max-tokens")]
 SeedOpt = Annotated[int | None, typer.Option(help="fix the sampling")]
+FeedbackOpt = Annotated[Path, typer.Option(help="rankings file (Parquet) that /good and /bad add to")]
+DEFAULT_FEEDBACK = Path("feedback/chat-rankings.parquet")
 
 
 def _engine(model: str, config: Path, overrides: list[str] | None) -> tuple[Engine, str]:
@@ -61,14 +67,15 @@ def chat(
     top_p: TopPOpt = 0.95,
     max_tokens: MaxTokensOpt = 256,
     seed: SeedOpt = None,
+    feedback: FeedbackOpt = DEFAULT_FEEDBACK,
 ) -> None:
-    """Talk to a model: multi-turn, replies streamed as they are sampled. /reset starts over, /exit (or Ctrl-D)
-    leaves."""
+    """Talk to a model: multi-turn, replies streamed as they are sampled. /good or /bad [better answer] rates the
+    last reply, /reset starts over, /exit (or Ctrl-D) leaves."""
     engine, name = _engine(model, config, set_)
     params = SamplingParams(max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p)
     start: list[Message] = [{"role": "system", "content": system}] if system else []
     messages = list(start)
-    console.print(f"[bold]{name}[/bold]: /reset starts over, /exit leaves")
+    console.print(f"[bold]{name}[/bold]: /good or /bad [better answer] rates a reply, /reset starts over, /exit leaves")
     while True:
         try:
             text = console.input("[bold green]you>[/bold green] ").strip()
@@ -82,9 +89,23 @@ def chat(
             continue
         if not text:
             continue
+        if text.split(" ", 1)[0] in ("/good", "/bad"):
+            rate_last_reply(messages, text, feedback)
+            continue
         messages.append({"role": "user", "content": text})
         console.print("[bold blue]assistant>[/bold blue] ", end="")
         messages.append({"role": "assistant", "content": stream_reply(engine, messages, params, seed)})
+
+
+def rate_last_reply(messages: list[Message], command: str, feedback: Path) -> None:
+    """Store `/good` or `/bad [better answer]` about the last reply as a rankings row."""
+    if not messages or messages[-1]["role"] != "assistant":
+        console.print("[yellow]no reply to rate yet[/yellow]")
+        return
+    verb, _, better = command.partition(" ")
+    row = chat_feedback_row(messages[:-1], messages[-1]["content"], verb == "/good", better or None)
+    total = append_rankings(feedback, [row])
+    console.print(f"[dim]{verb[1:]} reply saved to {feedback} ({total} rows)[/dim]")
 
 
 def read_prompts(path: Path) -> list[list[Message]]:

@@ -20,6 +20,7 @@ from rich.table import Table
 from flows.artifacts_view import ls_table, show_summary
 from flows.chat_cli import chat, generate
 from flows.cli_options import DEFAULT_CONFIG, ConfigOpt, SetOpt, console, load_or_exit
+from flows.rank_cli import rank
 from flows.serve import serve
 from llm_core.config import ConfigError
 from llm_core.pipeline import plan, preflight, with_inputs
@@ -260,6 +261,7 @@ def artifacts_verify(
 app.command()(serve)
 app.command()(chat)
 app.command()(generate)
+app.command()(rank)
 
 if __name__ == "__main__":
     main()

@@ -233,3 +233,13 @@ def usable_rankings(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = list(rows)
     ranked = [r for r in rows if r["status"] == "ranked" and r["pairs"]]
     return ranked + list(rated_groups(rows))
+
+
+def chat_feedback_row(prompt: Sequence[Message], reply: str, thumbs_up: bool, better: str | None = None) -> dict:
+    """A RANKINGS row for a thumbs up/down on a chat reply: a rating, or with a better answer written by the person,
+    a ranking of two (the better answer first)."""
+    rating = 1 if thumbs_up else -1
+    if better and better.strip() and better.strip() != reply:
+        item = RankItem(list(prompt), [reply, better.strip()], "chat")
+        return ranking_row(item, Judgement("ranked", [[1], [0]], "chat", rating=rating))
+    return ranking_row(RankItem(list(prompt), [reply], "chat"), Judgement("rated", [[0]], "chat", rating=rating))
