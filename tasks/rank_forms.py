@@ -67,8 +67,8 @@ def ranking_form(items: list[RankItem], batch: int, batches: int, error: str | N
             description=f"the letters of answers {answer_label(0, n)}..{answer_label(len(letters) - 1, n)}, e.g. "
                         f"{example}", pattern=rf"^[\s>=,;0-9{letters}{letters.lower()}]*$"))
         fields[f"prompt_{n}_skip"] = (bool, Field(False, title=f"Prompt {n}: skip (no ranking)"))
-        fields[f"prompt_{n}_comment"] = (str, Field("", title=f"Prompt {n}: comment (optional)"))
-    fields["ranked_by"] = (str, Field("", title="Your name (optional)", max_length=80))
+        fields[f"prompt_{n}_comment"] = (str, Field("", title=f"Prompt {n}: comment"))
+    fields["ranked_by"] = (str, Field("", title="Your name", max_length=80))
     form = create_model(f"RankBatch{batch + 1}", __base__=RunInput, **fields)
     return form.with_initial_data(description=form_markdown(items, batch, batches, error))
 

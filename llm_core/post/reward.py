@@ -14,7 +14,8 @@ Every training example is a comparison: a pair (chosen, rejected) or a whole ran
 A plain pair gives the same loss under all three. Evaluation: pairwise accuracy on the held-back pairs, overall and
 per source, beside the always-pick-the-longer-answer baseline; and on held-out rankings, on their own: the share of
 their implied pairs the model orders as the rankers did (`rankings/pair_accuracy`, its agreement with them) and
-the share of prompts where its best answer is in the rankers' best tier (`rankings/top1_accuracy`). At the end the
+the share of prompts where its best answer is in the rankers' best tier (`rankings/top1_accuracy`); the same on the
+training rankings (`rankings_train/...`: how well it fits them). At the end the
 reward is normalised to mean 0 / std 1 over replies the SFT model samples for held-back prompts. Output artifact:
 
     model/model.safetensors, model/config.json   the reward model (load with `ScalarHeadModel.load`)
@@ -283,6 +284,8 @@ class RewardStage(TrainingStage):
                                          [p["prompt"] for p in val[: cfg.normalise_prompts]], params, seed)
         # the loop evaluated the final weights; normalising (a positive affine map) leaves accuracies unchanged
         final = {k: v for k, v in history.evals[-1].items() if k != "step"} if history.evals else {}
+        fitted = evaluate_rankings(model, tokenizer, evenly_spaced(train_rankings, cfg.eval_rankings))
+        final.update({k.replace("rankings/", "rankings_train/"): v for k, v in fitted.items()})
         save_model_files(writer, model)
         writer.write_json(HISTORY_FILE, {"train": history.train, "evals": history.evals})
         writer.write_json(RESULT_FILE, {**final, "steps": cfg.max_steps, "train_pairs": len(train),
