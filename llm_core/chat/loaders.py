@@ -5,7 +5,8 @@ where there is internet, so does a hub dataset name. Every input record comes ou
 reason it could not be used (`Sample.reject` / `Pair.reject`), so a stage can count kept + rejected = input.
 
 - OpenAssistant trees: every root-to-leaf path that follows the best-ranked assistant reply at each turn (all
-  follow-up user branches are kept); sibling replies with ranks give preference pairs (lower rank = chosen).
+  follow-up user branches are kept); sibling replies with ranks give preference pairs (lower rank = chosen), or
+  kept whole, K-wise rankings by people.
 - GSM8K: question -> worked solution without the `<<calc>>` annotations, still ending in `#### N`.
 - Plain prompt/response files (field names configurable).
 - HH-RLHF: `\\n\\nHuman:` / `\\n\\nAssistant:` transcripts; the shared prefix is the prompt, the last answers differ.
@@ -122,6 +123,29 @@ def oasst_pairs(tree_root: dict) -> list[tuple[list[Message], str, str]]:
     if _usable(tree_root):
         walk_user(tree_root, [])
     return pairs
+
+
+def oasst_rankings(tree_root: dict) -> list[tuple[list[Message], list[str]]]:
+    """(prompt, replies best first) wherever two or more distinct sibling replies carry ranks, along every best-reply
+    path: the K-wise human rankings that `oasst_pairs` cuts into pairs."""
+    rankings: list[tuple[list[Message], list[str]]] = []
+
+    def walk_user(node: dict, history: list[Message]) -> None:
+        history = [*history, msg("user", node["text"])]
+        replies = [r for r in node.get("replies") or [] if _usable(r)]
+        ranked = sorted((r for r in replies if r.get("rank") is not None), key=lambda r: r["rank"])
+        texts = list(dict.fromkeys(r["text"] for r in ranked))
+        if len(texts) >= 2:
+            rankings.append((history, texts))
+        best = _best_reply(replies)
+        if best is not None:
+            for f in best.get("replies") or []:
+                if _usable(f):
+                    walk_user(f, [*history, msg("assistant", best["text"])])
+
+    if _usable(tree_root):
+        walk_user(tree_root, [])
+    return rankings
 
 
 def load_oasst(path: str, source: str = "oasst") -> Iterator[Sample]:
