@@ -107,13 +107,19 @@ def main() -> None:
             scores[loss].append(evaluate_rankings(trainer.model, tokenizer, held))
 
     untrained = evaluate_rankings(ScalarHeadModel.from_sft(sft), tokenizer, held)
-    print(f"\n{'loss':<15}{'ms/step (median)':>18}{'held-out pair acc':>20}{'held-out top-1':>16}")
-    print(f"{'untrained head':<15}{'-':>18}{untrained['rankings/pair_accuracy']:>20.3f}"
+    print(f"\n{'loss':<15}{'ms/step (median)':>18}{'rows/step':>11}{'pairs/step':>12}{'ms/pair':>9}"
+          f"{'held-out pair acc':>19}{'held-out top-1':>16}")
+    print(f"{'untrained head':<15}{'-':>18}{'-':>11}{'-':>12}{'-':>9}{untrained['rankings/pair_accuracy']:>19.3f}"
           f"{untrained['rankings/top1_accuracy']:>16.3f}")
     for loss in LOSSES:
         acc = statistics.mean(s["rankings/pair_accuracy"] for s in scores[loss])
         top1 = statistics.mean(s["rankings/top1_accuracy"] for s in scores[loss])
-        print(f"{loss:<15}{statistics.median(ms[loss]):>18.1f}{acc:>20.3f}{top1:>16.3f}")
+        comparisons = ranking_comparisons(tokenizer, train, sft.config.block_size, loss)
+        rows = args.batch * statistics.mean(len(c.rows) for c in comparisons)
+        pairs = args.batch * statistics.mean(
+            sum(a < b for a in c.tiers for b in c.tiers) for c in comparisons)
+        step = statistics.median(ms[loss])
+        print(f"{loss:<15}{step:>18.1f}{rows:>11.1f}{pairs:>12.1f}{step / pairs:>9.1f}{acc:>19.3f}{top1:>16.3f}")
 
 
 if __name__ == "__main__":
