@@ -26,12 +26,12 @@ PROMPTS = ["What is a watermelon?", "Name a colour.", "How do birds fly?", "Why 
            "Tell me a joke.", "What is 2 + 2?"]
 
 
-def committed(store: ArtifactStore, stage: str, key: str, fill) -> ArtifactRef:
+def committed(store: ArtifactStore, stage: str, key: str, fill, inputs: dict | None = None) -> ArtifactRef:
     ref = store.ref(stage, key)
     if not store.is_committed(ref):
         writer = store.writer(ref)
         fill(writer)
-        writer.commit(version="test", config={}, inputs={})
+        writer.commit(version="test", config={}, inputs=inputs or {})
     return ref
 
 
@@ -45,8 +45,8 @@ def model_inputs(root: Path) -> dict[str, ArtifactRef]:
         save_model_files(writer, GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=64, n_layer=1, n_head=2,
                                                n_embd=32)))
 
-    return {"tokenizer": committed(store, "bpe", "testtokenizer", lambda w: save_tokenizer(w, tok)),
-            "sft": committed(store, "sft", "testrandomgpt", fill_model)}
+    tokenizer = committed(store, "bpe", "testtokenizer", lambda w: save_tokenizer(w, tok))
+    return {"tokenizer": tokenizer, "sft": committed(store, "sft", "testrandomgpt", fill_model, {"tokenizer": tokenizer})}
 
 
 def prompts_file(path: Path, prompts: list[str] = PROMPTS) -> Path:

@@ -131,6 +131,26 @@ def test_llmpipe_rank_in_the_terminal_stops_and_goes_on_where_it_stopped(tmp_pat
     assert {r["labeler"] for r in rows} == {"cli"}
 
 
+def test_chat_thumbs_become_rankings_rows(tmp_path, one_torch_thread):
+    from flows.cli import app
+
+    model_inputs(tmp_path / "artifacts")
+    config = tmp_path / "config.yaml"
+    config.write_text(json.dumps({"run": {"artifact_root": str(tmp_path / "artifacts")}}))
+    feedback = tmp_path / "feedback" / "chat.parquet"
+    chat = ["chat", "-m", "sft/testrandomgpt", "--config", str(config), "--system", "", "--max-tokens", "4",
+            "--seed", "0", "--feedback", str(feedback)]
+    result = CliRunner().invoke(app, chat, input="/good\nhello\n/bad A better answer.\nhi\n/good\n/exit\n")
+    assert result.exit_code == 0, result.output
+    assert "no reply to rate yet" in result.output
+    better, liked = read_rankings(feedback)
+    assert better["prompt"] == [{"role": "user", "content": "hello"}] and better["answers"][1] == "A better answer."
+    assert (better["status"], better["ranking"], better["rating"]) == ("ranked", [1, 0], -1)
+    assert better["pairs"] == [{"chosen": 1, "rejected": 0}] and better["labeler"] == "chat"
+    assert (liked["status"], liked["rating"], len(liked["answers"])) == ("rated", 1, 1)
+    assert [m["content"] for m in liked["prompt"]][::2] == ["hello", "hi"]
+
+
 def rankings_rows() -> list[dict]:
     """Rankings by length (longer first) of real prompts' answers: cut from OpenAssistant-like text."""
     text = ("The watermelon is a large fruit with a green rind and sweet red flesh that grows on a vine. "
