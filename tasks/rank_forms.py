@@ -28,7 +28,7 @@ from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 from pydantic import Field, create_model
 
-from llm_core.post.rank import RankConfig, rank_prompts
+from llm_core.post.rank import Labeler, RankConfig, rank_prompts
 from llm_core.post.rankings import LETTERS, Judgement, RankItem, RankingError, answer_label, parse_ranking
 from llm_core.stage import StageContext, StageResult
 
@@ -94,7 +94,7 @@ def judgements_from_form(values: dict[str, Any], items: list[RankItem]) -> list[
     return out
 
 
-def form_labeler(cfg: RankConfig):
+def form_labeler(cfg: RankConfig) -> Labeler:
     """A labeler that pauses the flow run with the batch's form until an acceptable submission or the timeout."""
 
     def label(items: list[RankItem], batch: int, batches: int) -> list[Judgement]:
