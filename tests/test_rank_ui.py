@@ -205,3 +205,24 @@ def test_an_unanswered_form_times_out_with_what_was_ranked_kept(tmp_path):
     assert [r["status"] for r in rows] == ["ranked", "ranked", "timeout", "timeout"]
     assert ctx.store().manifest(ctx.output).counts["timeout"] == 2
 
+
+
+@pytest.mark.slow
+def test_the_full_pipeline_stops_at_rank_until_the_form_is_submitted(tmp_path):
+    from flows.pipeline import full_pipeline
+    from llm_core.pipeline import plan
+    from ops.micro import micro_config
+
+    config = micro_config(str(tmp_path / "artifacts"), extra=["rank.labeler=ui", "rank.poll_s=1"], targets=["rank"])
+    rank = plan(config)["rank"]
+    thread, outcome = in_thread(full_pipeline, config)
+    run_id, _, description, schema = paused_form(f"rank-{rank.output.key}", timeout_s=300)
+    store = rank.store()
+    assert all(store.is_committed(ctx.output) for name, ctx in plan(config).items() if name != "rank")
+    assert not store.is_committed(rank.output) and "batch 1 of 1" in description
+    assert set(schema["properties"]) == {"prompt_1_ranking", "prompt_1_skip", "prompt_1_comment", "prompt_2_ranking",
+                                         "prompt_2_skip", "prompt_2_comment", "ranked_by"}
+    submit(run_id, **form("B A", "", skip2=True))
+    finish(thread, outcome, timeout_s=120)
+    assert outcome["result"]["rank"] == str(rank.output)
+    assert [r["ranking"] for r in rows_of(rank)] == [[1, 0], []]
