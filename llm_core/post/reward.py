@@ -1,4 +1,4 @@
-"""The `reward` stage: a reward model (SFT trunk + scalar head) trained on preference pairs.
+"""The `reward` stage: a reward model (SFT trunk + scalar head) trained on preference pairs and rankings.
 
 Inputs: `sft` (its `model/`), `data` (`reward_data`: PREFERENCES train/val, and RANKINGS train/val when it has a
 rankings source), `tokenizer` (`bpe`). Training reuses the pretraining loop (checkpoints, resume, schedule).
