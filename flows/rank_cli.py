@@ -56,7 +56,11 @@ def rank(
 ) -> None:
     """Rank the SFT model's answers in the terminal; stop any time (q), run again to go on."""
     cfg = load_or_exit(config, [*(set_ or []), *CLI_OVERRIDES])
-    given = dict(item.split("=", 1) for item in input_ or [] if "=" in item)
+    bad = [item for item in input_ or [] if "=" not in item]
+    if bad:
+        console.print(f"[red]--input {bad[0]!r} must be NAME=ARTIFACT_KEY (sft=KEY, tokenizer=KEY)[/red]")
+        raise typer.Exit(2)
+    given = dict(item.split("=", 1) for item in input_ or [])
     try:
         ctx = with_inputs(cfg, "rank", given) if given else plan(cfg, ["rank"])["rank"]
     except (ConfigError, KeyError) as e:
