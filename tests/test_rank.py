@@ -13,12 +13,13 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from post_fixtures import chat_tokenizer
-from rank_fixtures import model_inputs, prompts_file, rank_context
+from rank_fixtures import committed, model_inputs, prompts_file, rank_context
 from typer.testing import CliRunner
 
 from llm_core.config import RunConfig
 from llm_core.pipeline import make_context
 from llm_core.pipeline_config import PipelineConfig
+from llm_core.post.model_io import load_gpt, save_model_files
 from llm_core.post.rank import ITEMS_FILE, RANKINGS_FILE, RankStage
 from llm_core.post.rankings import (
     Judgement,
@@ -41,8 +42,9 @@ from llm_core.post.reward import (
     train_reward_model,
 )
 from llm_core.post.reward_data import PreferenceSourceConfig, RewardDataConfig, RewardDataStage
-from llm_core.post.reward_model import ScalarHeadModel, bradley_terry_loss
+from llm_core.post.reward_model import ScalarHeadModel, bradley_terry_loss, encode_answer, score
 from llm_core.stage import run_stage
+from llm_core.store import ArtifactStore
 from llm_core.train.pretrain_config import OptimSection
 
 
@@ -90,6 +92,20 @@ def test_the_model_labeler_ranks_distinct_answers_and_records_ties(tmp_path, one
     assert manifest.counts["pairs"] == sum(len(r["pairs"]) for r in rows)
     assert manifest.metrics["rankings"] == 4.0
     assert run_stage(RankStage(), ctx)[1], "a second run is a cache hit"
+
+
+def test_a_reward_model_can_be_the_judge(tmp_path, one_torch_thread):
+    inputs = model_inputs(tmp_path / "artifacts")
+    store = ArtifactStore(str(tmp_path / "artifacts"))
+    judge = ScalarHeadModel.from_sft(load_gpt(store.reader(inputs["sft"])))
+    committed(store, "reward", "testjudge", lambda w: save_model_files(w, judge))
+    ctx = rank_context(tmp_path, labeler="model", judge="reward/testjudge")
+    run_stage(RankStage(), ctx)
+    tok = chat_tokenizer()
+    for row in pq.read_table(f"{ctx.output.uri}/{RANKINGS_FILE}").to_pylist():
+        scores = score(judge.eval(), [encode_answer(tok, row["prompt"], a, 64) for a in row["answers"]], tok.eot_id)
+        assert row["ranking"] == sorted(range(len(scores)), key=lambda i: -float(scores[i]))
+        assert row["labeler"] == "model:reward/testjudge"
 
 
 def test_an_empty_prompt_source_is_refused_before_sampling(tmp_path):
