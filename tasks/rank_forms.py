@@ -12,6 +12,10 @@ prompt's answers, repeats one, or names another prompt's answer: the run pauses 
 and the reasons at its top, and nothing of that batch is kept. An accepted batch is written into the artifact
 before the next form opens, so a killed run asks only the batches not yet submitted.
 
+It pauses (`pause_flow_run`) rather than suspends: `suspend_flow_run` cannot be called from a task, and a suspended
+run is rescheduled from its start by a worker, which an ephemeral or CLI run does not have; the paused process holds
+only the prompts and answers (the SFT model is released once the answers are sampled).
+
 A form left unanswered for `rank.timeout_s` ends the wait: with `on_timeout: fail` (default) the stage fails, named
 `RankingTimeout`, with the submitted batches kept for the next run, and the task is not retried (a retry would only
 wait again); with `on_timeout: commit` the artifact is committed with the unranked prompts marked `timeout`.
@@ -100,7 +104,7 @@ def form_labeler(cfg: RankConfig) -> Labeler:
     def label(items: list[RankItem], batch: int, batches: int) -> list[Judgement]:
         logger = get_run_logger()
         error = None
-        for attempt in itertools.count():
+        for attempt in itertools.count():  # until a submission is accepted or a form times out
             form = ranking_form(items, batch, batches, error)
             logger.info("rank: waiting for the form of batch %d/%d (%d prompts); open the paused run in the UI and "
                         "press Resume", batch + 1, batches, len(items))
