@@ -115,11 +115,11 @@ def ranking_records(ctx: StageContext, src: PreferenceSourceConfig) -> Records:
         if row["status"] == "rated":
             continue  # ratings come back below, paired into rankings per prompt
         if row["status"] != "ranked":
-            yield row, f"rankings:{row['status']}", row["prompt_id"]
+            yield row, f"rankings:{row['status']}", row["prompt"]
         elif not row["pairs"]:
-            yield row, "rankings:no_pairs", row["prompt_id"]
+            yield row, "rankings:no_pairs", row["prompt"]
     for row in usable_rankings(rows):
-        yield row, None, row["prompt_id"]
+        yield row, None, row["prompt"]  # split by prompt, as the pairs are: a prompt is on one side only
 
 
 def write_ranking_splits(
