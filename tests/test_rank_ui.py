@@ -215,7 +215,7 @@ def test_the_full_pipeline_stops_at_rank_until_the_form_is_submitted(tmp_path):
 
     config = micro_config(str(tmp_path / "artifacts"), extra=["rank.labeler=ui", "rank.poll_s=1"], targets=["rank"])
     rank = plan(config)["rank"]
-    thread, outcome = in_thread(full_pipeline, config)
+    thread, outcome = in_thread(lambda: full_pipeline(config=config))
     run_id, _, description, schema = paused_form(f"rank-{rank.output.key}", timeout_s=300)
     store = rank.store()
     assert all(store.is_committed(ctx.output) for name, ctx in plan(config).items() if name != "rank")
