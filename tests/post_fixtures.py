@@ -75,7 +75,7 @@ HELD_BACK_SEED = 999  # generated prompts for evaluation use this seed; training
 
 def sft_training_set():
     return [
-        *arithmetic_conversations(300, 1, max_operand=MAX_OPERAND, hedge_share=0.5),
+        *arithmetic_conversations(300, 1, max_operand=MAX_OPERAND, hedge_share=0.5, hold_out=False),
         *keyword_conversations(300, 2, keyword_share=0.5),
         *identity_conversations("Tinychat", "the llm-pipeline project", 60, 3),
     ]

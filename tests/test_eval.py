@@ -5,20 +5,23 @@ the standard multiple-choice formats load."""
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 
 import pytest
 import torch
 from conftest import DATA
-from post_fixtures import chat_tokenizer, tiny_sft_model
+from post_fixtures import chat_tokenizer, single_thread, tiny_sft_model
 
 from llm_core.chat.engine import SamplingParams
-from llm_core.chat.synthetic import heldout_sums, identity_conversations, arithmetic_conversations
+from llm_core.chat.synthetic import arithmetic_conversations, heldout_sums, identity_conversations
 from llm_core.config import ConfigError, load_config
 from llm_core.evals.chat_suites import identity_items, made_up_items, run_chat_suites, sum_items
 from llm_core.evals.contamination import ContaminationIndex
 from llm_core.evals.lm_suites import heldout_mc_items, run_mc_suites, standard_items
 from llm_core.evals.results import wilson_interval
 from llm_core.model import GPT, GPTConfig
+from llm_core.post.sft import SftConfig, train_sft
+from llm_core.train.pretrain_config import OptimSection
 
 IDENTITY = str(DATA / "eval" / "identity.jsonl")
 MADE_UP = str(DATA / "eval" / "idk.jsonl")
@@ -36,20 +39,42 @@ def test_heldout_sums_are_never_generated_for_training():
     assert not trained & {f"What is {a} + {b}?" for a, b in held}
 
 
-def test_trained_chat_model_beats_an_untrained_one_on_identity_and_sums(one_torch_thread):
-    model, tok = tiny_sft_model()
+@lru_cache(maxsize=1)
+@single_thread()
+def worked_sums_model() -> GPT:
+    """A 2-layer GPT trained from scratch for 300 steps on single-digit sums worked out step by step, the eval's
+    held-out operand pairs left out (as the sft_data stage does)."""
+    tok = chat_tokenizer()
     torch.manual_seed(0)
-    untrained = GPT(model.config).eval()
-    items = identity_items(IDENTITY, "Tinychat") + sum_items(4)
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=96, n_layer=2, n_head=4, n_embd=128))
+    train = [s.messages for s in arithmetic_conversations(1500, 1, max_operand=9, worked=True)]
+    cfg = SftConfig(max_steps=300, batch_size=32, eval_every=0, device="cpu", checkpoint_every=0,
+                    optim=OptimSection(lr=3e-3, min_lr=3e-4, weight_decay=0.0, warmup_steps=20))
+    train_sft(model, tok, train, train[:32], cfg, seed=0)
+    return model.eval()
+
+
+def test_trained_chat_models_beat_an_untrained_one_on_identity_and_held_out_sums(one_torch_thread):
+    chat, tok = tiny_sft_model()
+    torch.manual_seed(0)
+    untrained = GPT(chat.config).eval()
     clean = ContaminationIndex(13)
-    trained_rows = by_suite(run_chat_suites("sft", model, tok, items, GREEDY, 1, clean, 0, 4)[0])
-    untrained_rows = by_suite(run_chat_suites("base", untrained, tok, items, GREEDY, 1, clean, 0, 4)[0])
-    for suite in ("identity", "sums_heldout"):
-        trained, before = trained_rows[(suite, "accuracy")], untrained_rows[(suite, "accuracy")]
-        assert trained.n == before.n > 0
-        assert trained.value > before.value, (suite, trained.value, before.value)
-    assert trained_rows[("identity", "accuracy")].value >= 0.5
-    assert trained_rows[("im_end", "rate")].value > untrained_rows[("im_end", "rate")].value
+    identity = identity_items(IDENTITY, "Tinychat")
+    trained_id = by_suite(run_chat_suites("sft", chat, tok, identity, GREEDY, 1, clean, 0, 9)[0])
+    untrained_id = by_suite(run_chat_suites("base", untrained, tok, identity, GREEDY, 1, clean, 0, 9)[0])
+    assert trained_id[("identity", "accuracy")].n == untrained_id[("identity", "accuracy")].n == 30
+    assert trained_id[("identity", "accuracy")].value >= 0.5 > untrained_id[("identity", "accuracy")].value
+    assert trained_id[("im_end", "rate")].value > untrained_id[("im_end", "rate")].value
+
+    sums = sum_items(9)
+    index = ContaminationIndex(13).add_prompts(
+        s.messages[0]["content"] for s in arithmetic_conversations(1500, 1, max_operand=9, worked=True))
+    params = SamplingParams(max_tokens=64, temperature=0)
+    trained = by_suite(run_chat_suites("sft", worked_sums_model(), tok, sums, params, 1, index, 0, 9)[0])
+    before = by_suite(run_chat_suites("base", untrained, tok, sums, params, 1, index, 0, 9)[0])
+    held_out = trained[("sums_heldout", "accuracy")]
+    assert held_out.n == len(sums) and held_out.contaminated == 0  # none of them was in the training data
+    assert held_out.value >= 0.3 > before[("sums_heldout", "accuracy")].value
 
 
 def test_planted_overlaps_are_found_and_left_out_of_the_score(one_torch_thread):

@@ -79,7 +79,7 @@ def test_grpo_raises_pass_at_1_on_addition_over_the_sft_model():
     rises clearly on the problems GRPO trained on and on the held-back problems it never practised: committing to
     an answer is a habit of the policy, not of a problem."""
     sft, tok = tiny_sft_model()
-    train, held = split_prompts(arithmetic_task(500, 0, MAX_OPERAND), 0.4, seed=0)  # 25 problems in all
+    train, held = split_prompts(arithmetic_task(500, 0, MAX_OPERAND, hold_out=False), 0.4, seed=0)  # 25 problems
     assert len(held) >= 6 and not set(held) & set(train)
     cfg = RlhfConfig.model_validate({"algorithm": "grpo", "iterations": 20, "max_tokens": 8, "grpo": {
         "prompts_per_iteration": 8, "samples_per_prompt": 8, "lr": 2e-4, "kl_coef": 0.1, "max_operand": MAX_OPERAND}})

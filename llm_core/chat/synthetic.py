@@ -150,11 +150,11 @@ def sum_question(a: int, b: int) -> str:
     return f"What is {a} + {b}?"
 
 
-def addition_problem(rng: random.Random, max_operand: int) -> tuple[str, int]:
-    """A sum of two operands in 0..max_operand, never a held-out pair."""
+def addition_problem(rng: random.Random, max_operand: int, hold_out: bool = True) -> tuple[str, int]:
+    """A sum of two operands in 0..max_operand; with `hold_out`, never a held-out pair."""
     while True:
         a, b = rng.randint(0, max_operand), rng.randint(0, max_operand)
-        if not is_heldout_sum(a, b):
+        if not (hold_out and is_heldout_sum(a, b)):
             return sum_question(a, b), a + b
 
 
@@ -174,15 +174,17 @@ def worked_sum(a: int, b: int) -> str:
 
 
 def arithmetic_conversations(
-    count: int, seed: int, max_operand: int = 20, hedge_share: float = 0.0, worked: bool = False
+    count: int, seed: int, max_operand: int = 20, hedge_share: float = 0.0, worked: bool = False,
+    hold_out: bool = True,
 ) -> list[Sample]:
     """Addition questions with the answer as `#### N` (the GSM8K answer convention, checked by the same reward),
     after the worked steps when `worked`; `hedge_share` of them are answered with a hedge instead, the habit of not
-    committing to an answer that a verifiable reward can train away (GRPO) while imitation cannot."""
+    committing to an answer that a verifiable reward can train away (GRPO) while imitation cannot. With `hold_out`
+    (the default) the eval stage's held-out operand pairs are never asked."""
     rng = random.Random(seed)
     out = []
     for _ in range(count):
-        question, answer = addition_problem(rng, max_operand)
+        question, answer = addition_problem(rng, max_operand, hold_out)
         a, b = (int(n) for n in question.removeprefix("What is ").removesuffix("?").split(" + "))
         if rng.random() < hedge_share:
             reply = rng.choice(HEDGES)

@@ -61,9 +61,10 @@ def get_reward(name: str) -> RewardFn:
     return REWARDS[name]
 
 
-def arithmetic_task(count: int, seed: int, max_operand: int) -> list[tuple[str, str]]:
+def arithmetic_task(count: int, seed: int, max_operand: int, hold_out: bool = True) -> list[tuple[str, str]]:
+    """(question, answer) addition problems; with `hold_out`, never the eval stage's held-out operand pairs."""
     rng = random.Random(seed)
-    return [(q, str(a)) for q, a in (addition_problem(rng, max_operand) for _ in range(count))]
+    return [(q, str(a)) for q, a in (addition_problem(rng, max_operand, hold_out) for _ in range(count))]
 
 
 def gsm8k_task(path: str, count: int) -> list[tuple[str, str]]:
