@@ -191,6 +191,7 @@ class EvalRun:
             try:
                 prompts = list(load_prompts(path))
             except FileNotFoundError:
+                self.ctx.log.warning("RL prompts %s not found here: the policy's decontamination leaves them out", path)
                 prompts = []
             index.add_texts(prompts).add_prompts(prompts)
         return index
