@@ -217,6 +217,9 @@ def test_live_stage_writes_pages_and_warc_and_resumes_after_a_kill(crawl_site, t
     reader = ctx.store().reader(ctx.output)
     urls = sorted(r["url"].removeprefix(crawl_site) for r in reader.iter_rows("pages/*.parquet", ["url"]))
     assert urls == ["/", "/en/about.html", "/en/tutorial__appetite.html", "/huge"]
+    cut = {r["url"].removeprefix(crawl_site) for r in reader.iter_rows("pages/*.parquet", ["url", "truncated"])
+           if r["truncated"]}
+    assert cut == {"/huge"}, "the page cut at max_bytes_per_page is marked in its row"
     page_ids = {r["warc_record_id"] for r in reader.iter_rows("pages/*.parquet", ["warc_record_id"])}
     archived = set()
     for name in reader.files("warc/*.warc.gz"):

@@ -50,7 +50,7 @@ class Step:
             return Skip(self.url, warc_record_id, self.reason or "live:error", self.detail)
         f = self.fetch
         mime, charset = media_type(f.header("content-type"))
-        return Page(f.url, f.fetched_at, f.status or 0, mime, charset, f.body, warc_record_id, SOURCE)
+        return Page(f.url, f.fetched_at, f.status or 0, mime, charset, f.body, warc_record_id, SOURCE, f.truncated)
 
 
 def host_of(url: str) -> str:

@@ -31,7 +31,7 @@ from llm_core.crawl.live import LiveCrawler
 from llm_core.crawl.local import read_html_files, read_text_dataset
 from llm_core.crawl.output import ShardOutput
 from llm_core.crawl.sources import local_inputs, plan_shards, warc_source_label
-from llm_core.crawl.warc_reader import Page, Skip, read_archive
+from llm_core.crawl.warc_reader import Skip, read_archive
 from llm_core.crawl.warc_writer import WarcFiles
 from llm_core.stage import ShardedStage, StageContext, StageResult, sum_counts
 
@@ -122,8 +122,6 @@ class CrawlStage(ShardedStage):
                 record_id = warc.write(step.fetch) if step.fetch is not None and step.fetch.complete else None
                 item = step.outcome(record_id)
                 out.add(item, LIVE_SOURCE)
-                if isinstance(item, Page) and step.fetch.truncated:
-                    out.counts["truncated"] += 1
 
     # -- summary
     def finalize(self, ctx: StageContext, stats: dict[str, dict[str, int]]) -> StageResult:
