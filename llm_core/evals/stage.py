@@ -152,7 +152,7 @@ class EvalRun:
         self.chat_items = (
             (identity_items(cfg.identity_file, name) if name else [])
             + made_up_items(cfg.made_up_file)
-            + known_items(evenly_spaced(single_turn, cfg.known_questions))
+            + evenly_spaced(known_items(single_turn), cfg.known_questions)
             + sum_items(cfg.sums_max_operand)
             + gsm8k_items(evenly_spaced([r["messages"] for r in val if r["source"] == "gsm8k"], cfg.gsm8k_problems))
         )
