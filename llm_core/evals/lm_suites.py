@@ -64,8 +64,9 @@ def sentences(text: str) -> list[str]:
 
 def heldout_mc_items(texts: Iterable[str], count: int, seed: int) -> list[MCItem]:
     """`count` cloze and `count` next-sentence items from held-out English text, fixed by `seed`."""
-    pool = [s for t in texts for s in sentences(t) if 6 <= len(s.split()) <= 30 and "<unk>" not in s]
-    pairs = [(a, b) for t in texts for a, b in zip(sentences(t), sentences(t)[1:])
+    split = [sentences(t) for t in texts]
+    pool = [s for ss in split for s in ss if 6 <= len(s.split()) <= 30 and "<unk>" not in s]
+    pairs = [(a, b) for ss in split for a, b in zip(ss, ss[1:])
              if 6 <= len(a.split()) <= 30 and 4 <= len(b.split()) <= 30 and "<unk>" not in a + b]
     rng = random.Random(seed)
     items: list[MCItem] = []

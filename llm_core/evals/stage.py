@@ -30,7 +30,6 @@ from pydantic import Field, model_validator
 
 from llm_core.chat.engine import SamplingParams
 from llm_core.chat.loaders import load_prompts
-from llm_core.chat.template import render_completion, render_prompt
 from llm_core.config import ConfigError, StageConfig, StrictModel
 from llm_core.evals.chat_suites import (
     encode_prompt,
@@ -54,7 +53,8 @@ from llm_core.evals.pretraining_text import pretraining_pieces
 from llm_core.evals.results import ItemOutcome, ResultRow, rate_row
 from llm_core.model import GPT
 from llm_core.post.model_io import load_gpt, load_scalar_model
-from llm_core.post.reward_model import encode_answer
+from llm_core.post.reward import longer_answer_wins
+from llm_core.post.reward_model import answer_ids
 from llm_core.post.reward_model import score as reward_scores
 from llm_core.post.splits import evenly_spaced
 from llm_core.schemas import EVAL_ITEMS, EVAL_RESULTS
@@ -230,20 +230,18 @@ class EvalRun:
         index = ContaminationIndex(self.cfg.ngram).add_texts(
             f"{p['chosen']}\n{p['rejected']}" for p in train).add_prompts(map(comparison_text, train))
         block, tok = model.gpt.config.block_size, self.tokenizer
-        full = [(len(render_prompt(tok, p["prompt"]) + render_completion(tok, p["chosen"])),
-                 len(render_prompt(tok, p["prompt"]) + render_completion(tok, p["rejected"]))) for p in pairs]
-        chosen = reward_scores(model, [encode_answer(tok, p["prompt"], p["chosen"], block) for p in pairs], tok.eot_id)
-        rejected = reward_scores(model, [encode_answer(tok, p["prompt"], p["rejected"], block) for p in pairs],
-                                 tok.eot_id)
+        full = [(answer_ids(tok, p["prompt"], p["chosen"]), answer_ids(tok, p["prompt"], p["rejected"])) for p in pairs]
+        chosen = reward_scores(model, [c[-block:] for c, _ in full], tok.eot_id)
+        rejected = reward_scores(model, [r[-block:] for _, r in full], tok.eot_id)
         groups: dict[str, list[tuple[ItemOutcome, float, float, bool]]] = defaultdict(list)
-        for i, (p, c, r, lengths) in enumerate(zip(pairs, chosen.tolist(), rejected.tolist(), full)):
+        for i, (p, c, r, (c_ids, r_ids)) in enumerate(zip(pairs, chosen.tolist(), rejected.tolist(), full)):
             why = index.reason(comparison_text(p))
             outcome = ItemOutcome("reward", f"reward/{p['source']}", f"pair-{i:05d}", p["prompt"][-1]["content"],
                                   f"chosen {c:.3f} vs rejected {r:.3f}", p["chosen"][:200], c > r, why or "",
                                   why is not None)
-            longer = 1.0 if len(p["chosen"]) > len(p["rejected"]) else 0.5 if len(p["chosen"]) == len(p["rejected"]) else 0.0
+            longer = longer_answer_wins(p)
             for group in ("all", p["source"]):
-                groups[group].append((outcome, longer, 1.0 - longer, max(lengths) > block))
+                groups[group].append((outcome, longer, 1.0 - longer, max(len(c_ids), len(r_ids)) > block))
             self.outcomes.append(outcome)
         for group, entries in sorted(groups.items()):
             suite = f"reward/{group}"

@@ -184,6 +184,13 @@ def evaluate_rankings(model: ScalarHeadModel, tokenizer: Tokenizer, rankings: Se
             "rankings/eval_rankings": float(len(rankings)), "rankings/eval_pairs": float(len(hits))}
 
 
+def longer_answer_wins(pair: dict) -> float:
+    """The "longer answer wins" rule on one pair: 1 when it picks the chosen answer, 0.5 on a tie, else 0
+    ("shorter wins" is 1 minus this)."""
+    c_len, r_len = len(pair["chosen"]), len(pair["rejected"])
+    return 1.0 if c_len > r_len else 0.5 if c_len == r_len else 0.0
+
+
 def evaluate_pairs(model: ScalarHeadModel, tokenizer: Tokenizer, pairs: Sequence[dict]) -> dict[str, float]:
     """Pairwise accuracy of the model and of the longer-answer baseline, overall and per source."""
     encoded = encode_pairs(tokenizer, pairs, model.gpt.config.block_size)
@@ -191,11 +198,9 @@ def evaluate_pairs(model: ScalarHeadModel, tokenizer: Tokenizer, pairs: Sequence
     rejected = score(model, [r for _, r in encoded], tokenizer.eot_id)
     hits: dict[str, list[float]] = defaultdict(list)
     for p, c, r in zip(pairs, chosen.tolist(), rejected.tolist()):
-        c_len, r_len = len(p["chosen"]), len(p["rejected"])
-        longer = 1.0 if c_len > r_len else 0.5 if c_len == r_len else 0.0
         for group in ("all", p["source"]):
             hits[f"accuracy/{group}"].append(float(c > r))
-            hits[f"length_baseline/{group}"].append(longer)
+            hits[f"length_baseline/{group}"].append(longer_answer_wins(p))
     out = {k: sum(v) / len(v) for k, v in hits.items()}
     out["margin_mean"] = float((chosen - rejected).mean()) if len(pairs) else 0.0
     return out

@@ -76,10 +76,14 @@ def bradley_terry_loss(
     return loss
 
 
+def answer_ids(tokenizer: Tokenizer, prompt: Sequence[Message], answer: str) -> list[int]:
+    """Prompt + answer + `<|im_end|>`, whole (longer than the context when the conversation is)."""
+    return render_prompt(tokenizer, prompt) + render_completion(tokenizer, answer)
+
+
 def encode_answer(tokenizer: Tokenizer, prompt: Sequence[Message], answer: str, block_size: int) -> list[int]:
-    """Prompt + answer + `<|im_end|>`, cut from the left to fit the context (the answer's end is what is read)."""
-    ids = render_prompt(tokenizer, prompt) + render_completion(tokenizer, answer)
-    return ids[-block_size:]
+    """`answer_ids` cut from the left to fit the context (the answer's end is what is read)."""
+    return answer_ids(tokenizer, prompt, answer)[-block_size:]
 
 
 def pad_rows(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
