@@ -103,7 +103,9 @@ def test_eval_scores_every_model_and_refuses_a_model_of_the_wrong_kind(micro):
         assert {(model, "identity"), (model, "idk_made_up"), (model, "sums_heldout"), (model, "im_end")} <= suites
         assert any(s.startswith("bpb/") for m, s in suites if m == model)
     assert ("reward", "reward/all") in suites
-    assert all(r["n"] > 0 for r in results if r["suite"] != "reward/all" or r["metric"] == "accuracy")
+    # every row scores something; only a reward row may have none left when all its pairs are contaminated
+    assert all(r["n"] > 0 for r in results if r["model"] != "reward")
+    assert any(r["n"] > 0 for r in results if r["model"] == "reward" and r["metric"] == "accuracy")
     answered = {(i["model"], i["suite"]) for i in items}
     assert ("sft", "identity") in answered and ("reward", "reward/keyword") in answered
     with pytest.raises(ConfigError, match="must come from stage 'sft'"):
