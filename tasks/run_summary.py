@@ -22,7 +22,10 @@ from llm_core.pipeline_config import PipelineConfig
 from llm_core.stage import StageContext
 from llm_core.store import ArtifactStore, Manifest
 
-# stage -> (count, per second): BENCHMARKS.md "Whole pipeline", configs/tiny.yaml on this 2-core CPU, otherwise idle.
+# stage -> (count, per second): configs/tiny.yaml's `make run` on a quiet 2-core CPU, as BENCHMARKS.md measured it
+# before the SFT stage grew to 800 steps (pretrain 3,797 tokens/s). A later quiet run of the same code measured up to
+# 2.7x faster (10,288 tokens/s), so these are the slower of the two: a stage flagged below half of them is slow on any
+# quiet run measured so far.
 REFERENCE_RATES: dict[str, tuple[str, float]] = {
     "crawl": ("records", 47.0),
     "extract": ("input", 9.2),
