@@ -4,13 +4,13 @@ caps, private addresses; and WARC inputs read over http://."""
 from __future__ import annotations
 
 import io
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from conftest import loopback_server
 
 from llm_core.config import load_config
 from llm_core.crawl import crawl_folder_to_warc, crawl_to_warc
@@ -96,13 +96,8 @@ class SiteHandler(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def crawl_site():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), SiteHandler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with loopback_server(SiteHandler) as url:
+        yield url
 
 
 def live_config(site: str, **overrides) -> LiveCrawlConfig:

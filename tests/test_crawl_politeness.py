@@ -4,10 +4,10 @@ the host, per-host and total crawl time are bounded, and a host that does not re
 
 from __future__ import annotations
 
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
+from conftest import loopback_server
 
 from llm_core.crawl import live as live_module
 from llm_core.crawl.config import LiveCrawlConfig
@@ -37,12 +37,8 @@ class PoliteSite(BaseHTTPRequestHandler):
 @pytest.fixture
 def site():
     PoliteSite.robots = (200, b"User-agent: *\nDisallow: /private\n")
-    server = ThreadingHTTPServer(("127.0.0.1", 0), PoliteSite)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with loopback_server(PoliteSite) as url:
+        yield url
 
 
 def crawl(seeds: list[str], **options) -> list:

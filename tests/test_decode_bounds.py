@@ -8,11 +8,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
+from conftest import loopback_server
 
 from hostile import bomb, gzip_members, http_response, warc_record
 
@@ -117,12 +117,8 @@ class BombSite(BaseHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def bomb_site(bombs):
     BombSite.bombs = bombs
-    server = ThreadingHTTPServer(("127.0.0.1", 0), BombSite)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with loopback_server(BombSite) as url:
+        yield url
 
 
 @pytest.mark.parametrize("encoding", [*ENCODINGS, "chunked"])

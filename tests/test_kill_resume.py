@@ -5,9 +5,8 @@ same content manifest as an uninterrupted run. Also: a live crawl whose site shr
 from __future__ import annotations
 
 import shutil
-import threading
 from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,7 @@ from llm_core.stage import run_stage
 from llm_core.store import MANIFEST
 from ops.micro import micro_config
 
+from conftest import loopback_server
 from hostile import kill_stage, rows_match_counts
 
 DATA_STAGES = ["crawl", "extract", "filter", "bpe", "tokenize"]
@@ -83,31 +83,28 @@ def test_a_live_crawl_whose_site_shrank_keeps_nothing_of_the_killed_attempt(tmp_
         (site / p).write_text(f"<html><body><p>page {p}</p></body></html>")
     handler = partial(SimpleHTTPRequestHandler, directory=str(site))
     handler.log_message = lambda *args: None
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/index.html"
-    overrides = [f"run.artifact_root={tmp_path / 'a'}", "run.workers=1", "crawl.records_per_shard=1",
-                 f"crawl.live={{seeds: ['{url}'], max_depth: 1, delay_s: 0, timeout_s: 2, pages_per_warc: 1, "
-                 "allow_private_addresses: true}"]
-    ctx = plan(load_config(overrides=overrides), ["crawl"])["crawl"]
-    real_crawl = LiveCrawler.crawl
+    with loopback_server(handler) as base:
+        url = f"{base}/index.html"
+        overrides = [f"run.artifact_root={tmp_path / 'a'}", "run.workers=1", "crawl.records_per_shard=1",
+                     f"crawl.live={{seeds: ['{url}'], max_depth: 1, delay_s: 0, timeout_s: 2, pages_per_warc: 1, "
+                     "allow_private_addresses: true}"]
+        ctx = plan(load_config(overrides=overrides), ["crawl"])["crawl"]
+        real_crawl = LiveCrawler.crawl
 
-    def crawl_then_die(self):
-        for i, step in enumerate(real_crawl(self)):
-            if i == 5:
-                raise KeyboardInterrupt("killed")
-            yield step
+        def crawl_then_die(self):
+            for i, step in enumerate(real_crawl(self)):
+                if i == 5:
+                    raise KeyboardInterrupt("killed")
+                yield step
 
-    monkeypatch.setattr(LiveCrawler, "crawl", crawl_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        run_stage(STAGES["crawl"], ctx)
-    assert len(ctx.writer().files("pages/*")) >= 4 and len(ctx.writer().files("warc/*")) >= 4
-    for p in pages[2:]:
-        (site / p).unlink()  # the site shrank: the rerun finds 3 pages and 3 missing ones
-    monkeypatch.setattr(LiveCrawler, "crawl", real_crawl)
-    manifest, _ = run_stage(STAGES["crawl"], ctx)
-    server.shutdown()
-    server.server_close()
+        monkeypatch.setattr(LiveCrawler, "crawl", crawl_then_die)
+        with pytest.raises(KeyboardInterrupt):
+            run_stage(STAGES["crawl"], ctx)
+        assert len(ctx.writer().files("pages/*")) >= 4 and len(ctx.writer().files("warc/*")) >= 4
+        for p in pages[2:]:
+            (site / p).unlink()  # the site shrank: the rerun finds 3 pages and 3 missing ones
+        monkeypatch.setattr(LiveCrawler, "crawl", real_crawl)
+        manifest, _ = run_stage(STAGES["crawl"], ctx)
     assert manifest.counts["pages"] == 3 and manifest.counts["skipped:live:status"] == 3
     rows_match_counts("crawl", ctx)
     assert len(ctx.store().reader(ctx.output).files("warc/*.warc.gz")) == 6, "one WARC file per response received"
