@@ -45,6 +45,7 @@ def paused_form(run_name: str, after: set[str] = frozenset(), timeout_s: float =
     """(flow run id, input keyset, description, JSON schema) of the run's pause, once it is paused with a form
     other than those in `after`."""
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+    from prefect.exceptions import PrefectHTTPStatusError
 
     deadline = time.monotonic() + timeout_s
     with client() as c:
@@ -53,8 +54,12 @@ def paused_form(run_name: str, after: set[str] = frozenset(), timeout_s: float =
             for run in runs:
                 keyset = run.state.state_details.run_input_keyset if run.state.is_paused() else None
                 if keyset and keyset["schema"] not in after:
-                    return (run.id, keyset, json.loads(c.read_flow_run_input(run.id, keyset["description"])),
-                            json.loads(c.read_flow_run_input(run.id, keyset["schema"])))
+                    try:
+                        return (run.id, keyset, json.loads(c.read_flow_run_input(run.id, keyset["description"])),
+                                json.loads(c.read_flow_run_input(run.id, keyset["schema"])))
+                    except PrefectHTTPStatusError as e:  # Prefect sets the paused state before it stores the form
+                        if e.response.status_code != 404:
+                            raise
             time.sleep(0.5)
     tail = log.read_text()[-3000:] if log else ""
     raise TimeoutError(f"flow run {run_name} did not pause with a new form in {timeout_s} s\n{tail}")
