@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from llm_core.model import GPT
 from llm_core.stage import StageContext, StageResult
@@ -75,6 +76,11 @@ def pretrain(ctx: StageContext) -> None:
     env = init_distributed(cfg.device)
     try:
         _pretrain(ctx, cfg, env)
+        if env.is_distributed:
+            # every rank waits for rank 0's writes before any tears the group down: a rank that destroys its gloo
+            # group while a peer still holds the connection can abort ("terminate called without an active
+            # exception"). Not in `finally`: a rank that failed must exit, not wait for the others.
+            dist.barrier()
     finally:
         shutdown_distributed()
 
