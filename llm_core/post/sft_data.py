@@ -6,16 +6,24 @@ Layout of the artifact:
     rejected/part-00000.parquet  records that could not be used, with `reason`
 
 Every record of every source is counted: input = kept + rejected, per source and in total.
+
+Tool sources (`python_tool`, `search_tool`) run the real tools for the output of every call: the Python sandbox,
+and the search tool over the `index` artifact, which is then an input of this stage.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field
 
-from llm_core.chat.mixture import IdentityConfig, SourceConfig, load_source
+from llm_core.chat.mixture import TOOL_KINDS, IdentityConfig, SourceConfig, load_source
+from llm_core.chat.tool_conversations import ToolFn
 from llm_core.chat.template import validate_messages
 from llm_core.config import StageConfig
 from llm_core.schemas import CONVERSATIONS
+from llm_core.tools.python_tool import PythonTool, SandboxLimits
+from llm_core.tools.search_tool import SearchIndex, SearchTool
 from llm_core.stage import Stage, StageContext, StageResult
 from llm_core.post.splits import Records, write_splits
 
@@ -44,20 +52,35 @@ class SftDataStage(Stage):
     version = "2"
     uses_seed = True
 
+    def input_stages(self, config: Any) -> dict[str, str]:
+        return {"index": "index"} if any(src.kind == "search_tool" for src in config.sft_data.sources) else {}
+
     def data_paths(self, ctx_config: SftDataConfig) -> list[str]:
         return [src.path for src in ctx_config.sources if src.path]
 
     def run(self, ctx: StageContext) -> StageResult:
         cfg: SftDataConfig = ctx.config
+        tools = source_tools(ctx, cfg)
 
         def records(i: int, src: SourceConfig) -> Records:
-            for sample in load_source(src, cfg.identity, ctx.run.seed + i):
+            for sample in load_source(src, cfg.identity, ctx.run.seed + i, tools):
                 row = {"messages": sample.messages, "source": sample.source}
                 yield row, sample.reject or validate_messages(sample.messages), sample.messages
 
         sources = [(src.label, src.weight, records(i, src)) for i, src in enumerate(cfg.sources)]
         counts, rows = write_splits(ctx, CONVERSATIONS, sources, cfg.val_fraction)
         return StageResult(counts=counts, tables={"sources": rows}, markdown=funnel_markdown(rows))
+
+
+def source_tools(ctx: StageContext, cfg: SftDataConfig) -> dict[str, ToolFn]:
+    """The tools the configured tool sources call, by name (none without a tool source)."""
+    wanted = {TOOL_KINDS[src.kind] for src in cfg.sources if src.kind in TOOL_KINDS}
+    tools: dict[str, ToolFn] = {}
+    if "python" in wanted:
+        tools["python"] = PythonTool(SandboxLimits())
+    if "search" in wanted:
+        tools["search"] = SearchTool(SearchIndex.load(ctx.reader("index")))
+    return tools
 
 
 def funnel_markdown(rows: list[dict]) -> str:
