@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from llm_core.chat.engine import Completion, Engine, SamplingParams
 from llm_core.chat.tool_conversations import fact_questions, heldout_python_questions, read_facts
@@ -70,6 +71,12 @@ def score(item: ToolItem, completion: Completion) -> tuple[bool, str]:
     return ok, "" if ok else f"final number {got}"
 
 
+def item_outcome(model_name: str, item: ToolItem, contaminated_why: str | None, item_id: str, completion: Completion,
+                 ok: bool, reason: str = "") -> ItemOutcome:
+    return ItemOutcome(model_name, item.suite, item_id, item.prompt, completion.text, item.expected, ok,
+                       contaminated_why or reason, contaminated_why is not None)
+
+
 def run_tool_suites(
     model_name: str, model: GPT, tokenizer: Tokenizer, items: Sequence[ToolItem], params: SamplingParams,
     tools: Sequence[Tool], index: ContaminationIndex, *, max_calls: int, max_output_tokens: int, seed: int,
@@ -82,12 +89,7 @@ def run_tool_suites(
     without = Engine(model, tokenizer).generate(prompts, params, seed=seed)
     by_suite: dict[str, dict[str, list[ItemOutcome]]] = defaultdict(lambda: defaultdict(list))
     for (item, _), [c], [plain] in zip(asked, with_tools, without):
-        why = index.reason(item.prompt, "", item.entity)
-        left_out = why is not None
-
-        def outcome(item_id: str, c: Completion, ok: bool, reason: str = "") -> ItemOutcome:
-            return ItemOutcome(model_name, item.suite, item_id, item.prompt, c.text, item.expected, ok,
-                               why or reason, left_out)
+        outcome = partial(item_outcome, model_name, item, index.reason(item.prompt, "", item.entity))
 
         metrics = by_suite[item.suite]
         metrics["accuracy"].append(outcome(item.item_id, c, *score(item, c)))

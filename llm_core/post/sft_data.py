@@ -18,14 +18,14 @@ from typing import Any
 from pydantic import Field
 
 from llm_core.chat.mixture import TOOL_KINDS, IdentityConfig, SourceConfig, load_source
-from llm_core.chat.tool_conversations import ToolFn
 from llm_core.chat.template import validate_messages
+from llm_core.chat.tool_conversations import ToolFn
 from llm_core.config import StageConfig
+from llm_core.post.splits import Records, write_splits
 from llm_core.schemas import CONVERSATIONS
+from llm_core.stage import Stage, StageContext, StageResult
 from llm_core.tools.python_tool import PythonTool, SandboxLimits
 from llm_core.tools.search_tool import SearchIndex, SearchTool
-from llm_core.stage import Stage, StageContext, StageResult
-from llm_core.post.splits import Records, write_splits
 
 
 
