@@ -103,7 +103,7 @@ class EvalConfig(StageConfig):
     facts_file: str = Field("data/tools/facts.jsonl", description="made-up facts the index holds: the search suite")
     tool_max_tokens: int = Field(96, ge=1, description="reply length bound with tools (calls and outputs count)")
     tool_max_calls: int = Field(2, ge=1, description="tool calls per reply")
-    tool_output_tokens: int = Field(48, ge=1, description="a tool output is cut to this many tokens")
+    tool_output_tokens: int = Field(64, ge=1, description="a tool output is cut to this many tokens")
     python: SandboxLimits = Field(default_factory=SandboxLimits, description="limits of the Python tool")
 
     @model_validator(mode="after")
@@ -191,9 +191,9 @@ class EvalRun:
         if "rlhf" in ctx.inputs:
             self.indexes["rlhf"] = ContaminationIndex.union([self.indexes["sft"], self.rl_prompt_index()], cfg.ngram)
         self.tool_items = tool_items(cfg.tool_items, cfg.facts_file if "index" in ctx.inputs else None)
-        self.tools: list[Tool] = [PythonTool(cfg.python)] if self.tool_items else []
+        self.search: list[Tool] = []
         if "index" in ctx.inputs and self.tool_items:
-            self.tools.append(SearchTool(SearchIndex.load(ctx.reader("index"))))
+            self.search.append(SearchTool(SearchIndex.load(ctx.reader("index"))))
         english = [t for g, texts in sorted(self.heldout.items()) if g.endswith("_en") for t in texts]
         self.mc_items: list[MCItem] = heldout_mc_items(english, cfg.mc_items, self.seed)
         for task in cfg.standard_tasks:
@@ -248,9 +248,10 @@ class EvalRun:
     def evaluate_tools(self, model_name: str, model: GPT, index: ContaminationIndex) -> None:
         cfg = self.cfg
         params = SamplingParams(max_tokens=cfg.tool_max_tokens, temperature=cfg.temperature)
-        rows, outcomes = run_tool_suites(model_name, model, self.tokenizer, self.tool_items, params, self.tools, index,
-                                         max_calls=cfg.tool_max_calls, max_output_tokens=cfg.tool_output_tokens,
-                                         seed=self.seed)
+        with PythonTool(cfg.python) as python:
+            rows, outcomes = run_tool_suites(model_name, model, self.tokenizer, self.tool_items, params,
+                                             [python, *self.search], index, max_calls=cfg.tool_max_calls,
+                                             max_output_tokens=cfg.tool_output_tokens, seed=self.seed)
         self.rows += rows
         self.outcomes += outcomes
 

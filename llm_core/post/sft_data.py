@@ -13,6 +13,8 @@ and the search tool over the `index` artifact, which is then an input of this st
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from pydantic import Field
@@ -26,7 +28,6 @@ from llm_core.schemas import CONVERSATIONS
 from llm_core.stage import Stage, StageContext, StageResult
 from llm_core.tools.python_tool import PythonTool, SandboxLimits
 from llm_core.tools.search_tool import SearchIndex, SearchTool
-
 
 
 def default_sources() -> list[SourceConfig]:
@@ -60,27 +61,30 @@ class SftDataStage(Stage):
 
     def run(self, ctx: StageContext) -> StageResult:
         cfg: SftDataConfig = ctx.config
-        tools = source_tools(ctx, cfg)
 
-        def records(i: int, src: SourceConfig) -> Records:
+        def records(i: int, src: SourceConfig, tools: dict[str, ToolFn]) -> Records:
             for sample in load_source(src, cfg.identity, ctx.run.seed + i, tools):
                 row = {"messages": sample.messages, "source": sample.source}
                 yield row, sample.reject or validate_messages(sample.messages), sample.messages
 
-        sources = [(src.label, src.weight, records(i, src)) for i, src in enumerate(cfg.sources)]
-        counts, rows = write_splits(ctx, CONVERSATIONS, sources, cfg.val_fraction)
+        with source_tools(ctx, cfg) as tools:
+            sources = [(src.label, src.weight, records(i, src, tools)) for i, src in enumerate(cfg.sources)]
+            counts, rows = write_splits(ctx, CONVERSATIONS, sources, cfg.val_fraction)
         return StageResult(counts=counts, tables={"sources": rows}, markdown=funnel_markdown(rows))
 
 
-def source_tools(ctx: StageContext, cfg: SftDataConfig) -> dict[str, ToolFn]:
-    """The tools the configured tool sources call, by name (none without a tool source)."""
+@contextlib.contextmanager
+def source_tools(ctx: StageContext, cfg: SftDataConfig) -> Iterator[dict[str, ToolFn]]:
+    """The tools the configured tool sources call, by name (none without a tool source); the Python sandbox's
+    worker process ends on leaving."""
     wanted = {TOOL_KINDS[src.kind] for src in cfg.sources if src.kind in TOOL_KINDS}
-    tools: dict[str, ToolFn] = {}
-    if "python" in wanted:
-        tools["python"] = PythonTool(SandboxLimits())
-    if "search" in wanted:
-        tools["search"] = SearchTool(SearchIndex.load(ctx.reader("index")))
-    return tools
+    with contextlib.ExitStack() as stack:
+        tools: dict[str, ToolFn] = {}
+        if "python" in wanted:
+            tools["python"] = stack.enter_context(PythonTool(SandboxLimits()))
+        if "search" in wanted:
+            tools["search"] = SearchTool(SearchIndex.load(ctx.reader("index")))
+        yield tools
 
 
 def funnel_markdown(rows: list[dict]) -> str:
