@@ -2,7 +2,7 @@
 and searches the index for facts it cannot know, then answers from the tool's output; and answers directly when
 no tool is needed.
 
-- Python (`python_conversations`): multi-digit products (`347 * 29`), letter counts (`"strawberry".count("r")`),
+- Python (`python_conversations`): two-digit products (`47 * 29`), letter counts (`"strawberry".count("r")`),
   which of two decimals is bigger (`max(9.9, 9.11)`); single-digit products and integer comparisons are answered
   without a call. The call copies the question's numbers and quoted words token for token (the question quotes
   the word and the letter, so the call's `"strawberry"` is tokenised as the question's), which a small model can
@@ -76,12 +76,12 @@ class ToolQuestion:
 
 
 def product_question(a: int, b: int) -> ToolQuestion:
-    return ToolQuestion("product", f"What is {a} * {b}?", f"{a} * {b}", str(a * b), f"{a} * {b} = {{output}}.")
+    return ToolQuestion("product", f"What is {a} * {b}?", f"{a} * {b}", str(a * b), "The product is {output}.")
 
 
 def letters_question(word: str, letter: str) -> ToolQuestion:
     return ToolQuestion("letters", f'How many "{letter}" are in "{word}"?', f'"{word}".count("{letter}")',
-                        str(word.count(letter)), f'"{word}" has {{output}} "{letter}".')
+                        str(word.count(letter)), f'There are {{output}} "{letter}" in it.')
 
 
 def decimals_question(x: str, y: str) -> ToolQuestion:
@@ -90,7 +90,7 @@ def decimals_question(x: str, y: str) -> ToolQuestion:
 
 
 def random_product(rng: random.Random) -> tuple[int, int]:
-    return rng.randint(10, 999), rng.randint(10, 99)
+    return rng.randint(11, 99), rng.randint(11, 99)
 
 
 def random_letters(rng: random.Random) -> tuple[str, str]:
@@ -136,10 +136,11 @@ PYTHON_KINDS: dict[str, tuple[Callable[[random.Random], tuple], Callable[..., To
 
 
 def direct_question(rng: random.Random) -> ToolQuestion:
-    """A question answered without a tool: a single-digit product or two whole numbers to compare."""
+    """A question answered without a tool: a single-digit product (in words: "What is 6 * 7?" would read as the
+    held-out sum "What is 6 + 7?" to the eval's decontamination) or two whole numbers to compare."""
     if rng.random() < 0.5:
         a, b = rng.randint(2, 9), rng.randint(2, 9)
-        return ToolQuestion("direct", f"What is {a} * {b}?", None, str(a * b), f"{a} * {b} = {a * b}.")
+        return ToolQuestion("direct", f"What is {a} times {b}?", None, str(a * b), f"{a} times {b} is {a * b}.")
     a, b = rng.sample(range(1, 100), 2)
     return ToolQuestion("direct", f"Which is bigger, {a} or {b}?", None, str(max(a, b)), f"{max(a, b)} is bigger.")
 

@@ -3,7 +3,7 @@ without them (tool calls disabled), on items no training conversation holds (`to
 
 | suite | items | correct when |
 |---|---|---|
-| `tools/products` | multi-digit products (`What is 347 * 29?`) of held-out operand pairs | the answer's final number is the product |
+| `tools/products` | two-digit products (`What is 47 * 29?`) of held-out operand pairs | the answer's final number is the product |
 | `tools/letters` | letter counts (`How many "r" are in "strawberry"?`) of held-out words | ... is the count |
 | `tools/decimals` | the bigger of two decimals (`9.9` or `9.11`) of held-out pairs | ... is the bigger one (chance 0.5) |
 | `tools/search` | questions about held-out made-up facts that only the search index holds | ... is the fact's number |
