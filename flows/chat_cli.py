@@ -48,7 +48,7 @@ def stream_reply(engine: Engine, messages: list[Message], params: SamplingParams
     ids: list[int] = []
     shown = ""
     for token in engine.stream(render_prompt(engine.tokenizer, messages), params, seed):
-        ids.append(token)
+        ids.append(token.id)
         text = engine.tokenizer.decode(ids)
         if not text.endswith("\ufffd"):  # an incomplete UTF-8 sequence: wait for its next byte
             console.print(text[len(shown):], end="", markup=False, highlight=False)
