@@ -87,9 +87,14 @@ class Completion:
     @property
     def message(self) -> Message:
         """The reply as an assistant message: with `parts` when it called a tool."""
-        if self.calls:
-            return tool_message(self.parts)
-        return {"role": "assistant", "content": self.text}
+        return reply_message(self.parts)
+
+
+def reply_message(parts: Sequence[tuple[str, str]]) -> Message:
+    """An assistant message from a reply's parts: plain `content` when they are all text, else with `parts`."""
+    if all(kind == "text" for kind, _ in parts):
+        return {"role": "assistant", "content": "".join(text for _, text in parts)}
+    return tool_message(parts)
 
 
 def reply_parts(tokenizer: Tokenizer, ids: Sequence[int], kinds: Sequence[str]) -> list[tuple[str, str]]:
