@@ -35,6 +35,7 @@ def test_generate_writes_n_replies_per_prompt_and_chat_streams_a_multi_turn_sess
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 6 and {r["model"] for r in rows} == {f"pretrain/{refs['pretrain'].key}"}
     assert rows[4]["messages"][0]["role"] == "system" and all(r["tokens"] <= 6 for r in rows)
+    assert all(r["calls"] == [] and r["answer"] == r["reply"] for r in rows)  # this tokenizer has no tool tokens
 
     session = "Hello\nAnd again?\n/exit\n"
     result = CliRunner().invoke(app, ["chat", "-m", f"pretrain/{key}", "--max-tokens", "5", "-s", root,
