@@ -65,12 +65,10 @@ def special_id(tokenizer: Tokenizer, token: str) -> int:
     try:
         return tokenizer.special_ids[token]
     except KeyError:
-        needed = TOOL_TOKENS if token in TOOL_TOKENS else SPECIAL_TOKENS
-        raise KeyError(
-            f"tokenizer has no special token {token!r}; "
-            + ("tool calls need" if token in TOOL_TOKENS else "the chat template needs")
-            + f" {needed} (train the tokenizer with them: bpe.special_tokens)"
-        ) from None
+        tool = token in TOOL_TOKENS
+        needs = f"tool calls need {TOOL_TOKENS}" if tool else f"the chat template needs {SPECIAL_TOKENS}"
+        raise KeyError(f"tokenizer has no special token {token!r}; {needs} (train the tokenizer with them: "
+                       "bpe.special_tokens)") from None
 
 
 def tool_message(parts: Sequence[tuple[str, str]]) -> Message:
