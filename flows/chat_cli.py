@@ -144,8 +144,8 @@ def chat(
     start: list[Message] = [{"role": "system", "content": system}] if system else []
     messages = list(start)
     tools = ", ".join(engine.tools) or "none"
-    console.print(f"[bold]{name}[/bold] (tools: {tools}): /good or /bad [better answer] rates a reply, /reset starts "
-                  "over, /exit leaves")
+    console.print(f"[bold]{name}[/bold] (tools: {tools}): /good or /bad \\[better answer] rates a reply, /reset "
+                  "starts over, /exit leaves")
     while True:
         try:
             text = console.input("[bold green]you>[/bold green] ").strip()

@@ -60,7 +60,7 @@ def test_chat_shows_tool_calls_and_outputs_as_they_happen_and_no_tools_turns_the
     result = CliRunner().invoke(app, ["chat", "-m", "scripted", "-s", root, "--temperature", "0",
                                       "--feedback", str(feedback)], input=session)
     assert result.exit_code == 0, result.output
-    assert "(tools: python)" in result.output
+    assert "(tools: python): /good or /bad [better answer]" in result.output
     assert result.output.count("[python: 12*3][-> 3*21]It is") == 2  # the second turn follows the first's call
     rows = pq.read_table(feedback).to_pylist()
     assert rows[0]["answers"] == ["It is"] and rows[0]["prompt"][2]["content"] == "It is"
