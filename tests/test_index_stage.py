@@ -12,14 +12,16 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from llm_core.config import RunConfig
+from llm_core.config import ConfigError, RunConfig, load_config
 from llm_core.index import IndexConfig, IndexStage, SearchIndex
 from llm_core.index.passages import cut_passages
+from llm_core.pipeline import plan
 from llm_core.schemas import FILTERED_DOCUMENTS
 from llm_core.stage import StageContext, run_stage
 from llm_core.store import ArtifactStore, Manifest
 from llm_core.tools.search_tool import SearchTool
 
+ROOT = Path(__file__).resolve().parents[1]
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 CURATED_LINES = [
     '{"url": "https://facts.example/eiffel", "text": "The Eiffel Tower in Paris is 330 metres tall."}',
@@ -182,3 +184,16 @@ def test_bad_index_artifacts_are_clear_errors(built, tmp_path):
     writer.commit(version="1", config={}, inputs={})
     with pytest.raises(FileNotFoundError, match="lacks passages/part-00000.parquet"):
         SearchIndex.load(broken.reader(broken.ref("index", "nobm25")))
+
+
+def test_planned_after_filter_and_curated_files_checked_at_config_load(tmp_path):
+    config = load_config(ROOT / "configs/tiny.yaml", [f"run.artifact_root={tmp_path}"])
+    contexts = plan(config, ["index"])
+    assert list(contexts) == ["crawl", "extract", "filter", "index"]
+    assert contexts["index"].inputs == {"documents": contexts["filter"].output}
+    no_filter = load_config(ROOT / "configs/tiny.yaml", [f"run.artifact_root={tmp_path}", "filter.enabled=false"])
+    assert plan(no_filter, ["index"])["index"].inputs["documents"].stage == "extract"
+    with pytest.raises(ConfigError, match=r"index\.curated\.0: .*curated file 'data/tools/nope\.jsonl' not found"):
+        load_config(ROOT / "configs/tiny.yaml", ["index.curated=[data/tools/nope.jsonl]"])
+    with pytest.raises(ConfigError, match=r"index\.passage_words"):
+        load_config(ROOT / "configs/tiny.yaml", ["index.passage_words=2"])
