@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
+from hostile import dying_after
 
 from llm_core.config import ConfigError, RunConfig, load_config
 from llm_core.index import IndexConfig, IndexStage, SearchIndex
@@ -131,26 +132,13 @@ def test_two_builds_are_identical_and_load_without_pickle(built, corpus):
             assert np.load(f, allow_pickle=False).dtype != object
 
 
-class KilledIndex(IndexStage):
-    """Dies after finishing `ok` shards, like a killed worker."""
-
-    def __init__(self, ok: int):
-        self.ok, self.done = ok, []
-
-    def run_shard(self, ctx, shard):
-        if len(self.done) == self.ok:
-            raise RuntimeError("worker killed")
-        self.done.append(shard)
-        return super().run_shard(ctx, shard)
-
-
 def test_retry_after_a_kill_resumes_and_gives_the_same_artifact(built, corpus):
     store, first, _ = built
-    killed = KilledIndex(ok=1)
+    killed = dying_after(IndexStage, ok=1)
     with pytest.raises(RuntimeError, match="worker killed"):
         build(*corpus, "retried", stage=killed)
     assert killed.done == ["part-00000"] and not store.is_committed(store.ref("index", "retried"))
-    rerun = KilledIndex(ok=99)
+    rerun = dying_after(IndexStage, ok=99)
     m = build(*corpus, "retried", stage=rerun)
     assert rerun.done == ["part-00001", "curated-000"]  # the finished shard was not redone
     assert {n: f.sha256 for n, f in m.files.items()} == {n: f.sha256 for n, f in first.files.items()}
