@@ -38,6 +38,7 @@ def tool():
         ("sum(1 for c in 'strawberry' if c == 'r')", "3"),
         ("words = 'the cat sat'.split()\n[w.upper() for w in words]", "['THE', 'CAT', 'SAT']"),
         ("x = 5", ""),  # no output, no value: nothing to show, as in a REPL
+        ("print('\\ud800 ok')", "? ok"),  # a lone surrogate cannot reach the tokenizer
         ("len(bytearray(50 * 2**20))", "52428800"),  # well within the memory limit
     ],
 )

@@ -93,12 +93,14 @@ class PythonTool:
         with self._lock:
             try:
                 reply = self._ask(call)
-            except (SandboxFailure, OSError, TimeoutError, ValueError) as e:
+                text = str(reply["text"]).encode("utf-8", "replace").decode("utf-8")  # no lone surrogates
+                return clip(text, self.limits.max_chars, int(reply["total"]))
+            except TimeoutError:
                 self._stop()
-                if isinstance(e, TimeoutError):
-                    return f"error: timed out after {self.limits.wall_s:g} s"
-                return clip(f"error: the sandbox failed ({e})", self.limits.max_chars)
-        return clip(str(reply.get("text", "")), self.limits.max_chars, int(reply.get("total", 0)))
+                return f"error: timed out after {self.limits.wall_s:g} s"
+            except Exception as e:  # noqa: BLE001 - a tool answers with an error text, never raises
+                self._stop()
+                return clip(f"error: the sandbox failed ({type(e).__name__}: {e})", self.limits.max_chars)
 
     def close(self) -> None:
         with self._lock:
@@ -139,7 +141,10 @@ class PythonTool:
             cwd=self._workdir, env=env, start_new_session=True,
         )
         assert self._proc.stdout is not None
-        hello = read_frame(self._proc.stdout.fileno(), time.monotonic() + START_TIMEOUT_S)
+        try:
+            hello = read_frame(self._proc.stdout.fileno(), time.monotonic() + START_TIMEOUT_S)
+        except TimeoutError:
+            raise SandboxFailure(f"the worker did not start within {START_TIMEOUT_S:g} s") from None
         if not isinstance(hello, dict) or not hello.get("ready"):
             raise SandboxFailure(f"the worker did not start (exit status {self._proc.poll()})")
         self.seccomp = bool(hello.get("seccomp"))

@@ -17,7 +17,12 @@ result. The worker reads the result until the wall-clock limit, then kills the c
 
 from __future__ import annotations
 
-import contextlib
+import sys
+
+if __name__ == "__main__":
+    del sys.path[0]  # this script's folder: none of its modules may stand in for the standard library's
+
+import contextlib  # noqa: E402 - the standard library, once the line above has run
 import errno
 import json
 import math
@@ -27,7 +32,6 @@ import select
 import signal
 import string
 import struct
-import sys
 import time
 import types
 from typing import Any
