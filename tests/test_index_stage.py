@@ -144,20 +144,33 @@ def test_retry_after_a_kill_resumes_and_gives_the_same_artifact(built, corpus):
     assert {n: f.sha256 for n, f in m.files.items()} == {n: f.sha256 for n, f in first.files.items()}
 
 
+def curated_index(store: ArtifactStore, key: str, path: Path) -> SearchIndex:
+    """The index of one curated file alone (no documents input)."""
+    run = RunConfig(artifact_root=store.root, storage_options=store.storage_options, workers=1)
+    ctx = StageContext(stage="index", config=IndexConfig(curated=[str(path)]), run=run, inputs={},
+                       output=store.ref("index", key))
+    run_stage(IndexStage(), ctx)
+    return SearchIndex.load(store.reader(ctx.output))
+
+
+FACT = '{"url": "u:1", "text": "Tinychat was built by the llm-pipeline project."}\n'
+
+
 def test_curated_only_and_empty_indexes(tmp_path):
     store = ArtifactStore(str(tmp_path / "artifacts"))
-    facts = tmp_path / "facts.jsonl"
-    facts.write_text('{"url": "u:1", "text": "Tinychat was built by the llm-pipeline project."}\n', encoding="utf-8")
-    blank = tmp_path / "blank.jsonl"
-    blank.write_text("not json\n", encoding="utf-8")
-    for key, path in (("facts", facts), ("blank", blank)):
-        ctx = StageContext(stage="index", config=IndexConfig(curated=[str(path)]), run=RunConfig(
-            artifact_root=store.root, workers=1), inputs={}, output=store.ref("index", key))
-        run_stage(IndexStage(), ctx)
-    facts_index = SearchIndex.load(store.reader(store.ref("index", "facts")))
-    assert SearchTool(facts_index)("who built Tinychat") == "[u:1] Tinychat was built by the llm-pipeline project."
-    empty = SearchIndex.load(store.reader(store.ref("index", "blank")))
+    (tmp_path / "facts.jsonl").write_text(FACT, encoding="utf-8")
+    (tmp_path / "blank.jsonl").write_text("not json\n", encoding="utf-8")
+    facts = curated_index(store, "facts", tmp_path / "facts.jsonl")
+    assert SearchTool(facts)("who built Tinychat") == "[u:1] Tinychat was built by the llm-pipeline project."
+    empty = curated_index(store, "blank", tmp_path / "blank.jsonl")
     assert len(empty) == 0 and SearchTool(empty)("anything") == "no results"
+
+
+def test_index_on_s3(s3_server, tmp_path):
+    store = ArtifactStore(s3_server["root"], s3_server["storage_options"])
+    (tmp_path / "facts.jsonl").write_text(FACT, encoding="utf-8")
+    index = curated_index(store, "s3facts", tmp_path / "facts.jsonl")
+    assert SearchTool(index)("Tinychat") == "[u:1] Tinychat was built by the llm-pipeline project."
 
 
 def test_bad_index_artifacts_are_clear_errors(built, tmp_path):

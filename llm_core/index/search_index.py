@@ -18,6 +18,7 @@ for the same index and query. numpy loads with `allow_pickle=False`: nothing in 
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ import bm25s
 import numpy as np
 
 from llm_core.store import ArtifactReader, ArtifactWriter
+
+logging.getLogger("bm25s").setLevel(logging.INFO)  # bm25s sets its own logger to DEBUG: its debug lines would show in run logs
 
 INDEX_FILE = "index.json"
 BM25_DIR = "bm25"
