@@ -38,6 +38,7 @@ def tool():
         ("sum(1 for c in 'strawberry' if c == 'r')", "3"),
         ("words = 'the cat sat'.split()\n[w.upper() for w in words]", "['THE', 'CAT', 'SAT']"),
         ("x = 5", ""),  # no output, no value: nothing to show, as in a REPL
+        ("'naïve'.encode('utf-16-le')[:4]", "b'n\\x00a\\x00'"),  # codecs are loaded before files are refused
         ("print('\\ud800 ok')", "? ok"),  # a lone surrogate cannot reach the tokenizer
         ("len(bytearray(50 * 2**20))", "52428800"),  # well within the memory limit
     ],
@@ -149,7 +150,7 @@ os.write(report, json.dumps(results).encode())
 """
 
 
-def test_seccomp_filter_refuses_processes_sockets_signals_and_writes_from_inside_the_child(tmp_path: Path):
+def test_seccomp_filter_refuses_processes_sockets_signals_and_files_from_inside_the_child(tmp_path: Path):
     """What a way out of asteval would still meet: the filter itself, probed from a confined process."""
     (tmp_path / "readable.txt").write_text("kept")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
@@ -160,8 +161,7 @@ def test_seccomp_filter_refuses_processes_sockets_signals_and_writes_from_inside
         pytest.skip("no seccomp here (libseccomp or pyseccomp missing)")
     assert results == {
         "fork": "denied", "exec": "denied", "socket": "denied", "write_file": "denied", "truncate_file": "denied",
-        "mkdir": "denied", "unlink": "denied", "signal_parent": "denied",
-        "read_file": "allowed",  # reads are not refused: see the threat model
+        "mkdir": "denied", "unlink": "denied", "signal_parent": "denied", "read_file": "denied",
     }, out.stderr.decode()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["readable.txt"]
     assert (tmp_path / "readable.txt").read_text() == "kept"

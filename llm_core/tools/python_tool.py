@@ -5,7 +5,7 @@ an output that starts with `error:` means the call failed, and nothing printed b
 
 How: a worker process (`sandbox_worker.py`, started on the first call and kept) forks one child per call. The child
 lowers its resource limits, loads a seccomp filter and interprets the code with asteval, a restricted interpreter of
-Python's AST; the worker kills it at the wall-clock limit. About 2 ms a call on an idle machine (fork, limits,
+Python's AST; the worker kills it at the wall-clock limit. About 3 ms a call (median on 2 busy cores: fork, limits,
 filter, a short expression); `bench/python_tool.py` measures it.
 
 Threat model. The code is untrusted: a small model writes it, and a prompt can steer what it writes.
@@ -19,17 +19,17 @@ Defended against:
   group), memory (RLIMIT_AS: `memory_mb` beyond the interpreter's own address space), output (`max_chars`).
 - A way out of asteval (a bug in it): the child still runs under a seccomp filter that refuses new processes and
   programs (fork, clone, execve: no fork bomb), sockets (no network), signals to other processes, ptrace,
-  namespaces and mounts, and every change to the file system (opening for writing, creating, renaming, deleting);
-  its file-size limit is 0, it holds no descriptor but its result pipe, and its working directory is an empty
-  temporary folder.
+  namespaces and mounts, opening any file (for reading too: what the code may use is loaded before the fork) and
+  every change to the file system; its file-size limit is 0, it holds no descriptor but its result pipe, and its
+  working directory is an empty temporary folder.
 - Harm to the caller: the code runs in another process and answers through a pipe; a worker that dies or hangs is
   killed and replaced on the next call; the caller gets an `error: ...` text, never an exception.
 
-Not defended against: kernel exploits (a deny-list filter on a shared kernel, not a VM or a container); reading
-files the pipeline's user can read, once asteval is escaped (the filter refuses writes, not reads); CPU contention
-(a call may use its whole CPU budget); machines without seccomp (Linux with libseccomp): there asteval and the
-resource limits remain, and `PythonTool.seccomp` is False. Running as root, RLIMIT_NPROC binds nothing; the filter
-is what stops a fork there.
+Not defended against: kernel exploits (a deny-list filter on a shared kernel, not a VM or a container); metadata
+of files (`stat` is allowed), once asteval is escaped; CPU contention (a call may use its whole CPU budget);
+machines without seccomp (Linux with libseccomp): there asteval and the resource limits remain, and
+`PythonTool.seccomp` is False. Running as root, RLIMIT_NPROC binds nothing; the filter is what stops a fork there.
+A codec not loaded beforehand (`sandbox_worker.CODECS`) is an error: importing it would open a file.
 
 Calls are deterministic: each child is a fresh copy of the same worker state, and the worker runs with
 `PYTHONHASHSEED=0` (the order of a set of strings is the same in every run).
