@@ -34,6 +34,7 @@ def tool():
         ("import math\nmath.sqrt(2)", "1.4142135623730951"),
         ("math.sqrt(16)", "4.0"),
         ("from math import factorial\nfactorial(20)", "2432902008176640000"),
+        ("from math import *\nfloor(pi * 100)", "314"),
         ("import string\nsum(c in string.ascii_lowercase for c in 'Hello World')", "8"),
         ("sum(1 for c in 'strawberry' if c == 'r')", "3"),
         ("words = 'the cat sat'.split()\n[w.upper() for w in words]", "['THE', 'CAT', 'SAT']"),

@@ -108,13 +108,13 @@ class BoundedWriter:
     """Where `print` writes: keeps the first `limit` characters, counts them all."""
 
     def __init__(self, limit: int):
-        self.limit, self.total, self.parts = limit, 0, []
+        self.limit, self.kept, self.total, self.parts = limit, 0, 0, []
 
     def write(self, text: str) -> int:
         text = str(text)
-        kept = sum(len(p) for p in self.parts)
-        if kept < self.limit:
-            self.parts.append(text[: self.limit - kept])
+        if self.kept < self.limit:
+            self.parts.append(text[: self.limit - self.kept])
+            self.kept += len(self.parts[-1])
         self.total += len(text)
         return len(text)
 
@@ -164,7 +164,7 @@ def make_interpreter(max_chars: int) -> Any:
                 return
             for sym, alias in zip(fromlist, asname or [None] * len(fromlist)):
                 if sym == "*":
-                    self.symtable.update(vars(module))
+                    self.symtable.update({k: v for k, v in vars(module).items() if not k.startswith("_")})
                 elif sym.startswith("_") or not hasattr(module, sym):
                     self.raise_exception(None, exc=ImportError, msg=f"cannot import name {sym!r} from {name!r}")
                 else:
