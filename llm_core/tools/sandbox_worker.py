@@ -1,7 +1,7 @@
 """The Python tool's own process: a small zygote that forks one confined child per call.
 
-`PythonTool` starts this file as a script (`python -s sandbox_worker.py LIMITS_JSON`, with `PYTHONHASHSEED=0` so set
-and dict orders of strings are the same in every run). It imports nothing from `llm_core` and only the standard
+`PythonTool` starts this file as a script (`python -s sandbox_worker.py LIMITS_JSON`, with `PYTHONHASHSEED=0` so the
+order of a set of strings is the same in every run). It imports nothing from `llm_core` and only the standard
 library, `asteval` and `pyseccomp`, so it starts in a fraction of a second, and a fork of it costs about a
 millisecond. The threat model is in `python_tool`'s docstring.
 
