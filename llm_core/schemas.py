@@ -45,6 +45,17 @@ FILTERED_DOCUMENTS = pa.schema(
     ]
 )
 
+# The search index's passages (the `index` stage): pieces of a document, numbered from 0 within it.
+PASSAGES = pa.schema(
+    [
+        ("doc_id", pa.string()),
+        ("passage", pa.int32()),
+        ("url", pa.string()),
+        ("text", pa.string()),
+        ("source", pa.string()),
+    ]
+)
+
 # A message of a prompt (preference pairs, rankings): role and content. Prompts are hashed to split them into train
 # and val, so their rows keep this shape; an earlier assistant turn that called tools is kept as its content.
 PROMPT_MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
