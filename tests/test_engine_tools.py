@@ -18,6 +18,8 @@ from llm_core.chat.engine import CALL_LIMIT_OUTPUT, Engine, SamplingParams, Tool
 from llm_core.chat.template import render_conversation, render_prompt, validate_messages
 from llm_core.model import GPT, GPTConfig
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 USER = [{"role": "user", "content": "What is 123 times 45?"}]
 GREEDY = SamplingParams(max_tokens=40, temperature=0)
 
