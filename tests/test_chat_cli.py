@@ -82,7 +82,7 @@ def model_with_index(root: Path) -> None:
 
 
 def test_chat_runs_python_and_search_live_and_no_tools_turns_them_off(tmp_path, monkeypatch, one_torch_thread):
-    import flows.chat_cli as chat_cli
+    from flows import chat_cli
 
     tok = tool_tokenizer()
     model_with_index(tmp_path / "artifacts")
