@@ -69,7 +69,7 @@ def with_sampling_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 def chat_tools(store: ArtifactStore, model: str) -> list[Tool]:
     """The tools of a chat with `model` ('stage/key'): Python, and search over the index of its documents if built."""
-    from llm_core.tools.python_tool import PythonTool
+    from llm_core.tools.python_tool import PythonTool  # here, not at the top: every llmpipe command imports this file
 
     tools: list[Tool] = [PythonTool()]
     index = index_for(store, model)
@@ -102,9 +102,8 @@ def stream_reply(engine: Engine, messages: list[Message], params: SamplingParams
     segment: list[int] = []
     shown = ""
     for token in engine.stream(render_prompt(tokenizer, messages), params, seed):
-        previous = kinds[-1] if kinds else "text"
-        if token.kind != previous or not kinds:
-            if previous != "text":
+        if not kinds or token.kind != kinds[-1]:  # a new segment: close the call or output before it, open it
+            if kinds and kinds[-1] != "text":
                 console.print("]", end="", style="dim")
             if token.kind != "text":
                 console.print("[-> " if token.kind == "output" else f"[{token.kind}: ", end="", style="dim",
