@@ -1,7 +1,9 @@
 """Plan a run: which stages, in what order, with which artifact keys, before any work starts.
 
 Keys depend only on configs and upstream keys, so the whole DAG's keys are known up front: a finished stage is a
-cache hit, and `llmpipe stage NAME` knows exactly which upstream artifacts it needs.
+cache hit, and `llmpipe stage NAME` knows exactly which upstream artifacts it needs. A stage names its inputs from its
+own config alone (`Stage.input_stages`); which stage each one is read from in this run (`input_sources`) depends on
+the stages the config enables, and is decided here.
 
 `preflight` checks what can be checked before any work starts (the artifact root can be written, the stages that
 will run have what they need), so bad input is one clear error instead of a failure in the middle of a run.
