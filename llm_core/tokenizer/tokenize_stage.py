@@ -30,10 +30,10 @@ from llm_core.tokenizer.artifact import load_tokenizer
 from llm_core.tokenizer.base import Tokenizer
 from llm_core.tokenizer.sources import (
     DOCUMENTS_GLOB,
+    UPSTREAM_DOCUMENTS,
     TextSource,
     hash_fraction,
     parquet_documents,
-    UPSTREAM_DOCUMENTS,
     sources_digest,
 )
 from llm_core.tokenizer.token_shards import SPLITS, ShardSink, copy_into, part_name, token_dtype
