@@ -4,15 +4,15 @@ To add a stage, write one file and one line:
 
 1. `llm_core/<area>/<name>.py` holds the stage's config and the stage (a small whole one: llm_core/post/sft_data.py):
 
-       class IndexConfig(StageConfig):             # every field joins the artifact key, see StageConfig
-           k1: float = 1.2
+       class LengthsConfig(StageConfig):           # every field joins the artifact key, see StageConfig
+           bins: int = 20
 
-       class IndexStage(Stage):
-           name = "index"                          # its config section, artifact folder and CLI name
-           config_model = IndexConfig
+       class LengthsStage(Stage):
+           name = "lengths"                        # its config section, artifact folder and CLI name
+           config_model = LengthsConfig
            version = "1"                           # bump when a code change alters the output
 
-           def input_stages(self, config: IndexConfig) -> dict[str, str | Input]:
+           def input_stages(self, config: LengthsConfig) -> dict[str, str | Input]:
                return {"documents": "filter"}      # input name -> upstream stage (or an `Input`: alternatives)
 
            def run(self, ctx: StageContext) -> StageResult:
@@ -20,8 +20,8 @@ To add a stage, write one file and one line:
 
 2. `llm_core/registry.py`: its instance in `STAGES`, after the stages it reads (and its import).
 
-From that line `PipelineConfig` gets an `index:` section, the planner keys and orders the stage, and `llmpipe stage
-index`, `llmpipe run` and the Prefect flows run it, with no change in tasks/ or flows/.
+From that line `PipelineConfig` gets a `lengths:` section, the planner keys and orders the stage, and `llmpipe
+stage lengths`, `llmpipe run` and the Prefect flows run it, with no change in tasks/ or flows/.
 
 A stage is a function of (its config, its input artifacts, an output writer) that returns a small `StageResult`.
 Two shapes:
