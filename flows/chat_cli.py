@@ -83,7 +83,7 @@ def chat_tools(store: ArtifactStore, model: str) -> list[Tool]:
 
 def _engine(model: str, config: Path, overrides: list[str] | None, tools: bool = False) -> tuple[Engine, str]:
     cfg = load_or_exit(config, overrides)
-    store = ArtifactStore(cfg.run.artifact_root, cfg.run.storage_options)
+    store = cfg.run.store()
     try:
         gpt, tokenizer, name = load_chat_model(store, model)
     except (KeyError, ValueError) as e:

@@ -11,8 +11,9 @@ import pyarrow as pa
 import pytest
 from hostile import dying_after
 
-from llm_core.config import RunConfig, load_config
+from llm_core.config import RunConfig
 from llm_core.pipeline import plan
+from llm_core.pipeline_config import load_config
 from llm_core.schemas import DOCUMENTS
 from llm_core.stage import StageContext, run_stage
 from llm_core.store import ArtifactStore, Manifest

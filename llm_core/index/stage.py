@@ -26,9 +26,9 @@ from llm_core.data_files import resolve_data_path
 from llm_core.index.passages import cut_passages, curated_lines
 from llm_core.index.search_index import FORMAT, INDEX_FILE, TOKENIZER, write_bm25
 from llm_core.schemas import PASSAGES
-from llm_core.stage import ShardedStage, StageContext, StageResult, sum_counts
+from llm_core.stage import Input, ShardedStage, StageContext, StageResult, sum_counts
 from llm_core.store import ParquetShardWriter
-from llm_core.tokenizer.sources import upstream_documents
+from llm_core.tokenizer.sources import UPSTREAM_DOCUMENTS
 
 CURATED_SHARD = "curated-{:03d}"
 REJECTED_SHOWN = 100  # rejected curated lines listed in the manifest's table (all are in rejected/)
@@ -58,13 +58,13 @@ class IndexStage(ShardedStage):
     config_model = IndexConfig
     version = "1"
 
-    def input_stages(self, config: Any) -> dict[str, str]:
-        return upstream_documents(config)
+    def input_stages(self, config: IndexConfig) -> dict[str, str | Input]:
+        return {"documents": UPSTREAM_DOCUMENTS}
 
     def data_paths(self, ctx_config: IndexConfig) -> list[str]:
         return list(ctx_config.curated)
 
-    def plan(self, ctx: StageContext) -> list[str]:
+    def shard_ids(self, ctx: StageContext) -> list[str]:
         cfg: IndexConfig = ctx.config
         names = ctx.reader("documents").files("documents/part-*.parquet") if "documents" in ctx.inputs else []
         documents = [posixpath.basename(n).removesuffix(".parquet") for n in names]
@@ -111,7 +111,7 @@ class IndexStage(ShardedStage):
     def finalize(self, ctx: StageContext, stats: dict[str, dict[str, int]]) -> StageResult:
         cfg: IndexConfig = ctx.config
         writer = ctx.writer()
-        shards = self.plan(ctx)
+        shards = self.shard_ids(ctx)
         files = [f"passages/{s}.parquet" for s in shards]
         texts = [t for f in files for batch in writer.iter_batches(f, columns=["text"], batch_size=4096)
                  for t in batch.column("text").to_pylist()]
