@@ -41,7 +41,7 @@ class SftDataConfig(StageConfig):
 class SftDataStage(Stage):
     name = "sft_data"
     config_model = SftDataConfig
-    version = "2"
+    version = "3"  # 3: messages have a `parts` field (tool calls)
     uses_seed = True
 
     def data_paths(self, ctx_config: SftDataConfig) -> list[str]:
