@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, model_validator
 
@@ -76,8 +76,8 @@ class RewardDataStage(Stage):
     version = "2"
     uses_seed = True
 
-    def input_stages(self, config: Any) -> dict[str, str]:
-        uses_rank = any(s.kind == "rankings" and not s.path for s in config.reward_data.sources)
+    def input_stages(self, config: RewardDataConfig) -> dict[str, str]:
+        uses_rank = any(s.kind == "rankings" and not s.path for s in config.sources)
         return {"rankings": "rank"} if uses_rank else {}
 
     def data_paths(self, ctx_config: RewardDataConfig) -> list[str]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any
 
 from pydantic import Field
 
@@ -25,7 +24,7 @@ from llm_core.chat.tool_conversations import ToolFn
 from llm_core.config import StageConfig
 from llm_core.post.splits import Records, write_splits
 from llm_core.schemas import CONVERSATIONS
-from llm_core.stage import Stage, StageContext, StageResult
+from llm_core.stage import Input, Stage, StageContext, StageResult
 from llm_core.tools.python_tool import PythonTool, SandboxLimits
 from llm_core.tools.search_tool import SearchIndex, SearchTool
 
@@ -50,11 +49,12 @@ class SftDataConfig(StageConfig):
 class SftDataStage(Stage):
     name = "sft_data"
     config_model = SftDataConfig
-    version = "2"
+    version = "3"  # 3: messages have a `parts` field (tool calls)
     uses_seed = True
 
-    def input_stages(self, config: Any) -> dict[str, str]:
-        return {"index": "index"} if any(src.kind == "search_tool" for src in config.sft_data.sources) else {}
+    def input_stages(self, config: SftDataConfig) -> dict[str, str | Input]:
+        """The search index, when a search source asks questions the tool answers from it."""
+        return {"index": "index"} if any(src.kind == "search_tool" for src in config.sources) else {}
 
     def data_paths(self, ctx_config: SftDataConfig) -> list[str]:
         return [src.path for src in ctx_config.sources if src.path]
