@@ -10,15 +10,26 @@ from conftest import DATA
 
 from llm_core.chat.made_up_facts import generate_facts, is_clean_name
 from llm_core.chat.synthetic import refusal_conversations
+from llm_core.chat.template import render_conversation, validate_messages
 from llm_core.chat.tool_conversations import (
     PYTHON_KINDS,
     fact_questions,
     heldout_python_questions,
     is_heldout,
     python_conversations,
+    python_questions,
     read_facts,
     search_conversations,
 )
+from llm_core.config import RunConfig
+from llm_core.index import IndexConfig, IndexStage, SearchIndex
+from llm_core.post.rewards import same_number
+from llm_core.stage import StageContext, run_stage
+from llm_core.store import ArtifactStore
+from llm_core.tokenizer.base import DEFAULT_SPECIAL_TOKENS
+from llm_core.tokenizer.bpe import BpeTokenizer, train_bpe
+from llm_core.tools.python_tool import PythonTool
+from llm_core.tools.search_tool import SearchTool
 
 FACTS = DATA / "tools" / "facts.jsonl"
 
@@ -71,3 +82,35 @@ def test_a_tool_reply_is_the_call_the_tools_output_and_the_answer_built_from_it(
     assert reply["content"] == reply["parts"][2]["text"] == f"The product is <{a} * {b}>."
     direct = python_conversations(20, 3, echo, direct_share=1.0)
     assert all([p["kind"] for p in c.messages[1]["parts"]] == ["text"] for c in direct)
+
+
+def facts_index(root: str) -> SearchIndex:
+    """The index stage over the facts file alone, as the tiny config curates it."""
+    store = ArtifactStore(root)
+    run = RunConfig(artifact_root=root, workers=1)
+    ctx = StageContext(stage="index", config=IndexConfig(curated=[str(FACTS)]), run=run, inputs={},
+                       output=store.ref("index", "facts"))
+    run_stage(IndexStage(), ctx)
+    return SearchIndex.load(store.reader(ctx.output))
+
+
+def test_outputs_are_the_real_tools_and_conversations_fit_the_tiny_context(tmp_path):
+    questions = list(python_questions(90, 0, direct_share=0.2))
+    with PythonTool() as python:
+        convs = python_conversations(90, 0, python, direct_share=0.2)
+        calls = [(q, c.messages[1]["parts"]) for q, c in zip(questions, convs) if q.call]
+        assert len(calls) > 50 and all(python(q.call) == parts[1]["text"] for q, parts in calls)
+    assert all(parts[0]["text"] == q.call and same_number(parts[1]["text"], q.answer) for q, parts in calls)
+    search = SearchTool(facts_index(str(tmp_path)))
+    searched = search_conversations(60, 0, str(FACTS), search)
+    by_question = {q["question"]: (f["url"], q["answer"]) for f in read_facts(str(FACTS)) for q in f["questions"]}
+    for c in searched:
+        call, output, answer = c.messages[1]["parts"]
+        url, expected = by_question[call["text"]]
+        assert output["text"] == search(call["text"]) and output["text"].startswith(f"[{url}] ")
+        assert expected in output["text"] and expected in answer["text"]
+    tok = BpeTokenizer(train_bpe([m["content"] for c in convs + searched for m in c.messages] * 3, 1024,
+                                 DEFAULT_SPECIAL_TOKENS))
+    for c in convs + searched:
+        assert validate_messages(c.messages) is None
+        assert len(render_conversation(tok, c.messages)) <= 128

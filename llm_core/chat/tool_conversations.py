@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from llm_core.chat.hashing import unit_hash
 from llm_core.chat.loaders import Sample, msg
+from llm_core.chat.template import tool_message
 from llm_core.config import ConfigError
 from llm_core.data_files import resolve_data_path
 
@@ -209,19 +210,11 @@ def fact_questions(facts: list[dict], heldout: bool) -> list[FactQuestion]:
 def tool_reply(question: ToolQuestion, tool_kind: str, tool: ToolFn | None) -> dict:
     """The assistant message: the call, the real tool's output and the answer built from it, as `parts`."""
     if question.call is None:
-        return assistant_message([{"kind": "text", "text": question.reply}])
+        return tool_message([("text", question.reply)])
     assert tool is not None, f"{question.kind} questions need the {tool_kind} tool"
     output = tool(question.call)
-    return assistant_message([
-        {"kind": tool_kind, "text": question.call},
-        {"kind": "output", "text": output},
-        {"kind": "text", "text": question.reply.format(output=output.strip())},
-    ])
-
-
-def assistant_message(parts: list[dict]) -> dict:
-    """An assistant turn made of parts; `content` is its text parts joined, what a reader of the reply sees."""
-    return {"role": "assistant", "content": "".join(p["text"] for p in parts if p["kind"] == "text"), "parts": parts}
+    return tool_message([(tool_kind, question.call), ("output", output),
+                         ("text", question.reply.format(output=output.strip()))])
 
 
 def python_conversations(count: int, seed: int, python: ToolFn, direct_share: float = 0.2) -> list[Sample]:
