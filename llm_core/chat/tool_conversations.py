@@ -77,12 +77,12 @@ class ToolQuestion:
 
 
 def product_question(a: int, b: int) -> ToolQuestion:
-    return ToolQuestion("product", f"What is {a} * {b}?", f"{a} * {b}", str(a * b), "The product is {output}.")
+    return ToolQuestion("product", f"What is {a} * {b}?", f"{a} * {b}", str(a * b), "{output} is the product.")
 
 
 def letters_question(word: str, letter: str) -> ToolQuestion:
     return ToolQuestion("letters", f'How many "{letter}" are in "{word}"?', f'"{word}".count("{letter}")',
-                        str(word.count(letter)), f'There are {{output}} "{letter}" in it.')
+                        str(word.count(letter)), f'{{output}} is the count of "{letter}".')
 
 
 def decimals_question(x: str, y: str) -> ToolQuestion:
