@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
 from conftest import DATA
 
 from llm_core.chat.made_up_facts import generate_facts, is_clean_name
@@ -21,8 +22,9 @@ from llm_core.chat.tool_conversations import (
     read_facts,
     search_conversations,
 )
-from llm_core.config import RunConfig
+from llm_core.config import ConfigError, RunConfig
 from llm_core.index import IndexConfig, IndexStage, SearchIndex
+from llm_core.pipeline_config import load_config
 from llm_core.post.rewards import same_number
 from llm_core.stage import StageContext, run_stage
 from llm_core.store import ArtifactStore
@@ -114,3 +116,14 @@ def test_outputs_are_the_real_tools_and_conversations_fit_the_tiny_context(tmp_p
     for c in convs + searched:
         assert validate_messages(c.messages) is None
         assert len(render_conversation(tok, c.messages)) <= 128
+
+
+def test_a_missing_or_malformed_facts_file_is_refused_with_its_name(tmp_path):
+    with pytest.raises(ConfigError, match="facts file .*missing.jsonl.* not found"):
+        load_config("configs/tiny.yaml", [f"eval.facts_file={tmp_path / 'missing.jsonl'}"])
+    bad = tmp_path / "facts.jsonl"
+    bad.write_text('{"url": "u:1", "text": "A fact."}\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"facts file .*facts.jsonl, line 1: missing field\(s\) \['entity', 'questions'\]"):
+        search_conversations(3, 0, str(bad), echo)
+    with pytest.raises(ConfigError, match="search_tool source needs a path"):
+        load_config("configs/tiny.yaml", ["sft_data.sources=[{kind: search_tool, count: 3}]"])

@@ -19,7 +19,6 @@ model's 128-token context.
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -28,23 +27,14 @@ from llm_core.chat.hashing import unit_hash
 from llm_core.chat.loaders import Sample, msg
 from llm_core.chat.template import tool_message
 from llm_core.config import ConfigError
-from llm_core.data_files import resolve_data_path
+from llm_core.data_files import read_jsonl
 
 ToolFn = Callable[[str], str]  # a call's text -> the output the model sees
 
 HELDOUT_FRACTION = 0.25
 
 # common English words, several with repeated letters (the "how many r in strawberry" kind of question)
-WORDS = (
-    "strawberry banana apple cherry lemon orange pepper tomato potato carrot coffee butter letter paper pillow "
-    "mirror window kitchen garden flower forest river mountain valley island ocean harbour bridge tunnel castle "
-    "village market school teacher student library pencil notebook blanket bottle button pocket candle ribbon "
-    "balloon umbrella giraffe elephant kangaroo monkey rabbit parrot penguin dolphin squirrel mosquito butterfly "
-    "committee bookkeeper mississippi tennessee assessment possession necessary occasion embarrass accommodate "
-    "millennium parallel beginning different tomorrow yesterday summer winter autumn weather thunder rainbow "
-    "diamond crystal marble silver copper bronze engine rocket satellite telescope microscope keyboard printer "
-    "computer internet puzzle riddle banner cannon tattoo balloonist referee coffeepot address success"
-).split()
+WORDS = ["strawberry", "banana", "apple", "cherry", "lemon", "orange", "pepper", "tomato", "potato", "carrot", "coffee", "butter", "letter", "paper", "pillow", "mirror", "window", "kitchen", "garden", "flower", "forest", "river", "mountain", "valley", "island", "ocean", "harbour", "bridge", "tunnel", "castle", "village", "market", "school", "teacher", "student", "library", "pencil", "notebook", "blanket", "bottle", "button", "pocket", "candle", "ribbon", "balloon", "umbrella", "giraffe", "elephant", "kangaroo", "monkey", "rabbit", "parrot", "penguin", "dolphin", "squirrel", "mosquito", "butterfly", "committee", "bookkeeper", "mississippi", "tennessee", "assessment", "possession", "necessary", "occasion", "embarrass", "accommodate", "millennium", "parallel", "beginning", "different", "tomorrow", "yesterday", "summer", "winter", "autumn", "weather", "thunder", "rainbow", "diamond", "crystal", "marble", "silver", "copper", "bronze", "engine", "rocket", "satellite", "telescope", "microscope", "keyboard", "printer", "computer", "internet", "puzzle", "riddle", "banner", "cannon", "tattoo", "balloonist", "referee", "coffeepot", "address", "success"]
 
 
 def is_heldout(kind: str, item: object) -> bool:
@@ -167,25 +157,7 @@ def python_questions(count: int, seed: int, direct_share: float) -> Iterator[Too
 
 def read_facts(path: str) -> list[dict]:
     """The facts file (`made_up_facts`): each line needs url, text, entity and questions; errors name the line."""
-    try:
-        resolved = resolve_data_path(path)
-    except FileNotFoundError as e:
-        raise ConfigError(f"facts file {e}") from None
-    facts = []
-    for n, line in enumerate(resolved.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            fact = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"facts file {path}, line {n}: not valid JSON ({e.msg})") from None
-        missing = [k for k in ("url", "text", "entity", "questions") if not isinstance(fact, dict) or not fact.get(k)]
-        if missing:
-            raise ConfigError(f"facts file {path}, line {n}: missing field(s) {missing}")
-        facts.append(fact)
-    if not facts:
-        raise ConfigError(f"facts file {path} holds no facts")
-    return facts
+    return read_jsonl(path, ("url", "text", "entity", "questions"), "facts file")
 
 
 @dataclass(frozen=True)
