@@ -49,6 +49,7 @@ def test_a_tool_trained_model_calls_the_tools_on_held_out_items_and_the_rows_com
     for suite in ("tools/products", "tools/search"):
         assert figures[(suite, "call_rate")].value >= 0.75 and figures[(suite, "call_rate")].n == 8
         assert figures[(suite, "well_formed_rate")].value >= 0.75
+        assert figures[(suite, "answer_in_output")].n == round(figures[(suite, "call_rate")].value * 8)
         with_tools, without = figures[(suite, "accuracy")], figures[(suite, "accuracy_without_tools")]
         assert with_tools.baseline == without.value and with_tools.baseline_name == "without tools"
     assert figures[("tools/search", "retrieved_rate")].n == 8 and ("tools/products", "retrieved_rate") not in figures

@@ -10,8 +10,10 @@ without them (tool calls disabled), on items no training conversation holds (`to
 
 The answer is the reply's text outside tool calls and outputs. Rows per model and suite: `accuracy` (with tools,
 beside the same model without them), `accuracy_without_tools` (beside chance where defined), `call_rate` (replies
-that call a tool), `well_formed_rate` (of the replies that call, those whose every call was well formed) and, for
-search, `retrieved_rate` (replies whose search output holds the document that answers the question). Items are
+that call a tool), `well_formed_rate` (of the replies that call, those whose every call was well formed),
+`answer_in_output` (of the replies that call, those a tool output of which holds the expected number: the call was
+right, whatever the answer made of it) and, for search, `retrieved_rate` (replies whose search output holds the
+document that answers the question). Items are
 checked against the model's training data like every chat suite; the answers with and without tools are both in
 `items.parquet` (the latter with `/no_tools` after the item id).
 """
@@ -29,7 +31,7 @@ from llm_core.evals.chat_suites import encode_prompt
 from llm_core.evals.contamination import ContaminationIndex
 from llm_core.evals.results import ItemOutcome, ResultRow, rate_row
 from llm_core.model import GPT
-from llm_core.post.rewards import final_answer, same_number
+from llm_core.post.rewards import NUMBER, final_answer, same_number
 from llm_core.tokenizer.base import Tokenizer
 from llm_core.tools.base import Tool
 
@@ -71,6 +73,10 @@ def score(item: ToolItem, completion: Completion) -> tuple[bool, str]:
     return ok, "" if ok else f"final number {got}"
 
 
+def has_number(text: str, expected: str) -> bool:
+    return any(same_number(n.replace(",", ""), expected) for n in NUMBER.findall(text))
+
+
 def item_outcome(model_name: str, item: ToolItem, contaminated_why: str | None, item_id: str, completion: Completion,
                  ok: bool, reason: str = "") -> ItemOutcome:
     return ItemOutcome(model_name, item.suite, item_id, item.prompt, completion.text, item.expected, ok,
@@ -99,6 +105,10 @@ def run_tool_suites(
             malformed = [call.call for call in c.calls if not call.well_formed]
             metrics["well_formed_rate"].append(outcome(item.item_id, c, not malformed,
                                                        f"malformed call {malformed[0]!r}" if malformed else ""))
+        if c.calls:
+            given = any(has_number(call.output, item.expected) for call in c.calls)
+            metrics["answer_in_output"].append(outcome(item.item_id, c, given,
+                                                       "" if given else "no tool output holds the answer"))
         if item.url:
             found = any(call.tool == "search" and item.url in call.output for call in c.calls)
             metrics["retrieved_rate"].append(outcome(item.item_id, c, found,
@@ -110,7 +120,8 @@ def run_tool_suites(
         rows.append(rate_row(model_name, suite, "accuracy", metrics["accuracy"], baseline=without_row.value,
                              baseline_name="without tools"))
         rows.append(without_row)
-        for metric in ("call_rate", "well_formed_rate") + (("retrieved_rate",) if suite == SEARCH_SUITE else ()):
+        extra = ("retrieved_rate",) if suite == SEARCH_SUITE else ()
+        for metric in ("call_rate", "well_formed_rate", "answer_in_output", *extra):
             rows.append(rate_row(model_name, suite, metric, metrics[metric]))
     outcomes = [o for metrics in by_suite.values()
                 for o in metrics["accuracy"] + metrics["accuracy_without_tools"]]

@@ -26,7 +26,8 @@ MODEL_LABELS = {"base": "base", "sft": "SFT", "rlhf": "RL", "reward": "reward mo
 MODEL_ORDER = ("base", "sft", "rlhf")
 TOOL_SUITE_PREFIX = "tools/"
 TOOL_COLUMNS = {"accuracy": "with tools", "accuracy_without_tools": "without tools", "call_rate": "calls a tool",
-                "well_formed_rate": "well-formed calls", "retrieved_rate": "right document found"}
+                "well_formed_rate": "well-formed calls", "answer_in_output": "tool output holds the answer",
+                "retrieved_rate": "right document found"}
 
 
 def model_label(model: str) -> str:
