@@ -81,7 +81,7 @@ def test_a_tool_reply_is_the_call_the_tools_output_and_the_answer_built_from_it(
     a, b = re.findall(r"\d+", user["content"])
     assert [p["kind"] for p in reply["parts"]] == ["python", "output", "text"]
     assert reply["parts"][0]["text"] == f"{a} * {b}" and reply["parts"][1]["text"] == f"<{a} * {b}>"
-    assert reply["content"] == reply["parts"][2]["text"] == f"<{a} * {b}> is the product."
+    assert reply["content"] == reply["parts"][2]["text"] == f"<{a} * {b}>."
     direct = python_conversations(20, 3, echo, direct_share=1.0)
     assert all([p["kind"] for p in c.messages[1]["parts"]] == ["text"] for c in direct)
 

@@ -10,6 +10,9 @@ no tool is needed.
 - Search (`search_conversations`): the question about a made-up fact (`made_up_facts`) is the query, and the reply
   restates the sentence of the passage that answers it.
 
+A Python reply is the tool's output alone (`4032.`), right after it: the shortest copy, and no stock phrase such as
+"... is the product." that a small model would carry into other answers ("My name is the product.").
+
 Every tool output in a conversation is what the real tool returned for that call at data-build time (the tool is
 passed in: the Python sandbox, the search tool over the `index` artifact), never written by hand. A stable hash
 keeps a quarter of the operand pairs, words, decimal pairs and facts out of every conversation (`is_heldout`):
@@ -67,17 +70,17 @@ class ToolQuestion:
 
 
 def product_question(a: int, b: int) -> ToolQuestion:
-    return ToolQuestion("product", f"What is {a} * {b}?", f"{a} * {b}", str(a * b), "{output} is the product.")
+    return ToolQuestion("product", f"What is {a} * {b}?", f"{a} * {b}", str(a * b), "{output}.")
 
 
 def letters_question(word: str, letter: str) -> ToolQuestion:
     return ToolQuestion("letters", f'How many "{letter}" are in "{word}"?', f'"{word}".count("{letter}")',
-                        str(word.count(letter)), f'{{output}} is the count of "{letter}".')
+                        str(word.count(letter)), "{output}.")
 
 
 def decimals_question(x: str, y: str) -> ToolQuestion:
     bigger = x if float(x) > float(y) else y
-    return ToolQuestion("decimals", f"Which is bigger, {x} or {y}?", f"max({x}, {y})", bigger, "{output} is bigger.")
+    return ToolQuestion("decimals", f"Which is bigger, {x} or {y}?", f"max({x}, {y})", bigger, "{output}.")
 
 
 def random_product(rng: random.Random) -> tuple[int, int]:
@@ -131,9 +134,9 @@ def direct_question(rng: random.Random) -> ToolQuestion:
     held-out sum "What is 6 + 7?" to the eval's decontamination) or two whole numbers to compare."""
     if rng.random() < 0.5:
         a, b = rng.randint(2, 9), rng.randint(2, 9)
-        return ToolQuestion("direct", f"What is {a} times {b}?", None, str(a * b), f"{a} times {b} is {a * b}.")
+        return ToolQuestion("direct", f"What is {a} times {b}?", None, str(a * b), f"{a * b}.")
     a, b = rng.sample(range(1, 100), 2)
-    return ToolQuestion("direct", f"Which is bigger, {a} or {b}?", None, str(max(a, b)), f"{max(a, b)} is bigger.")
+    return ToolQuestion("direct", f"Which is bigger, {a} or {b}?", None, str(max(a, b)), f"{max(a, b)}.")
 
 
 def python_questions(count: int, seed: int, direct_share: float) -> Iterator[ToolQuestion]:
