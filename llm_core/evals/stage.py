@@ -11,10 +11,10 @@ GPT suites, `reward` for preference pairs) and commits one artifact:
 Suites (see `chat_suites` and `lm_suites`): bits per byte per text group and multiple choice (every GPT model);
 identity, "I don't know" on made-up entities beside over-refusal on known questions, held-out sums, GSM8K, the
 `<|im_end|>` rate and special-token leaks (every GPT model, through the chat template, greedy by default); the tool
-suites, each asked with the tools and without (`tool_suites`: the chat models, SFT and RL; search needs the `index`
-artifact); reward
-accuracy per source on held-back pairs beside "longer wins" and "shorter wins", and the share of pairs cut by the
-context; RL reward, KL, reply end rate and length on the RL stage's held-out prompts before (SFT) and after.
+suites, each asked with the tools and without (`tool_suites`: the chat models SFT and RL, when the tokenizer has
+the tool tokens; search needs the `index` artifact); reward accuracy per source on held-back pairs beside "longer
+wins" and "shorter wins", and the share of pairs cut by the context; RL reward, KL, reply end rate and length on the
+RL stage's held-out prompts before (SFT) and after.
 
 Decontamination (`contamination`): each item is checked against the training data of the model under test (base:
 the pretraining text; sft: + SFT conversations; rlhf: + RL prompts; reward: + SFT conversations + preference
@@ -230,7 +230,7 @@ class EvalRun:
                 self.rows.append(ResultRow(model_name, f"bpb/{group}", "bpb", bpb, n, higher_is_better=False))
         self.evaluate_mc(model_name, model, index)
         self.evaluate_chat(model_name, model, index)
-        if model_name in TOOL_MODELS and self.tool_items:
+        if model_name in TOOL_MODELS and self.tool_items and self.tokenizer.has_tools:
             self.evaluate_tools(model_name, model, index)
 
     def evaluate_mc(self, model_name: str, model: GPT, index: ContaminationIndex) -> None:
