@@ -17,7 +17,6 @@ from llm_core.chat.engine import Engine, SamplingParams
 from llm_core.chat.template import Message, render_prompt
 from llm_core.post.model_io import load_chat_model
 from llm_core.post.rankings import append_rankings, chat_feedback_row
-from llm_core.store import ArtifactStore
 from flows.cli_options import DEFAULT_CONFIG, ConfigOpt, SetOpt, console, load_or_exit
 
 
@@ -34,7 +33,7 @@ DEFAULT_FEEDBACK = Path("feedback/chat-rankings.parquet")
 
 def _engine(model: str, config: Path, overrides: list[str] | None) -> tuple[Engine, str]:
     cfg = load_or_exit(config, overrides)
-    store = ArtifactStore(cfg.run.artifact_root, cfg.run.storage_options)
+    store = cfg.run.store()
     try:
         gpt, tokenizer, name = load_chat_model(store, model)
     except (KeyError, ValueError) as e:

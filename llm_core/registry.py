@@ -1,4 +1,6 @@
-"""The stages of the pipeline, in execution order (each stage's inputs come before it)."""
+"""The stages of the pipeline, in execution order (each stage's inputs come before it): the one place a stage is
+listed. `PipelineConfig`'s sections (llm_core/pipeline_config.py) and the planner (llm_core/pipeline.py) follow from
+it; the top of llm_core/stage.py says how to add a stage."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ from llm_core.crawl import CrawlStage
 from llm_core.evals import EvalStage
 from llm_core.extract import ExtractStage
 from llm_core.filters.stage import FilterStage
+from llm_core.index import IndexStage
 from llm_core.post.rank import RankStage
 from llm_core.post.report import ReportStage
 from llm_core.post.reward import RewardStage
@@ -24,6 +27,7 @@ STAGES: dict[str, Stage] = {
         CrawlStage(),
         ExtractStage(),
         FilterStage(),
+        IndexStage(),
         BpeStage(),
         TokenizeStage(),
         PretrainStage(),

@@ -8,9 +8,9 @@ import json
 import pytest
 import torch
 
-from llm_core.config import load_config
 from llm_core.model import GPT
 from llm_core.pipeline import plan
+from llm_core.pipeline_config import load_config
 from llm_core.stage import StageContext, run_stage
 from llm_core.store import ArtifactStore
 from llm_core.registry import STAGES

@@ -136,7 +136,7 @@ class FilterStage(ShardedStage):
     config_model = FilterConfig
     version = "3"  # 3: dedup/summary.json without its time (now in _timings/)
 
-    def input_stages(self, config: Any) -> dict[str, str]:
+    def input_stages(self, config: FilterConfig) -> dict[str, str]:
         return {"documents": "extract"}
 
     def data_paths(self, ctx_config: FilterConfig) -> list[str]:
@@ -144,7 +144,7 @@ class FilterStage(ShardedStage):
         return [path for on, path in ((ctx_config.url.enabled, ctx_config.url.blocklist_dir),
                                       (ctx_config.language.enabled, ctx_config.language.model_path)) if on]
 
-    def plan(self, ctx: StageContext) -> list[str]:
+    def shard_ids(self, ctx: StageContext) -> list[str]:
         names = ctx.reader("documents").files("documents/part-*.parquet")
         return [posixpath.basename(n).removesuffix(".parquet") for n in names]
 

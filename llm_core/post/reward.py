@@ -258,7 +258,7 @@ class RewardStage(TrainingStage):
     version = "3"
     uses_seed = True
 
-    def input_stages(self, config: Any) -> dict[str, str]:
+    def input_stages(self, config: RewardConfig) -> dict[str, str]:
         return {"sft": "sft", "data": "reward_data", "tokenizer": "bpe"}
 
     def result(self, ctx: StageContext) -> StageResult:

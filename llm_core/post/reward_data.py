@@ -15,7 +15,7 @@ Layout of the artifact:
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, model_validator
 
@@ -75,8 +75,8 @@ class RewardDataStage(MixtureStage):
     title = "Preference pairs"
     columns = {k: k for k in ("source", "input", "kept", "rejected", "train", "val")}
 
-    def input_stages(self, config: Any) -> dict[str, str]:
-        uses_rank = any(s.kind == "rankings" and not s.path for s in config.reward_data.sources)
+    def input_stages(self, config: RewardDataConfig) -> dict[str, str]:
+        uses_rank = any(s.kind == "rankings" and not s.path for s in config.sources)
         return {"rankings": "rank"} if uses_rank else {}
 
     def mixtures(self, ctx: StageContext) -> list[Mixture]:

@@ -116,9 +116,9 @@ class RlhfStage(TrainingStage):
     version = "3"
     uses_seed = True
 
-    def input_stages(self, config: Any) -> dict[str, str]:
+    def input_stages(self, config: RlhfConfig) -> dict[str, str]:
         inputs = {"sft": "sft", "tokenizer": "bpe"}
-        if config.rlhf.algorithm == "ppo":
+        if config.algorithm == "ppo":
             inputs["reward"] = "reward"
         return inputs
 

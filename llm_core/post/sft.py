@@ -132,7 +132,7 @@ class SftStage(TrainingStage):
     version = "2"
     uses_seed = True
 
-    def input_stages(self, config: Any) -> dict[str, str]:
+    def input_stages(self, config: SftConfig) -> dict[str, str]:
         return {"base": "pretrain", "data": "sft_data", "tokenizer": "bpe"}
 
     def result(self, ctx: StageContext) -> StageResult:

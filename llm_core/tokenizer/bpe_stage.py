@@ -21,20 +21,20 @@ import fsspec
 from pydantic import Field, field_validator, model_validator
 
 from llm_core.config import RunConfig, StageConfig
-from llm_core.stage import Stage, StageContext, StageResult
+from llm_core.stage import Input, Stage, StageContext, StageResult
 from llm_core.tokenizer.artifact import save_tokenizer
 from llm_core.tokenizer.base import SPECIAL_TOKENS, Tokenizer
 from llm_core.tokenizer.bpe import BpeTokenizer, train_bpe
 from llm_core.tokenizer.char import CharTokenizer
 from llm_core.tokenizer.reference import bytes_per_token, cl100k_encoding, gpt2_encoding
 from llm_core.tokenizer.sources import (
+    UPSTREAM_DOCUMENTS,
     Document,
     TextSource,
     artifact_documents,
     hash_fraction,
     source_documents,
     sources_digest,
-    upstream_documents,
 )
 
 HELDOUT_SALT = "bpe-heldout"
@@ -230,8 +230,8 @@ class BpeStage(Stage):
     config_model = BpeConfig
     version = "2"
 
-    def input_stages(self, config: Any) -> dict[str, str]:
-        return upstream_documents(config)
+    def input_stages(self, config: BpeConfig) -> dict[str, str | Input]:
+        return {"documents": UPSTREAM_DOCUMENTS}
 
     def key_config(self, ctx_config: BpeConfig, run: RunConfig) -> dict[str, Any]:
         return {**super().key_config(ctx_config, run), "source_digests": sources_digest(ctx_config.sources)}

@@ -178,7 +178,7 @@ class PretrainStage(TrainingStage):
     version = "1"
     uses_seed = True
 
-    def input_stages(self, config: Any) -> dict[str, str]:
+    def input_stages(self, config: PretrainConfig) -> dict[str, str]:
         return {"tokens": "tokenize", "tokenizer": "bpe"}
 
     def train(self, ctx: StageContext) -> None:
