@@ -40,7 +40,7 @@ class SftDataConfig(StageConfig):
 class SftDataStage(MixtureStage):
     name = "sft_data"
     config_model = SftDataConfig
-    version = "2"
+    version = "3"  # 3: messages have a `parts` field (tool calls)
     title = "SFT conversation mixture"
     columns = {"source": "source", "weight": "weight", "input": "input", "kept": "kept", "rejected": "rejected",
                "train_unique": "train (unique)", "train": "train (weighted)", "val": "val"}
