@@ -22,9 +22,9 @@ from llm_core.chat.mixture import TOOL_KINDS, IdentityConfig, SourceConfig, load
 from llm_core.chat.template import validate_messages
 from llm_core.chat.tool_conversations import ToolFn
 from llm_core.config import StageConfig
-from llm_core.post.splits import Records, write_splits
+from llm_core.post.splits import Mixture, MixtureStage, Records, Source
 from llm_core.schemas import CONVERSATIONS
-from llm_core.stage import Input, Stage, StageContext, StageResult
+from llm_core.stage import Input, StageContext
 from llm_core.tools.python_tool import PythonTool, SandboxLimits
 from llm_core.tools.search_tool import SearchIndex, SearchTool
 
@@ -46,53 +46,40 @@ class SftDataConfig(StageConfig):
     val_fraction: float = Field(0.05, gt=0, lt=1, description="share of each source held back for evaluation")
 
 
-class SftDataStage(Stage):
+class SftDataStage(MixtureStage):
     name = "sft_data"
     config_model = SftDataConfig
     version = "3"  # 3: messages have a `parts` field (tool calls)
-    uses_seed = True
+    title = "SFT conversation mixture"
+    columns = {"source": "source", "weight": "weight", "input": "input", "kept": "kept", "rejected": "rejected",
+               "train_unique": "train (unique)", "train": "train (weighted)", "val": "val"}
 
     def input_stages(self, config: SftDataConfig) -> dict[str, str | Input]:
         """The search index, when a search source asks questions the tool answers from it."""
         return {"index": "index"} if any(src.kind == "search_tool" for src in config.sources) else {}
 
-    def data_paths(self, ctx_config: SftDataConfig) -> list[str]:
-        return [src.path for src in ctx_config.sources if src.path]
-
-    def run(self, ctx: StageContext) -> StageResult:
+    def mixtures(self, ctx: StageContext) -> list[Mixture]:
         cfg: SftDataConfig = ctx.config
 
-        def records(i: int, src: SourceConfig, tools: dict[str, ToolFn]) -> Records:
-            for sample in load_source(src, cfg.identity, ctx.run.seed + i, tools):
-                row = {"messages": sample.messages, "source": sample.source}
-                yield row, sample.reject or validate_messages(sample.messages), sample.messages
+        def records(i: int, src: SourceConfig) -> Records:
+            with source_tool(ctx, src) as tools:
+                for sample in load_source(src, cfg.identity, ctx.run.seed + i, tools):
+                    row = {"messages": sample.messages, "source": sample.source}
+                    yield row, sample.reject or validate_messages(sample.messages), sample.messages
 
-        with source_tools(ctx, cfg) as tools:
-            sources = [(src.label, src.weight, records(i, src, tools)) for i, src in enumerate(cfg.sources)]
-            counts, rows = write_splits(ctx, CONVERSATIONS, sources, cfg.val_fraction)
-        return StageResult(counts=counts, tables={"sources": rows}, markdown=funnel_markdown(rows))
+        return [Mixture(CONVERSATIONS, [Source(src.label, src.weight, records(i, src))
+                                        for i, src in enumerate(cfg.sources)])]
 
 
 @contextlib.contextmanager
-def source_tools(ctx: StageContext, cfg: SftDataConfig) -> Iterator[dict[str, ToolFn]]:
-    """The tools the configured tool sources call, by name (none without a tool source); the Python sandbox's
-    worker process ends on leaving."""
-    wanted = {TOOL_KINDS[src.kind] for src in cfg.sources if src.kind in TOOL_KINDS}
-    with contextlib.ExitStack() as stack:
-        tools: dict[str, ToolFn] = {}
-        if "python" in wanted:
-            tools["python"] = stack.enter_context(PythonTool(SandboxLimits()))
-        if "search" in wanted:
-            tools["search"] = SearchTool(SearchIndex.load(ctx.reader("index")))
-        yield tools
-
-
-def funnel_markdown(rows: list[dict]) -> str:
-    head = ("| source | weight | input | kept | rejected | train (unique) | train (weighted) | val |\n"
-            "|---|---|---|---|---|---|---|---|\n")
-    body = "".join(
-        f"| {r['source']} | {r['weight']} | {r['input']} | {r['kept']} | {r['rejected']} | {r['train_unique']} "
-        f"| {r['train']} | {r['val']} |\n"
-        for r in rows
-    )
-    return "### SFT conversation mixture\n\n" + head + body
+def source_tool(ctx: StageContext, src: SourceConfig) -> Iterator[dict[str, ToolFn]]:
+    """The tool a tool source calls, by name (none for other sources): the Python sandbox, whose worker process ends
+    with the source, or the search tool over the `index` input."""
+    tool = TOOL_KINDS.get(src.kind)
+    if tool == "python":
+        with PythonTool(SandboxLimits()) as python:
+            yield {"python": python}
+    elif tool == "search":
+        yield {"search": SearchTool(SearchIndex.load(ctx.reader("index")))}
+    else:
+        yield {}
