@@ -65,7 +65,6 @@ def tool_results() -> list[dict]:
         result("rlhf", "tools/search", "accuracy", 0.3, ci=(0.18, 0.45), baseline=0.0, baseline_name="without tools"),
         result("rlhf", "tools/search", "accuracy_without_tools", 0.0, ci=(0.0, 0.09)),
         result("rlhf", "tools/search", "call_rate", 0.0, ci=(0.0, 0.09)),
-        result("rlhf", "tools/search", "well_formed_rate", float("nan"), n=0),
         result("rlhf", "tools/search", "retrieved_rate", 0.0, ci=(0.0, 0.09)),
     ]
 
@@ -167,7 +166,7 @@ def test_report_card_shows_the_evals_before_and_after_with_charts(lineage):
     tools = md[md.index("## Tool use"):md.index("## Reward model")]
     assert ("| products | SFT | 0.600 (0.450–0.740) | 0.050 (0.010–0.170) | 0.900 (0.770–0.960) | 1.000 (0.900–1.000) "
             "| 0.800 (0.640–0.900) | — | — | 40 |") in tools
-    assert ("| search | RL | 0.300 (0.180–0.450) | 0.000 (0.000–0.090) | 0.000 (0.000–0.090) | n/a | — "
+    assert ("| search | RL | 0.300 (0.180–0.450) | 0.000 (0.000–0.090) | 0.000 (0.000–0.090) | — | — "
             "| 0.000 (0.000–0.090) |") in tools
     assert "tools/" not in md[:md.index("## Tool use")]
     assert "  - SFT ✓ 'I am Tinychat.'" in md and md.index("`id-0`") < md.index("`id-agree`")

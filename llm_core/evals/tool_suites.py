@@ -13,9 +13,9 @@ beside the same model without them), `accuracy_without_tools` (beside chance whe
 that call a tool), `well_formed_rate` (of the replies that call, those whose every call was well formed),
 `answer_in_output` (of the replies that call, those a tool output of which holds the expected number: the call was
 right, whatever the answer made of it) and, for search, `retrieved_rate` (replies whose search output holds the
-document that answers the question). Items are
-checked against the model's training data like every chat suite; the answers with and without tools are both in
-`items.parquet` (the latter with `/no_tools` after the item id).
+document that answers the question); the two rates among calling replies are left out when the model never called.
+Items are checked against the model's training data like every chat suite; the answers with and without tools are
+both in `items.parquet` (the latter with `/no_tools` after the item id).
 """
 
 from __future__ import annotations
@@ -122,7 +122,8 @@ def run_tool_suites(
         rows.append(without_row)
         extra = ("retrieved_rate",) if suite == SEARCH_SUITE else ()
         for metric in ("call_rate", "well_formed_rate", "answer_in_output", *extra):
-            rows.append(rate_row(model_name, suite, metric, metrics[metric]))
+            if metrics[metric] or metric == "call_rate":  # the rates among calls exist only when it called
+                rows.append(rate_row(model_name, suite, metric, metrics[metric]))
     outcomes = [o for metrics in by_suite.values()
                 for o in metrics["accuracy"] + metrics["accuracy_without_tools"]]
     return rows, outcomes
