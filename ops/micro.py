@@ -24,8 +24,8 @@ MICRO_OVERRIDES: dict[str, list[str]] = {
     "pretrain": ["pretrain.model={n_layer: 1, n_head: 2, n_embd: 32, block_size: 128}", "pretrain.batch_size=4",
                  "pretrain.max_steps=4", "pretrain.eval_every=0", "pretrain.eval_tokens=1024",
                  "pretrain.optim.warmup_steps=1", "pretrain.sample_tokens=4"],
-    "sft_data": ["sft_data.sources=[{kind: identity, count: 40}, {kind: arithmetic, count: 40}, "
-                 "{kind: python_tool, count: 10}, {kind: search_tool, path: data/tools/facts.jsonl, count: 10}]",
+    "sft_data": [("sft_data.sources=[{kind: identity, count: 40}, {kind: arithmetic, count: 40}, "
+                  "{kind: python_tool, count: 10}, {kind: search_tool, path: data/tools/facts.jsonl, count: 10}]"),
                  "sft_data.val_fraction=0.2"],
     "sft": ["sft.max_steps=2", "sft.batch_size=4", "sft.eval_every=0", "sft.eval_conversations=4",
             "sft.sample_prompts=1", "sft.sample_tokens=4", "sft.optim.warmup_steps=1"],
