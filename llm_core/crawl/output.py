@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from llm_core.crawl.warc_reader import Page, Skip
 from llm_core.schemas import DOCUMENTS, RAW_PAGES, REJECTED
+from llm_core.stats import Counts
 from llm_core.store import ArtifactWriter, ParquetShardWriter
 
 
@@ -106,5 +107,5 @@ class ShardOutput:
             else:
                 part.abort(exc)
 
-    def result(self) -> dict[str, int]:
-        return dict(self.counts)
+    def result(self) -> Counts:
+        return Counts(self.counts)

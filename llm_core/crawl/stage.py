@@ -33,7 +33,8 @@ from llm_core.crawl.output import ShardOutput
 from llm_core.crawl.sources import local_inputs, plan_shards, warc_source_label
 from llm_core.crawl.warc_reader import Skip, read_archive
 from llm_core.crawl.warc_writer import WarcFiles
-from llm_core.stage import ShardedStage, StageContext, StageResult, sum_counts
+from llm_core.stage import ShardedStage, StageContext, StageResult
+from llm_core.stats import Counts
 
 SOURCES_FILE = "sources.json"
 LAYOUT = {
@@ -77,7 +78,7 @@ class CrawlStage(ShardedStage):
     def shard_outputs(self, shard: str) -> list[str]:
         return [f"{folder}/{shard}-*" for folder in ("pages", "documents", "skipped", "warc")]
 
-    def run_shard(self, ctx: StageContext, shard: str) -> dict[str, int]:
+    def run_shard(self, ctx: StageContext, shard: str) -> Counts:
         spec = next(s for s in self._shards(ctx) if s["id"] == shard)
         config: CrawlConfig = ctx.config
         with ShardOutput(ctx.writer(), shard, config.records_per_shard) as out:
@@ -124,8 +125,8 @@ class CrawlStage(ShardedStage):
                 out.add(item, LIVE_SOURCE)
 
     # -- summary
-    def finalize(self, ctx: StageContext, stats: dict[str, dict[str, int]]) -> StageResult:
-        counts = sum_counts(stats.values())
+    def finalize(self, ctx: StageContext, stats: dict[str, Counts]) -> StageResult:
+        counts = self.total(stats).to_manifest()
         records, skipped = counts.get("records", 0), counts.get("skipped", 0)
         kept = counts.get("pages", 0) + counts.get("documents", 0)
         if kept + skipped != records:

@@ -13,9 +13,9 @@ table of the result maps each to its input file):
   the crawl kept only the first part of a page, `truncated`).
 
 Every shard checks `kept + rejected = input` and so does the total. Records are streamed in batches of
-`batch_rows`; nothing holds a whole shard. Shards run on the process pool of `ShardedStage`; the per-document
-time bound needs a process's main thread (SIGALRM, see `timeout.py`), so when the stage runs inside a thread
-(a thread task runner) a shard is processed in a one-process pool instead.
+`batch_rows`; nothing holds a whole shard. The per-document time bound needs a process's main thread (SIGALRM, see
+`timeout.py`): the stage is `main_thread_only`, so a shard called from a thread runs in a pool process instead
+(`llm_core.stage.submit_shard`).
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from typing import Any
 
 from llm_core.extract.config import ExtractConfig
 from llm_core.extract.page import Extracted, PageExtractor, Rejection, doc_id
-from llm_core.extract.timeout import can_interrupt
 from llm_core.schemas import DOCUMENTS, REJECTED
-from llm_core.stage import ShardedStage, StageContext, StageResult, local_pool, sum_counts
+from llm_core.stage import ShardedStage, StageContext, StageResult
+from llm_core.stats import Counts
 from llm_core.store import ArtifactReader, ParquetShardWriter
 
 INPUT = "pages"
@@ -64,6 +64,7 @@ class ExtractStage(ShardedStage):
     name = "extract"
     config_model = ExtractConfig
     version = "2"
+    main_thread_only = True  # the per-document time bound is a SIGALRM timer
 
     def input_stages(self, config: Any) -> dict[str, str]:
         return {INPUT: "crawl"}
@@ -71,10 +72,7 @@ class ExtractStage(ShardedStage):
     def plan(self, ctx: StageContext) -> list[str]:
         return list(shard_sources(ctx.reader(INPUT)))
 
-    def run_shard(self, ctx: StageContext, shard: str) -> dict[str, int]:
-        if not can_interrupt():
-            with local_pool(1) as pool:
-                return pool.submit(self.run_shard, ctx, shard).result()
+    def run_shard(self, ctx: StageContext, shard: str) -> Counts:
         kind, name = shard_sources(ctx.reader(INPUT))[shard]
         if kind == "documents":
             counts = self._pass_through(ctx, shard, name)
@@ -92,7 +90,7 @@ class ExtractStage(ShardedStage):
             ParquetShardWriter(writer, f"rejected/{shard}.parquet", REJECTED),
         )
 
-    def _extract(self, ctx: StageContext, shard: str, name: str) -> dict[str, int]:
+    def _extract(self, ctx: StageContext, shard: str, name: str) -> Counts:
         config: ExtractConfig = ctx.config  # type: ignore[assignment]
         extractor = PageExtractor(config)
         now = dt.datetime.now(dt.timezone.utc)
@@ -121,9 +119,9 @@ class ExtractStage(ShardedStage):
                         counts["rejected"] += 1
                         counts[f"rejected:{outcome.reason}"] += 1
                         rejected.write(_rejected_row(page, outcome, now))
-        return dict(counts)
+        return Counts(counts)
 
-    def _pass_through(self, ctx: StageContext, shard: str, name: str) -> dict[str, int]:
+    def _pass_through(self, ctx: StageContext, shard: str, name: str) -> Counts:
         config: ExtractConfig = ctx.config  # type: ignore[assignment]
         counts: Counter[str] = Counter(input=0, kept=0, rejected=0, passthrough=0, text_chars=0)
         docs, rejected = self._writers(ctx, shard)
@@ -135,10 +133,10 @@ class ExtractStage(ShardedStage):
                 counts["input"] += batch.num_rows
                 counts["kept"] += batch.num_rows
                 counts["passthrough"] += batch.num_rows
-        return dict(counts)
+        return Counts(counts)
 
-    def finalize(self, ctx: StageContext, stats: dict[str, dict[str, int]]) -> StageResult:
-        counts = sum_counts(stats.values())
+    def finalize(self, ctx: StageContext, stats: dict[str, Counts]) -> StageResult:
+        counts = self.total(stats).to_manifest()
         for key in ("input", "kept", "rejected"):
             counts.setdefault(key, 0)
         assert counts["kept"] + counts["rejected"] == counts["input"], (

@@ -6,8 +6,8 @@ handler raises `DocumentTimeout` inside the running Python code at the next byte
 interrupts it. A long call inside C (one lxml parse) is interrupted when it returns, which the size bound keeps
 short.
 
-Signals can only be handled in a process's main thread: `can_interrupt()` says whether this is the case; the
-extract stage moves its shard work into a child process when it is not (e.g. called from a thread pool).
+Signals can only be handled in a process's main thread: `can_interrupt()` says whether this is the case. The
+extract stage is therefore `main_thread_only`: called from a thread, its shards run in a pool process.
 """
 
 from __future__ import annotations
