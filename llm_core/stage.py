@@ -8,8 +8,7 @@ Two shapes:
   object that adds up, `Counts` unless the stage names its `stats_type`, see `llm_core/stats.py`),
   `finalize(ctx, stats)` does any global step (dedup) and builds the result from the total. Each finished shard
   leaves `_shards/{shard}.json` (its stats, as JSON), so a retried stage skips it. Where a shard runs (here, or on
-  this process's pool of `run.workers` processes) is decided in one place, `submit_shard`; a stage whose work
-  needs a process's main thread says so with `main_thread_only`.
+  this process's pool of `run.workers` processes) is decided in one place, `submit_shard`.
 
 `run_stage` is the Prefect-free driver used by tests and by the tasks layer: cache hit (verified against its
 manifest, see `building`) -> return the manifest, else run, then commit the manifest last.
@@ -142,8 +141,6 @@ class ShardedStage(Stage):
     """A stage whose work splits into independent shards, then an optional global step."""
 
     stats_type: ClassVar[type[ShardStats]] = Counts
-    main_thread_only: ClassVar[bool] = False
-    """True when a shard's work must run on a process's main thread (it handles signals, e.g. SIGALRM)."""
 
     @abc.abstractmethod
     def plan(self, ctx: StageContext) -> list[str]:
@@ -204,15 +201,10 @@ def submit_shard(stage: ShardedStage, ctx: StageContext, shard: str, shards: int
 
     - `run.task_runner: threads` (shard tasks are threads of this process; also the Prefect-free `run`) and more
       than one shard and worker: on this process's pool of `run.workers` processes;
-    - other runners (processes, Dask, Ray): their workers are the fan-out, so right here, where its task runs;
-    - but a `main_thread_only` stage called off a main thread (a thread task) goes to a one-process pool, whose
-      process runs it on its main thread.
-    Run here, the shard is done (or has raised) when this returns."""
-    local_fan_out = ctx.run.task_runner == "threads" and min(ctx.workers, shards) > 1
-    off_main = threading.current_thread() is not threading.main_thread()
-    processes = ctx.workers if local_fan_out else 1 if stage.main_thread_only and off_main else 0
-    if processes:
-        return _submit_to_pool(processes, stage, ctx, shard)
+    - otherwise (one shard or worker; other runners, processes, Dask or Ray, whose workers are the fan-out): right
+      here, where its task runs. Run here, the shard is done (or has raised) when this returns."""
+    if ctx.run.task_runner == "threads" and min(ctx.workers, shards) > 1:
+        return _submit_to_pool(ctx.workers, stage, ctx, shard)
     done: Future[ShardStats] = Future()
     done.set_result(process_shard(stage, ctx, shard))
     return done

@@ -18,15 +18,11 @@ def make_task_runner(run: RunConfig) -> TaskRunner:
         return ProcessPoolTaskRunner(max_workers=workers)
     if run.task_runner == "dask":
         try:
-            import dask
             from prefect_dask import DaskTaskRunner
         except ImportError as e:
             raise ConfigError("run.task_runner=dask needs prefect-dask: pip install 'llm-pipeline[dask]'") from e
         if run.task_runner_address:
             return DaskTaskRunner(address=run.task_runner_address)
-        # A Dask task runs on a worker thread, so the shards of a `main_thread_only` stage (extract) go to a pool
-        # process of their own (llm_core.stage.submit_shard), which daemonic worker processes cannot start.
-        dask.config.set({"distributed.worker.daemon": False})
         return DaskTaskRunner(cluster_kwargs={"n_workers": workers or 2, "threads_per_worker": 1,
                                               "env": {"PREFECT_API_URL": current_api_url()}})
     try:

@@ -55,10 +55,6 @@ class WhereStage(LineCountStage):
         return Counts(shards=1)
 
 
-class MainThreadWhereStage(WhereStage):
-    main_thread_only = True
-
-
 def _context(tmp_path, data_dir, workers=1, task_runner="threads", **cfg) -> StageContext:
     files = [str(data_dir / "tinyshakespeare/input.txt"), str(data_dir / "wikitext2/valid.txt"),
              str(data_dir / "chinese_text/fortunes_zh_tang300.txt")]
@@ -122,8 +118,6 @@ def test_one_function_decides_where_a_shard_runs(tmp_path, data_dir):
     assert where(WhereStage(), "threads", 2, 1) == (True, True), "one shard: here"
     assert where(WhereStage(), "threads", 1, 3, in_thread=True) == (True, False), "one worker: here, in the thread"
     assert where(WhereStage(), "dask", 2, 3, in_thread=True) == (True, False), "a cluster runner is the fan-out"
-    assert where(MainThreadWhereStage(), "dask", 2, 3, in_thread=True) == (False, True), "needs a main thread"
-    assert where(MainThreadWhereStage(), "threads", 1, 3) == (True, True), "already on a main thread: here"
 
 
 def ctx_committed(ctx: StageContext) -> bool:

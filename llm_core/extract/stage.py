@@ -13,9 +13,8 @@ table of the result maps each to its input file):
   the crawl kept only the first part of a page, `truncated`).
 
 Every shard checks `kept + rejected = input` and so does the total. Records are streamed in batches of
-`batch_rows`; nothing holds a whole shard. The per-document time bound needs a process's main thread (SIGALRM, see
-`timeout.py`): the stage is `main_thread_only`, so a shard called from a thread runs in a pool process instead
-(`llm_core.stage.submit_shard`).
+`batch_rows`; nothing holds a whole shard. Each document's extraction is bounded in time (`timeout.py`), on whatever
+thread the shard runs.
 """
 
 from __future__ import annotations
@@ -64,7 +63,6 @@ class ExtractStage(ShardedStage):
     name = "extract"
     config_model = ExtractConfig
     version = "2"
-    main_thread_only = True  # the per-document time bound is a SIGALRM timer
 
     def input_stages(self, config: Any) -> dict[str, str]:
         return {INPUT: "crawl"}
