@@ -3,13 +3,14 @@
 Each shard of a `ShardedStage` returns one stats object; the stage adds them up (`a + b`, `sum(stats, empty)`) and
 takes the manifest's counters from the total's `to_manifest()`, once, at the end. The objects travel as JSON
 (`to_json` / `from_json`) in the shards' completion markers, so a retried stage reads finished shards' stats back.
-`Counts` (named integer counters) serves most stages; a stage with richer stats (the filter stage's per-filter
-counters) declares its own class as `ShardedStage.stats_type`.
+`Counts` (named integer counters) serves most stages, `ReasonCounts` those that set records aside with a reason; a
+stage with richer stats (the filter stage's per-filter counters) declares its own class as `ShardedStage.stats_type`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol, TypeVar
 
 S = TypeVar("S", bound="ShardStats")
 
@@ -56,3 +57,28 @@ class Counts(dict[str, int]):
         """The first counter: by convention what the shard read (records seen, documents in)."""
         return next(iter(self.values()), 0)
 
+
+@dataclass
+class ReasonCounts:
+    """Counters of records (`counts`: read, kept, set aside, ...) and of the records set aside, per reason
+    (`reasons`); in the manifest a reason's counter is named `<reason_key>:<reason>` (`rejected:extract:timeout`)."""
+
+    counts: Counts = field(default_factory=Counts)
+    reasons: Counts = field(default_factory=Counts)
+    reason_key: ClassVar[str] = "rejected"
+
+    def __add__(self, other: ReasonCounts) -> ReasonCounts:
+        return type(self)(self.counts + other.counts, self.reasons + other.reasons)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"counts": self.counts.to_json(), "reasons": self.reasons.to_json()}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ReasonCounts:
+        return cls(Counts(data["counts"]), Counts(data["reasons"]))
+
+    def to_manifest(self) -> dict[str, int]:
+        return {**self.counts, **{f"{self.reason_key}:{reason}": n for reason, n in self.reasons.items()}}
+
+    def records(self) -> int:
+        return self.counts.records()
