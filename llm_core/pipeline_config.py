@@ -9,6 +9,7 @@ from llm_core.crawl import CrawlConfig
 from llm_core.evals import EvalConfig
 from llm_core.extract import ExtractConfig
 from llm_core.filters.stage import FilterConfig
+from llm_core.index import IndexConfig
 from llm_core.post.rank import RankConfig
 from llm_core.post.report import ReportConfig
 from llm_core.post.reward import RewardConfig
@@ -26,6 +27,7 @@ class PipelineConfig(StrictModel):
     crawl: CrawlConfig = Field(default_factory=CrawlConfig)
     extract: ExtractConfig = Field(default_factory=ExtractConfig)
     filter: FilterConfig = Field(default_factory=FilterConfig)
+    index: IndexConfig = Field(default_factory=IndexConfig)
     bpe: BpeConfig = Field(default_factory=BpeConfig)
     tokenize: TokenizeConfig = Field(default_factory=TokenizeConfig)
     pretrain: PretrainConfig = Field(default_factory=PretrainConfig)

@@ -6,6 +6,7 @@ from llm_core.crawl import CrawlStage
 from llm_core.evals import EvalStage
 from llm_core.extract import ExtractStage
 from llm_core.filters.stage import FilterStage
+from llm_core.index import IndexStage
 from llm_core.post.rank import RankStage
 from llm_core.post.report import ReportStage
 from llm_core.post.reward import RewardStage
@@ -24,6 +25,7 @@ STAGES: dict[str, Stage] = {
         CrawlStage(),
         ExtractStage(),
         FilterStage(),
+        IndexStage(),
         BpeStage(),
         TokenizeStage(),
         PretrainStage(),

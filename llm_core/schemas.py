@@ -45,6 +45,17 @@ FILTERED_DOCUMENTS = pa.schema(
     ]
 )
 
+# The search index's passages (the `index` stage): pieces of a document, numbered from 0 within it.
+PASSAGES = pa.schema(
+    [
+        ("doc_id", pa.string()),
+        ("passage", pa.int32()),
+        ("url", pa.string()),
+        ("text", pa.string()),
+        ("source", pa.string()),
+    ]
+)
+
 MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
 
 CONVERSATIONS = pa.schema([("messages", pa.list_(MESSAGE)), ("source", pa.string())])

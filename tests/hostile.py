@@ -120,3 +120,20 @@ def rows_match_counts(stage: str, ctx) -> None:
             assert tokens == counts[f"{split}_tokens"]
     listed = {n for n in reader.files() if not n.startswith("_")} - {"manifest.json", "run.json"}
     assert listed == set(reader.manifest.files), "every file in the folder is one the manifest lists"
+
+
+def dying_after(stage_class: type, ok: int):
+    """A `ShardedStage` of `stage_class` that dies after finishing `ok` shards, as a killed worker would; its
+    `done` lists the shards it finished."""
+
+    class Dying(stage_class):
+        def __init__(self):
+            self.done: list[str] = []
+
+        def run_shard(self, ctx, shard):
+            if len(self.done) == ok:
+                raise RuntimeError("worker killed")
+            self.done.append(shard)
+            return super().run_shard(ctx, shard)
+
+    return Dying()

@@ -9,6 +9,7 @@ import re
 import numpy as np
 import pyarrow as pa
 import pytest
+from hostile import dying_after
 
 from llm_core.config import RunConfig, load_config
 from llm_core.pipeline import plan
@@ -155,19 +156,6 @@ def test_split_depends_on_documents_not_on_sharding(pipeline, data_dir, wiki_doc
     assert val_documents(a) == val_documents(b) and len(val_documents(a)) == a.counts["val_documents"]
 
 
-class FailingTokenize(TokenizeStage):
-    """Dies after finishing `ok` shards, like a killed worker."""
-
-    def __init__(self, ok: int):
-        self.ok, self.done = ok, []
-
-    def run_shard(self, ctx, shard):
-        if len(self.done) == self.ok:
-            raise RuntimeError("worker killed")
-        self.done.append(shard)
-        return super().run_shard(ctx, shard)
-
-
 def digests(store: ArtifactStore, m: Manifest) -> dict[str, str]:
     reader = store.reader(store.ref("tokenize", m.key))
     return {n: hashlib.sha256(reader.open(n).read()).hexdigest() for n in reader.files("*/shard-*.bin")}
@@ -176,13 +164,13 @@ def digests(store: ArtifactStore, m: Manifest) -> dict[str, str]:
 def test_retry_after_failure_resumes_and_gives_the_same_result(pipeline, data_dir):
     store, _ = pipeline
     reference = tokenize(store, data_dir, "clean", val_fraction=0.1)
-    failing = FailingTokenize(ok=2)
+    failing = dying_after(TokenizeStage, ok=2)
     with pytest.raises(RuntimeError, match="worker killed"):
         tokenize(store, data_dir, "retried", val_fraction=0.1, stage=failing)
     assert failing.done == ["documents-part-00000", "documents-part-00001"]
     assert not store.is_committed(store.ref("tokenize", "retried"))
 
-    rerun = FailingTokenize(ok=99)
+    rerun = dying_after(TokenizeStage, ok=99)
     m = tokenize(store, data_dir, "retried", val_fraction=0.1, stage=rerun)
     assert rerun.done == ["source-tang"]  # the finished shards were not redone
     assert m.counts == reference.counts and m.extra["shards"] == reference.extra["shards"]
