@@ -4,6 +4,7 @@ reason, curated documents passed through, counts that add up, and resume after a
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -229,9 +230,9 @@ def test_a_page_that_hangs_is_interrupted(tmp_path, data_dir, monkeypatch, on_th
     assert "These documents are generated from reStructuredText" in rows(reader, "documents/*.parquet")[0]["text"]
 
 
-def test_a_bound_that_runs_out_as_its_block_ends_leaves_nothing_pending():
-    """Each bound either interrupts its block (the exception leaves `time_limit`) or is gone: none surfaces later."""
-    for i in range(300):
+def _race_bounds(blocks: int) -> None:
+    """Blocks that take as long as their bound: many bounds run out just as their block ends."""
+    for i in range(blocks):
         bound = 0.0001 * (1 + i % 5)
         try:
             with time_limit(bound):
@@ -240,8 +241,33 @@ def test_a_bound_that_runs_out_as_its_block_ends_leaves_nothing_pending():
                     pass
         except DocumentTimeout:
             pass
+
+
+def _spin_past(bound: float) -> str:
+    try:
+        with time_limit(bound):
+            while True:
+                pass
+    except DocumentTimeout:
+        return "interrupted"
+
+
+def test_bounds_that_run_out_as_their_blocks_end_leave_nothing_behind():
+    """Each bound either interrupts its block (the exception leaves `time_limit`) or is gone: none surfaces later,
+    and no thread is left holding the watchdog (later bounds, on any thread, still work)."""
+    racers = [threading.Thread(target=_race_bounds, args=(1500,), daemon=True) for _ in range(2)]
+    for racer in racers:
+        racer.start()
+    for racer in racers:
+        racer.join(60)
+    assert not any(racer.is_alive() for racer in racers), "a thread is stuck waiting for the watchdog"
     for _ in range(100_000):  # a pending exception would be raised in this loop
         pass
+    outcome: list[str] = []
+    spinner = threading.Thread(target=lambda: outcome.append(_spin_past(0.2)), daemon=True)
+    spinner.start()
+    spinner.join(30)
+    assert outcome == ["interrupted"]
 
 
 def test_curated_documents_pass_through_unchanged(tmp_path, data_dir):

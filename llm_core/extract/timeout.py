@@ -30,19 +30,24 @@ def _set_pending_exception(thread_id: int, exc: type[BaseException] | None) -> N
 
 
 class _Watchdog:
-    """One daemon thread per process that sets `DocumentTimeout` in each bounded thread whose deadline passed."""
+    """One daemon thread per process that sets `DocumentTimeout` in each bounded thread whose deadline passed.
+
+    A bounded thread takes `_lock` only with `with self._lock:` on the C lock itself: the exception may be raised in
+    it at any bytecode boundary, and only a C `__enter__` leaves none between taking the lock and the `with`'s
+    release on the way out (`Condition.__enter__` is Python: raised there, the lock would stay held)."""
 
     def __init__(self) -> None:
         self.reset()
 
     def reset(self) -> None:
         """No deadlines and no thread yet (also in a forked child, where the parent's thread does not exist)."""
-        self._changed = threading.Condition()
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
         self._deadlines: dict[int, float] = {}  # thread id -> monotonic deadline of its current block
         self._thread: threading.Thread | None = None
 
     def arm(self, seconds: float) -> None:
-        with self._changed:
+        with self._lock:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._watch, name="time_limit", daemon=True)
                 self._thread.start()
@@ -50,7 +55,7 @@ class _Watchdog:
             self._changed.notify()
 
     def disarm(self) -> None:
-        with self._changed:
+        with self._lock:
             self._deadlines.pop(threading.get_ident(), None)
             _set_pending_exception(threading.get_ident(), None)  # set as the block ended: dropped
 
