@@ -17,8 +17,9 @@ from pathlib import Path
 
 import torch
 
-from llm_core.config import load_config
 from llm_core.model import GPT
+from llm_core.pipeline import input_sources
+from llm_core.pipeline_config import load_config
 from llm_core.post.model_io import save_model_files
 from llm_core.registry import STAGES
 from llm_core.stage import StageContext, run_stage
@@ -56,11 +57,11 @@ def main() -> None:
     total = 0.0
     print(f"{'stage':12} {'seconds':>8}  figures")
     for name in ("sft_data", "sft", "reward_data", "reward", "rlhf", "report"):
-        if not getattr(cfg, name).enabled:
+        if not cfg.is_enabled(name):
             continue
         stage = STAGES[name]
-        inputs = {k: refs[v] for k, v in stage.input_stages(cfg).items()}
-        ctx = StageContext(stage=name, config=getattr(cfg, name), run=cfg.run, inputs=inputs,
+        inputs = {k: refs[v] for k, v in input_sources(cfg, name).items()}
+        ctx = StageContext(stage=name, config=cfg.section(name), run=cfg.run, inputs=inputs,
                            output=store.ref(name, f"bench-{cfg.run.name}"))
         t0 = time.perf_counter()
         manifest, hit = run_stage(stage, ctx)

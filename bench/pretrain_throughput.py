@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from llm_core.model import GPT, GPTConfig
-from llm_core.train import DistEnv, LoopSettings, LRSchedule, Trainer, build_adamw
+from llm_core.train import DistEnv, LoopSettings, OptimSection, Trainer
 from llm_core.train.data import RandomWindowBatches, TokenWindows
 from llm_core.train.evaluation import LMEvaluator
 from llm_core.train.pretrain import next_token_loss
@@ -77,8 +77,8 @@ def main() -> None:
     windows = TokenWindows.from_arrays([train], config.block_size)
     settings = LoopSettings(max_steps=steps, log_every=10, seed=1337, tokens_per_step=batch * config.block_size,
                             compile=args.compile)
-    trainer = Trainer(model, build_adamw(model, lr, 0.1, betas, device.type), LRSchedule(lr, min_lr, warmup, steps),
-                      RandomWindowBatches(windows, batch, 1, seed=1337), next_token_loss, settings,
+    optim = OptimSection(lr=lr, min_lr=min_lr, warmup_steps=warmup, beta1=betas[0], beta2=betas[1])
+    trainer = Trainer(model, optim, RandomWindowBatches(windows, batch, 1, seed=1337), next_token_loss, settings,
                       DistEnv(0, 1, 0, device), evaluate=evaluator)
     t0 = time.perf_counter()
     history = trainer.fit()

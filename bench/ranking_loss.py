@@ -36,7 +36,6 @@ from llm_core.post.sft_batches import LengthBucketBatches
 from llm_core.store import ArtifactStore
 from llm_core.tokenizer import load_tokenizer
 from llm_core.train.distributed import init_distributed
-from llm_core.train.optim import LRSchedule, build_adamw
 from llm_core.train.trainer import LoopSettings, Trainer
 
 LOSSES = ("pairs", "all_pairs", "plackett_luce")
@@ -58,14 +57,10 @@ def trainer_for(loss: str, sft, tokenizer, train: list[dict], args, seed: int) -
     comparisons = ranking_comparisons(tokenizer, train, model.gpt.config.block_size, loss)
     batches = LengthBucketBatches([max(len(r) for r in c.rows) for c in comparisons], cfg.batch_size, seed,
                                   lambda idx: comparison_batch([comparisons[i] for i in idx], tokenizer.eot_id))
-    o = cfg.optim
     env = init_distributed("cpu")
-    return Trainer(model, build_adamw(model, o.lr, o.weight_decay, (o.beta1, o.beta2), "cpu"),
-                   LRSchedule(o.lr, o.min_lr, o.warmup_steps, cfg.max_steps, o.schedule, o.decay_steps,
-                              o.wsd_decay_fraction),
-                   batches, comparison_loss_fn(loss, 0.0, 0.0),
-                   LoopSettings(max_steps=cfg.max_steps, eval_every=0, checkpoint_every=0, log_every=10**9, seed=seed,
-                                grad_clip=o.grad_clip or None), env)
+    return Trainer(model, cfg.optim, batches, comparison_loss_fn(loss, 0.0, 0.0),
+                   LoopSettings(max_steps=cfg.max_steps, eval_every=0, checkpoint_every=0, log_every=10**9, seed=seed),
+                   env)
 
 
 def main() -> None:

@@ -26,8 +26,8 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 from prefect import flow
 
 from flows.pipeline import full_pipeline
-from llm_core.config import load_config
 from llm_core.pipeline import plan
+from llm_core.pipeline_config import load_config
 from llm_core.registry import STAGES
 from llm_core.store import ArtifactStore
 

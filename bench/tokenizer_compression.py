@@ -19,8 +19,8 @@ import tempfile
 import time
 from collections.abc import Callable
 
-from llm_core.config import load_config
 from llm_core.pipeline import plan
+from llm_core.pipeline_config import load_config
 from llm_core.registry import STAGES
 from llm_core.stage import run_stage
 from llm_core.store import ArtifactStore

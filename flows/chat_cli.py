@@ -2,80 +2,149 @@
 (a prompts file in, JSONL out). Models are found by artifact key (or key prefix, or 'stage/key') in the store of
 the config; the tokenizer comes from the model's lineage.
 
+In the chat the model may call tools when its tokenizer has the tool tokens (`--no-tools` turns them off): the
+Python tool always, and the search tool when an `index` artifact was built from the documents the model was trained
+on. Calls and their outputs are printed, dim and in brackets, as they happen.
+
 In the chat, `/good` and `/bad [a better answer]` rate the last reply; ratings go to a rankings file (`--feedback`,
 the `rankings` format), which a `reward_data` source `{kind: rankings, path: ...}` turns into preference data."""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from llm_core.chat.engine import Engine, SamplingParams
+from llm_core.chat.engine import Engine, SamplingParams, reply_message, reply_parts
 from llm_core.chat.template import Message, render_prompt
-from llm_core.post.model_io import load_chat_model
+from llm_core.post.model_io import index_for, load_chat_model
 from llm_core.post.rankings import append_rankings, chat_feedback_row
 from llm_core.store import ArtifactStore
+from llm_core.tokenizer.base import TOOL_TOKENS
+from llm_core.tools.base import Tool
 from flows.cli_options import DEFAULT_CONFIG, ConfigOpt, SetOpt, console, load_or_exit
 
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m",
                                        help="artifact key, key prefix or stage/key (pretrain, sft, rlhf)")]
-TemperatureOpt = Annotated[float, typer.Option(help="0 = greedy")]
-TopKOpt = Annotated[int | None, typer.Option("--top-k")]
-TopPOpt = Annotated[float | None, typer.Option("--top-p")]
-MaxTokensOpt = Annotated[int, typer.Option("--max-tokens")]
 SeedOpt = Annotated[int | None, typer.Option(help="fix the sampling")]
+NoToolsOpt = Annotated[bool, typer.Option("--no-tools", help="the model answers without calling tools")]
 FeedbackOpt = Annotated[Path, typer.Option(help="rankings file (Parquet) that /good and /bad add to")]
 DEFAULT_FEEDBACK = Path("feedback/chat-rankings.parquet")
 
+# The sampling options of every command that samples, declared once (`with_sampling_options`).
+SAMPLING_OPTIONS = [
+    inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+    for name, default, annotation in [
+        ("temperature", 0.7, Annotated[float, typer.Option(min=0, help="0 = greedy")]),
+        ("top_k", 50, Annotated[int | None, typer.Option("--top-k", min=1)]),
+        ("top_p", 0.95, Annotated[float | None, typer.Option("--top-p", min=0, max=1)]),
+        ("max_tokens", 256, Annotated[int, typer.Option("--max-tokens", min=1, help="per reply, tool outputs included")]),
+    ]
+]
 
-def _engine(model: str, config: Path, overrides: list[str] | None) -> tuple[Engine, str]:
+
+def with_sampling_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Give a command the options --temperature, --top-k, --top-p and --max-tokens; it receives them as one
+    `sampling: SamplingParams` argument."""
+    signature = inspect.signature(command, eval_str=True)
+    kept = [p for name, p in signature.parameters.items() if name != "sampling"]
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, temperature: float, top_k: int | None, top_p: float | None, max_tokens: int,
+                **kwargs: Any) -> Any:
+        sampling = SamplingParams(max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p)
+        return command(*args, sampling=sampling, **kwargs)
+
+    wrapper.__signature__ = signature.replace(parameters=[*kept, *SAMPLING_OPTIONS])  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in wrapper.__signature__.parameters.values()}
+    return wrapper
+
+
+def chat_tools(store: ArtifactStore, model: str) -> list[Tool]:
+    """The tools of a chat with `model` ('stage/key'): Python, and search over the index of its documents if built."""
+    from llm_core.tools.python_tool import PythonTool  # here, not at the top: every llmpipe command imports this file
+
+    tools: list[Tool] = [PythonTool()]
+    index = index_for(store, model)
+    if index is not None:
+        from llm_core.index.search_index import SearchIndex
+        from llm_core.tools.search_tool import SearchTool
+
+        tools.append(SearchTool(SearchIndex.load(store.reader(index))))
+    return tools
+
+
+def _engine(model: str, config: Path, overrides: list[str] | None, tools: bool = False) -> tuple[Engine, str]:
     cfg = load_or_exit(config, overrides)
-    store = ArtifactStore(cfg.run.artifact_root, cfg.run.storage_options)
+    store = cfg.run.store()
     try:
         gpt, tokenizer, name = load_chat_model(store, model)
     except (KeyError, ValueError) as e:
         console.print(f"[red]{e.args[0] if e.args else e}[/red]")
         raise typer.Exit(2) from None
-    return Engine(gpt, tokenizer), name
+    return Engine(gpt, tokenizer, tools=chat_tools(store, name) if tools and tokenizer.has_tools else ()), name
 
 
-def stream_reply(engine: Engine, messages: list[Message], params: SamplingParams, seed: int | None) -> str:
-    """Print the reply as it is sampled (whole characters only) and return it."""
+def stream_reply(engine: Engine, messages: list[Message], params: SamplingParams, seed: int | None) -> Message:
+    """Print the reply as it is sampled (whole characters only; a call as `[python: ...]` and its output as
+    `[-> ...]`, dim) and return it as a message."""
+    tokenizer = engine.tokenizer
+    delimiters = {tokenizer.special_ids[t] for t in TOOL_TOKENS if t in tokenizer.special_ids}
     ids: list[int] = []
+    kinds: list[str] = []
+    segment: list[int] = []
     shown = ""
-    for token in engine.stream(render_prompt(engine.tokenizer, messages), params, seed):
-        ids.append(token)
-        text = engine.tokenizer.decode(ids)
+    for token in engine.stream(render_prompt(tokenizer, messages), params, seed):
+        if not kinds or token.kind != kinds[-1]:  # a new segment: close the call or output before it, open it
+            if kinds and kinds[-1] != "text":
+                console.print("]", end="", style="dim")
+            if token.kind != "text":
+                console.print("[-> " if token.kind == "output" else f"[{token.kind}: ", end="", style="dim",
+                              markup=False)
+            segment, shown = [], ""
+        ids.append(token.id)
+        kinds.append(token.kind)
+        if token.id in delimiters:
+            continue
+        segment.append(token.id)
+        text = tokenizer.decode(segment)
         if not text.endswith("\ufffd"):  # an incomplete UTF-8 sequence: wait for its next byte
-            console.print(text[len(shown):], end="", markup=False, highlight=False)
+            console.print(text[len(shown):], end="", markup=False, highlight=False,
+                          style=None if token.kind == "text" else "dim")
             shown = text
+    if kinds and kinds[-1] != "text":
+        console.print("]", end="", style="dim")
     console.print()
-    return engine.tokenizer.decode(ids)
+    return reply_message(reply_parts(tokenizer, ids, kinds))
 
 
+@with_sampling_options
 def chat(
     model: ModelOpt,
     system: Annotated[str, typer.Option(help="system message ('' for none)")] = "You are a helpful assistant.",
     config: ConfigOpt = DEFAULT_CONFIG,
     set_: SetOpt = None,
-    temperature: TemperatureOpt = 0.7,
-    top_k: TopKOpt = 50,
-    top_p: TopPOpt = 0.95,
-    max_tokens: MaxTokensOpt = 256,
     seed: SeedOpt = None,
     feedback: FeedbackOpt = DEFAULT_FEEDBACK,
+    no_tools: NoToolsOpt = False,
+    *,
+    sampling: SamplingParams,
 ) -> None:
-    """Talk to a model: multi-turn, replies streamed as they are sampled. /good or /bad [better answer] rates the
-    last reply, /reset starts over, /exit (or Ctrl-D) leaves."""
-    engine, name = _engine(model, config, set_)
-    params = SamplingParams(max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p)
+    """Talk to a model: multi-turn, replies streamed as they are sampled, tool calls shown as they happen. /good or
+    /bad [better answer] rates the last reply, /reset starts over, /exit (or Ctrl-D) leaves."""
+    engine, name = _engine(model, config, set_, tools=not no_tools)
     start: list[Message] = [{"role": "system", "content": system}] if system else []
     messages = list(start)
-    console.print(f"[bold]{name}[/bold]: /good or /bad [better answer] rates a reply, /reset starts over, /exit leaves")
+    tools = ", ".join(engine.tools) or "none"
+    console.print(f"[bold]{name}[/bold] (tools: {tools}): /good or /bad \\[better answer] rates a reply, /reset "
+                  "starts over, /exit leaves")
     while True:
         try:
             text = console.input("[bold green]you>[/bold green] ").strip()
@@ -94,7 +163,7 @@ def chat(
             continue
         messages.append({"role": "user", "content": text})
         console.print("[bold blue]assistant>[/bold blue] ", end="")
-        messages.append({"role": "assistant", "content": stream_reply(engine, messages, params, seed)})
+        messages.append(stream_reply(engine, messages, sampling, seed))
 
 
 def rate_last_reply(messages: list[Message], command: str, feedback: Path) -> None:
@@ -125,6 +194,7 @@ def read_prompts(path: Path) -> list[list[Message]]:
     return out
 
 
+@with_sampling_options
 def generate(
     model: ModelOpt,
     prompts: Annotated[Path, typer.Option("--prompts", "-p", help="JSONL (strings, prompt or messages) or text")],
@@ -132,23 +202,23 @@ def generate(
     n: Annotated[int, typer.Option("-n", help="replies per prompt")] = 1,
     config: ConfigOpt = DEFAULT_CONFIG,
     set_: SetOpt = None,
-    temperature: TemperatureOpt = 0.7,
-    top_k: TopKOpt = 50,
-    top_p: TopPOpt = 0.95,
-    max_tokens: MaxTokensOpt = 256,
     seed: SeedOpt = 0,
+    no_tools: NoToolsOpt = False,
+    *,
+    sampling: SamplingParams,
 ) -> None:
-    """Answer every prompt of a file (n replies each, batched) into a JSONL file."""
+    """Answer every prompt of a file (n replies each, batched, tools called as in the chat) into a JSONL file."""
     if not prompts.is_file():
         console.print(f"[red]--prompts {prompts}: no such file[/red]", soft_wrap=True)
         raise typer.Exit(2)
     conversations = read_prompts(prompts)
-    engine, name = _engine(model, config, set_)
-    params = SamplingParams(max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p)
-    results = engine.generate([render_prompt(engine.tokenizer, c) for c in conversations], params, n=n, seed=seed)
+    engine, name = _engine(model, config, set_, tools=not no_tools)
+    results = engine.generate([render_prompt(engine.tokenizer, c) for c in conversations], sampling, n=n, seed=seed)
     with out.open("w", encoding="utf-8") as f:
         for conversation, replies in zip(conversations, results):
             for i, c in enumerate(replies):
-                f.write(json.dumps({"model": name, "messages": conversation, "sample": i, "reply": c.text,
-                                    "finished": c.finished, "tokens": len(c.ids)}, ensure_ascii=False) + "\n")
+                row = {"model": name, "messages": conversation, "sample": i, "reply": c.text, "answer": c.answer,
+                       "calls": [dataclasses.asdict(call) for call in c.calls], "finished": c.finished,
+                       "tokens": len(c.ids)}
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
     console.print(f"{sum(len(r) for r in results)} replies to {len(conversations)} prompts -> {out}")

@@ -122,7 +122,7 @@ def _run_and_summarize(cfg: PipelineConfig, fn, *args, **kwargs) -> None:
     slows this machine down."""
     started = dt.datetime.now(dt.timezone.utc)
     done = _with_progress(fn, *args, config=cfg, **kwargs)
-    store = ArtifactStore(cfg.run.artifact_root, cfg.run.storage_options)
+    store = cfg.run.store()
     runs = runs_since(store, done, started)
     table = Table(*runs[0].row(), title="run summary (reference: the tiny config on a quiet 2-core CPU)") if runs \
         else Table("stage")
@@ -164,7 +164,7 @@ def stage(
     input_: Annotated[list[str] | None, typer.Option("--input", "-i", help="input=ARTIFACT_KEY (repeatable)")] = None,
 ) -> None:
     """Run one stage; its missing upstream stages run first (or read the artifacts named with --input)."""
-    from flows.pipeline import run_stage
+    from flows.pipeline import one_stage
 
     cfg = load_or_exit(config, set_)
     given = {}
@@ -175,14 +175,14 @@ def stage(
         k, _, v = item.partition("=")
         given[k] = v
     _checked(cfg, [name], given)  # unknown or disabled stage, bad --input, root, sources: before starting Prefect
-    _run_and_summarize(cfg, run_stage, name, inputs=given or None)
+    _run_and_summarize(cfg, one_stage, name, inputs=given or None)
 
 
 @app.command("plan")
 def show_plan(config: ConfigOpt = DEFAULT_CONFIG, set_: SetOpt = None) -> None:
     """Show the stages a run would execute, their keys, and which are already done."""
     cfg = load_or_exit(config, set_)
-    store = ArtifactStore(cfg.run.artifact_root, cfg.run.storage_options)
+    store = cfg.run.store()
     table = Table("stage", "key", "status", "inputs")
     for name, ctx in plan(cfg).items():
         problems = store.verify(ctx.output, full=False) if store.is_committed(ctx.output) else None
@@ -193,8 +193,7 @@ def show_plan(config: ConfigOpt = DEFAULT_CONFIG, set_: SetOpt = None) -> None:
 
 
 def _store(config: Path, overrides: list[str] | None) -> ArtifactStore:
-    cfg = load_or_exit(config, overrides)
-    return ArtifactStore(cfg.run.artifact_root, cfg.run.storage_options)
+    return load_or_exit(config, overrides).run.store()
 
 
 @artifacts_app.command("ls")

@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from llm_core.config import ConfigError, load_config
-from llm_core.pipeline_config import PipelineConfig
+from llm_core.config import ConfigError
+from llm_core.pipeline_config import PipelineConfig, load_config
 
 console = Console()
 

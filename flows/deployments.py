@@ -4,7 +4,7 @@
 |---|---|---|
 | `full-pipeline` | `full_pipeline` | by hand (UI "Run" button, the run form; defaults: the served config) |
 | `data-refresh` | `data_refresh` | cron, `0 2 * * *` by default, in a configurable time zone |
-| `stage` | `run_stage` | by hand, one stage by name |
+| `stage` | `one_stage` | by hand, one stage by name |
 | `train` | `train` | when a `data-refresh` run completes: a deployment trigger on the event it emits, passing its form on |
 
 Their parameters are the run form (flows/run_options.py): `options` (config file, overrides, stages, snapshot) and
@@ -36,7 +36,7 @@ from prefect.events.schemas.events import ResourceSpecification
 from prefect.schedules import Cron
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY
 
-from flows.pipeline import REFRESH_COMPLETED, data_refresh, full_pipeline, run_stage
+from flows.pipeline import REFRESH_COMPLETED, data_refresh, full_pipeline, one_stage
 from flows.run_options import options_for, resolve_config
 from flows.train import train
 
@@ -97,7 +97,7 @@ def build_deployments(
             schedule=Cron(cron, timezone=timezone),
             description=f"Nightly: crawl a new snapshot through to token shards ({cron}, {timezone}).",
         ),
-        run_stage.to_deployment(
+        one_stage.to_deployment(
             name="stage", parameters=params["stage"], tags=TAGS,
             description="One stage by name; missing upstream stages run first.",
         ),

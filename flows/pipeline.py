@@ -4,7 +4,7 @@
 - `data_refresh`: a new crawl snapshot through extraction, filtering and tokenization (the nightly schedule);
   the snapshot label is part of the crawl key, so nothing older is overwritten. When it completes it emits
   `llm-pipeline.refresh.completed` carrying the snapshot and config it built, which starts `train` (flows/train.py).
-- `run_stage`: one stage by name, its missing upstream stages first, or reading explicitly named artifacts.
+- `one_stage`: one stage by name, its missing upstream stages first, or reading explicitly named artifacts.
 
 Every flow takes the run form (`options`, flows/run_options.py) and the optional whole config as JSON (`config`);
 the config is resolved and validated before any stage runs. The run's summary (every stage's key, cache hit,
@@ -88,7 +88,7 @@ def announce_refresh(options: RunOptions, config: dict[str, Any], snapshot: str)
 
 
 @flow(name="stage", log_prints=True)
-def run_stage(stage: StageName, options: RunOptions = RunOptions(), config: ConfigJSON = {},
+def one_stage(stage: StageName, options: RunOptions = RunOptions(), config: ConfigJSON = {},
               inputs: dict[str, str] | None = None) -> dict[str, str]:
     """One stage by name. With `inputs` (input name -> artifact key) it reads exactly those artifacts;
     without, its upstream stages are resolved from the store and run first where missing.

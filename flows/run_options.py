@@ -15,8 +15,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from llm_core.config import ConfigError, load_config
-from llm_core.pipeline_config import PipelineConfig
+from llm_core.config import ConfigError
+from llm_core.pipeline_config import PipelineConfig, load_config
 from llm_core.registry import STAGES
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"

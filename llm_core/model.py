@@ -295,7 +295,7 @@ class GPT(nn.Module):
         done = torch.zeros(B, dtype=torch.bool, device=idx.device)
         logits, _ = self(idx[:, -block:], cache=cache)
         for _ in range(max_new_tokens):
-            next_id = sample_next(logits[:, -1, :], temperature, top_k, generator)
+            next_id = sample_tokens(logits[:, -1, :], temperature, top_k, generator=generator)[:, None]
             if stop_token is not None:
                 next_id = torch.where(done[:, None], torch.full_like(next_id, stop_token), next_id)
                 done |= next_id[:, 0] == stop_token
@@ -341,15 +341,25 @@ class GPT(nn.Module):
         return model.to(device)
 
 
-def sample_next(
-    logits: torch.Tensor, temperature: float, top_k: int | None, generator: torch.Generator | None
+def sample_tokens(
+    logits: torch.Tensor,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """One token id per row (B, 1) from last-position logits (B, vocab)."""
+    """One token id per row (B,) from last-position logits (B, vocab): temperature (0 = greedy), then top-k, then
+    top-p (nucleus: the smallest set of most likely tokens whose probability reaches top_p)."""
     if temperature <= 0:
-        return logits.argmax(dim=-1, keepdim=True)
-    logits = logits / temperature
+        return logits.argmax(dim=-1)
+    logits = logits.float() / temperature
     if top_k is not None:
         kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
-    probs = torch.softmax(logits, dim=-1)
-    return torch.multinomial(probs, 1, generator=generator)
+    if top_p is not None and top_p < 1:
+        sorted_logits, order = torch.sort(logits, descending=True)
+        probs = torch.softmax(sorted_logits, dim=-1)
+        outside = probs.cumsum(dim=-1) - probs >= top_p  # keep the smallest prefix reaching top_p
+        sorted_logits = sorted_logits.masked_fill(outside, float("-inf"))
+        logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
+    return torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator).squeeze(-1)

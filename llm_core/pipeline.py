@@ -1,7 +1,9 @@
 """Plan a run: which stages, in what order, with which artifact keys, before any work starts.
 
 Keys depend only on configs and upstream keys, so the whole DAG's keys are known up front: a finished stage is a
-cache hit, and `llmpipe stage NAME` knows exactly which upstream artifacts it needs.
+cache hit, and `llmpipe stage NAME` knows exactly which upstream artifacts it needs. A stage names its inputs from its
+own config alone (`Stage.input_stages`); which stage each one is read from in this run (`input_sources`) depends on
+the stages the config enables, and is decided here.
 
 `preflight` checks what can be checked before any work starts (the artifact root can be written, the stages that
 will run have what they need), so bad input is one clear error instead of a failure in the middle of a run.
@@ -15,33 +17,43 @@ import tempfile
 from llm_core.config import ConfigError
 from llm_core.pipeline_config import PipelineConfig
 from llm_core.registry import STAGES
-from llm_core.stage import Stage, StageContext
+from llm_core.stage import Input, Stage, StageContext
 from llm_core.store import ArtifactRef, ArtifactStore, artifact_key
 
 
-def stage_config(config: PipelineConfig, name: str):
-    return getattr(config, name)
-
-
 def enabled_stages(config: PipelineConfig) -> list[str]:
-    return [name for name in STAGES if stage_config(config, name).enabled]
+    return [name for name in STAGES if config.is_enabled(name)]
+
+
+def input_sources(config: PipelineConfig, name: str) -> dict[str, str]:
+    """Input name -> the upstream stage that stage `name` reads in this run: its `input_stages` (given its own
+    config), each `Input` resolved against the stages that `config` enables."""
+    sources: dict[str, str] = {}
+    for input_name, spec in STAGES[name].input_stages(config.section(name)).items():
+        spec = Input((spec,)) if isinstance(spec, str) else spec
+        if spec.only_with is not None and not config.is_enabled(spec.only_with):
+            continue
+        enabled = [stage for stage in spec.stages if config.is_enabled(stage)]
+        if enabled or not spec.optional:
+            sources[input_name] = (enabled or list(spec.stages))[0]  # a disabled required stage: planning says so
+    return sources
 
 
 def make_context(
     config: PipelineConfig, name: str, inputs: dict[str, ArtifactRef], store: ArtifactStore | None = None
 ) -> StageContext:
     """The context of stage `name` reading `inputs`; its output key follows from both."""
-    store = store or ArtifactStore(config.run.artifact_root, config.run.storage_options)
+    store = store or config.run.store()
     stage: Stage = STAGES[name]
-    cfg = stage_config(config, name)
+    cfg = config.section(name)
     key = artifact_key(name, stage.key_config(cfg, config.run), {k: r.key for k, r in inputs.items()}, stage.version)
     return StageContext(stage=name, config=cfg, run=config.run, inputs=inputs, output=store.ref(name, key))
 
 
 def with_inputs(config: PipelineConfig, name: str, given: dict[str, str]) -> StageContext:
     """The context of one stage reading explicitly named artifacts ('input=KEY'), e.g. an older snapshot."""
-    store = ArtifactStore(config.run.artifact_root, config.run.storage_options)
-    expected = STAGES[name].input_stages(config)
+    store = config.run.store()
+    expected = input_sources(config, name)
     unknown = sorted(set(given) - set(expected))
     if unknown:
         raise ConfigError(f"stage {name!r} has no input(s) {unknown}; its inputs are {sorted(expected)}")
@@ -68,7 +80,7 @@ def with_inputs(config: PipelineConfig, name: str, given: dict[str, str]) -> Sta
 
 def check_root_writable(config: PipelineConfig) -> None:
     """ConfigError unless the (local) artifact root can be created and written; object stores are not probed."""
-    store = ArtifactStore(config.run.artifact_root, config.run.storage_options)
+    store = config.run.store()
     if not store.is_local:
         return
     try:
@@ -84,7 +96,7 @@ def preflight(config: PipelineConfig, contexts: dict[str, StageContext]) -> None
     """Before any work: the artifact root is writable and every stage that will run (not yet committed) passes its
     own `check`. Raises ConfigError naming the problem."""
     check_root_writable(config)
-    store = ArtifactStore(config.run.artifact_root, config.run.storage_options)
+    store = config.run.store()
     for name, ctx in contexts.items():
         if not store.is_committed(ctx.output):
             STAGES[name].check(ctx.config)
@@ -95,7 +107,7 @@ def plan(config: PipelineConfig, targets: list[str] | None = None) -> dict[str, 
     unknown = [t for t in targets or [] if t not in STAGES]
     if unknown:
         raise ConfigError(f"unknown stage(s) {unknown}; stages are {list(STAGES)}")
-    store = ArtifactStore(config.run.artifact_root, config.run.storage_options)
+    store = config.run.store()
     contexts: dict[str, StageContext] = {}
 
     def resolve(name: str, chain: tuple[str, ...]) -> StageContext:
@@ -103,13 +115,12 @@ def plan(config: PipelineConfig, targets: list[str] | None = None) -> dict[str, 
             return contexts[name]
         if name in chain:
             raise ConfigError(f"stage cycle: {' -> '.join((*chain, name))}")
-        stage: Stage = STAGES[name]
-        if not stage_config(config, name).enabled:
+        if not config.is_enabled(name):
             needed_by = f" (needed by {chain[-1]!r})" if chain else ""
             raise ConfigError(f"stage {name!r} is disabled{needed_by}: set {name}.enabled=true")
         inputs = {
             input_name: resolve(upstream, (*chain, name)).output
-            for input_name, upstream in stage.input_stages(config).items()
+            for input_name, upstream in input_sources(config, name).items()
         }
         contexts[name] = make_context(config, name, inputs, store)
         return contexts[name]

@@ -1,41 +1,122 @@
-"""`PipelineConfig`: the global `run` settings plus one section per stage, in pipeline order."""
+"""`PipelineConfig`: the global `run` settings plus one section per stage of the registry, in pipeline order; and
+loading it from YAML (`extends: FILE` lays one file over another) with `key.path=value` overrides.
+
+The sections are derived from `llm_core.registry.STAGES`: a stage's `name` is its section and its `config_model`
+the section's model, so a stage is declared once. Unknown keys, wrong types and impossible values are rejected
+before any work starts, with the key path in the message.
+"""
 
 from __future__ import annotations
 
-from pydantic import Field
+from pathlib import Path
+from typing import Any
 
-from llm_core.config import RunConfig, StrictModel
-from llm_core.crawl import CrawlConfig
-from llm_core.evals import EvalConfig
-from llm_core.extract import ExtractConfig
-from llm_core.filters.stage import FilterConfig
-from llm_core.index import IndexConfig
-from llm_core.post.rank import RankConfig
-from llm_core.post.report import ReportConfig
-from llm_core.post.reward import RewardConfig
-from llm_core.post.reward_data import RewardDataConfig
-from llm_core.post.rlhf import RlhfConfig
-from llm_core.post.sft import SftConfig
-from llm_core.post.sft_data import SftDataConfig
-from llm_core.tokenizer.bpe_stage import BpeConfig
-from llm_core.tokenizer.tokenize_stage import TokenizeConfig
-from llm_core.train.pretrain_config import PretrainConfig
+import yaml
+from pydantic import Field, ValidationError, create_model
+
+from llm_core.config import ConfigError, RunConfig, StageConfig, StrictModel
+from llm_core.registry import STAGES
 
 
-class PipelineConfig(StrictModel):
-    run: RunConfig = Field(default_factory=RunConfig)
-    crawl: CrawlConfig = Field(default_factory=CrawlConfig)
-    extract: ExtractConfig = Field(default_factory=ExtractConfig)
-    filter: FilterConfig = Field(default_factory=FilterConfig)
-    index: IndexConfig = Field(default_factory=IndexConfig)
-    bpe: BpeConfig = Field(default_factory=BpeConfig)
-    tokenize: TokenizeConfig = Field(default_factory=TokenizeConfig)
-    pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
-    sft_data: SftDataConfig = Field(default_factory=SftDataConfig)
-    sft: SftConfig = Field(default_factory=SftConfig)
-    rank: RankConfig = Field(default_factory=RankConfig)
-    reward_data: RewardDataConfig = Field(default_factory=RewardDataConfig)
-    reward: RewardConfig = Field(default_factory=RewardConfig)
-    rlhf: RlhfConfig = Field(default_factory=RlhfConfig)
-    eval: EvalConfig = Field(default_factory=EvalConfig)
-    report: ReportConfig = Field(default_factory=ReportConfig)
+class StageSections(StrictModel):
+    """What every pipeline config can say of its stage sections, whichever stages the registry holds."""
+
+    def section(self, stage: str) -> StageConfig:
+        """The config section of stage `stage` (a name of the registry)."""
+        return getattr(self, stage)
+
+    def is_enabled(self, stage: str) -> bool:
+        return self.section(stage).enabled
+
+
+PipelineConfig = create_model(
+    "PipelineConfig",
+    __base__=StageSections,
+    __module__=__name__,
+    __doc__="The whole config of a run: `run` plus one section per stage of the registry, in pipeline order.",
+    run=(RunConfig, Field(default_factory=RunConfig)),
+    **{name: (stage.config_model, Field(default_factory=stage.config_model)) for name, stage in STAGES.items()},
+)
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    lines = [f"invalid config {source}:"]
+    for e in err.errors():
+        path = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  {path}: unknown key")
+        else:
+            lines.append(f"  {path}: {e['msg']} (got {e.get('input')!r})"[:300])
+    return "\n".join(lines)
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """'a.b.c=VALUE' -> (['a','b','c'], VALUE parsed as YAML, so 2 is int, true is bool, [1,2] a list)."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} is not of the form key.path=value")
+    path, _, raw = item.partition("=")
+    keys = [k for k in path.strip().split(".") if k]
+    if not keys:
+        raise ConfigError(f"override {item!r} has an empty key path")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as e:
+        raise ConfigError(f"override {item!r}: value is not valid YAML: {e}") from e
+    return keys, value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """`data` with each 'key.path=value' set in it (sections are made as needed)."""
+    for item in overrides:
+        keys, value = parse_override(item)
+        node = data
+        for k in keys[:-1]:
+            child = node.setdefault(k, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {item!r}: {k!r} is a value, not a section")
+            node = child
+        node[keys[-1]] = value
+    return data
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """`override` laid over `base`: mappings merge key by key, anything else (values, lists) is replaced."""
+    out = dict(base)
+    for k, v in override.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def read_config_file(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A YAML config as a mapping; `extends: FILE` (relative to this file) lays this file over FILE."""
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    if path.resolve() in seen:
+        raise ConfigError(f"config file {path} extends itself through {' -> '.join(str(p) for p in seen)}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {path} is not valid YAML: {e}") from e
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    base = raw.pop("extends", None)
+    if base is None:
+        return raw
+    if not isinstance(base, str):
+        raise ConfigError(f"config file {path}: extends must be a file name, not {base!r}")
+    return deep_merge(read_config_file(path.parent / base, (*seen, path.resolve())), raw)
+
+
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | None = None, data: dict | None = None
+) -> PipelineConfig:
+    """Load and validate a pipeline config from YAML (or a dict), with overrides applied first."""
+    source = str(path) if path else "(defaults)"
+    raw = read_config_file(Path(path)) if path is not None else {}
+    if data:
+        raw = {**raw, **data}
+    raw = apply_overrides(raw, overrides or [])
+    try:
+        return PipelineConfig.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(_format_validation_error(e, source)) from None

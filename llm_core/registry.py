@@ -1,4 +1,6 @@
-"""The stages of the pipeline, in execution order (each stage's inputs come before it)."""
+"""The stages of the pipeline, in execution order (each stage's inputs come before it): the one place a stage is
+listed. `PipelineConfig`'s sections (llm_core/pipeline_config.py) and the planner (llm_core/pipeline.py) follow from
+it; the top of llm_core/stage.py says how to add a stage."""
 
 from __future__ import annotations
 

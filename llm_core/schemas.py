@@ -56,13 +56,21 @@ PASSAGES = pa.schema(
     ]
 )
 
-MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
+# A message of a prompt (preference pairs, rankings): role and content. Prompts are hashed to split them into train
+# and val, so their rows keep this shape; an earlier assistant turn that called tools is kept as its content.
+PROMPT_MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
+
+# A message of a training conversation. `parts`: an assistant turn that calls tools, in order (kind: text | python |
+# search | output; see chat/template.py); null for every other message. Artifacts written before this field existed
+# lack it; readers take a missing or null value as no parts.
+MESSAGE_PART = pa.struct([("kind", pa.string()), ("text", pa.string())])
+MESSAGE = pa.struct([*PROMPT_MESSAGE, ("parts", pa.list_(MESSAGE_PART))])
 
 CONVERSATIONS = pa.schema([("messages", pa.list_(MESSAGE)), ("source", pa.string())])
 
 PREFERENCES = pa.schema(
     [
-        ("prompt", pa.list_(MESSAGE)),
+        ("prompt", pa.list_(PROMPT_MESSAGE)),
         ("chosen", pa.string()),
         ("rejected", pa.string()),
         ("source", pa.string()),

@@ -1,10 +1,33 @@
 """How a stage is declared and run, without Prefect.
 
+To add a stage, write one file and one line:
+
+1. `llm_core/<area>/<name>.py` holds the stage's config and the stage (a small whole one: llm_core/post/sft_data.py):
+
+       class LengthsConfig(StageConfig):           # every field joins the artifact key, see StageConfig
+           bins: int = 20
+
+       class LengthsStage(Stage):
+           name = "lengths"                        # its config section, artifact folder and CLI name
+           config_model = LengthsConfig
+           version = "1"                           # bump when a code change alters the output
+
+           def input_stages(self, config: LengthsConfig) -> dict[str, str | Input]:
+               return {"documents": "filter"}      # input name -> upstream stage (or an `Input`: alternatives)
+
+           def run(self, ctx: StageContext) -> StageResult:
+               ...                                 # ctx.reader("documents") -> ctx.writer(); return counts, metrics
+
+2. `llm_core/registry.py`: its instance in `STAGES`, after the stages it reads (and its import).
+
+From that line `PipelineConfig` gets a `lengths:` section, the planner keys and orders the stage, and `llmpipe
+stage lengths`, `llmpipe run` and the Prefect flows run it, with no change in tasks/ or flows/.
+
 A stage is a function of (its config, its input artifacts, an output writer) that returns a small `StageResult`.
 Two shapes:
 
 - `Stage.run(ctx)`: one piece of work (training, a tokenizer).
-- `ShardedStage`: `plan(ctx)` lists shard ids, `run_shard(ctx, shard)` processes one and returns its stats (an
+- `ShardedStage`: `shard_ids(ctx)` lists shard ids, `run_shard(ctx, shard)` processes one and returns its stats (an
   object that adds up, `Counts` unless the stage names its `stats_type`, see `llm_core/stats.py`),
   `finalize(ctx, stats)` does any global step (dedup) and builds the result from the total. Each finished shard
   leaves `_shards/{shard}.json` (its stats, as JSON), so a retried stage skips it. Where a shard runs (here, or on
@@ -26,6 +49,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -74,7 +98,7 @@ class StageContext(BaseModel):
     output: ArtifactRef
 
     def store(self) -> ArtifactStore:
-        return ArtifactStore(self.run.artifact_root, self.run.storage_options)
+        return self.run.store()
 
     def reader(self, input_name: str) -> ArtifactReader:
         if input_name not in self.inputs:
@@ -97,6 +121,20 @@ class StageContext(BaseModel):
         return self.run.workers or os.cpu_count() or 1
 
 
+@dataclass(frozen=True)
+class Input:
+    """Where an input of a stage comes from when that depends on which stages a run enables; the planner resolves
+    it (a plain stage name in `input_stages` is a required input from that stage).
+
+    `stages`: the candidates, best first: the first enabled one is read. `optional`: with none of them enabled the
+    input is left out (else the first is required: planning says it is disabled). `only_with`: the input exists
+    only while that other stage is enabled (data read beside its model)."""
+
+    stages: tuple[str, ...]
+    optional: bool = False
+    only_with: str | None = None
+
+
 class Stage(abc.ABC):
     """A pipeline stage. Subclasses set `name`, `config_model`, `version` and implement `run` (or use ShardedStage).
 
@@ -108,9 +146,9 @@ class Stage(abc.ABC):
     version: ClassVar[str] = "1"
     uses_seed: ClassVar[bool] = False
 
-    def input_stages(self, config: Any) -> dict[str, str]:
-        """Input name -> upstream stage name, given the whole pipeline config (so a stage can fall back to
-        another source when a stage is switched off)."""
+    def input_stages(self, config: StageConfig) -> dict[str, str | Input]:
+        """Input name -> the upstream stage it reads, or an `Input` naming alternatives, given this stage's own
+        config; which stages are enabled is the planner's to resolve."""
         return {}
 
     @abc.abstractmethod
@@ -143,7 +181,7 @@ class ShardedStage(Stage):
     stats_type: ClassVar[type[ShardStats]] = Counts
 
     @abc.abstractmethod
-    def plan(self, ctx: StageContext) -> list[str]:
+    def shard_ids(self, ctx: StageContext) -> list[str]:
         """Shard ids, deterministic for a given input (they name the output files and completion markers)."""
 
     @abc.abstractmethod
@@ -164,7 +202,7 @@ class ShardedStage(Stage):
         return StageResult(counts=self.total(stats).to_manifest())
 
     def run(self, ctx: StageContext) -> StageResult:
-        shards = self.plan(ctx)
+        shards = self.shard_ids(ctx)
         futures = {s: submit_shard(self, ctx, s, len(shards)) for s in shards}
         stats = {}
         try:

@@ -9,8 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from llm_core.config import load_config
-from llm_core.pipeline_config import PipelineConfig
+from llm_core.pipeline_config import PipelineConfig, load_config
 from llm_core.registry import STAGES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,6 +54,5 @@ def micro_config(artifact_root: str, storage_options: dict[str, Any] | None = No
         order = list(STAGES)
         last = max(order.index(t) for t in targets)
         for name in order[last + 1:]:
-            section = getattr(config, name)
-            config = config.model_copy(update={name: section.model_copy(update={"enabled": False})})
+            config = config.model_copy(update={name: config.section(name).model_copy(update={"enabled": False})})
     return config

@@ -26,8 +26,8 @@ PROGRESS_LOG_STEP = 5.0  # percent between progress log lines
 PROGRESS_MIN_INTERVAL_S = 1.0  # at most one progress artifact update a second (always at 100%)
 
 
-def artifact_key(*parts: str) -> str:
-    """Prefect artifact keys allow lowercase letters, digits and dashes only."""
+def prefect_key(*parts: str) -> str:
+    """The key of a Prefect (UI) artifact, not of a stored one: lowercase letters, digits and dashes only."""
     return re.sub(r"[^a-z0-9-]+", "-", "-".join(parts).lower()).strip("-")
 
 
@@ -66,22 +66,22 @@ def publish_manifest(manifest: Manifest, store: ArtifactStore, uri: str, cached:
             create_table_artifact(table=rows, description=f"{manifest.stage} {manifest.key} {name}")
 
 
-def run_artifact_key(what: str) -> str | None:
-    """`{deployment}-{what}` for a deployment's run, None (no key) otherwise."""
+def deployment_key(what: str) -> str | None:
+    """The Prefect artifact key `{deployment}-{what}` for a deployment's run, None (no key) otherwise."""
     name = deployment.name
-    return artifact_key(name, what) if name else None
+    return prefect_key(name, what) if name else None
 
 
 def publish_run_summary(runs: list[StageRun], config: PipelineConfig) -> None:
     """The summary table of every stage and, when the run has a report stage, the report card: artifacts of the
     current (top-level) flow run."""
     create_markdown_artifact(markdown=summary_markdown(runs, slow_run_warnings(config, [r.stage for r in runs])),
-                             key=run_artifact_key("summary"), description="every stage of this run")
+                             key=deployment_key("summary"), description="every stage of this run")
     report = next((r for r in runs if r.stage == "report"), None)
     if report is not None:
-        store = ArtifactStore(config.run.artifact_root, config.run.storage_options)
+        store = config.run.store()
         manifest = store.manifest(store.ref("report", report.key))
-        create_markdown_artifact(markdown=report_markdown(store, manifest), key=run_artifact_key("report"),
+        create_markdown_artifact(markdown=report_markdown(store, manifest), key=deployment_key("report"),
                                  description=f"report card {report.key}")
 
 

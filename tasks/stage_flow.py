@@ -114,7 +114,7 @@ def _build(ctx: StageContext):
             retry = {"retries": 0}  # an unanswered form ends the stage; a retry would only wait again
         return run_task.with_options(**retry)(ctx)
     started = time.time()
-    shards = stage.plan(ctx)
+    shards = stage.shard_ids(ctx)
     logger.info("%s %s: %d shards", ctx.stage, ctx.output.key, len(shards))
     stats = _run_shards(ctx, shards, retry)
     return finalize_task.with_options(**retry)(ctx, stats, started)

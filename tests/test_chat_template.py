@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
+import pyarrow as pa
+import pytest
 import torch
 from post_fixtures import chat_tokenizer
 
-from llm_core.chat.engine import Engine, SamplingParams, sample_tokens
-from llm_core.chat.template import render_conversation, render_prompt, validate_messages
-from llm_core.model import GPT, IGNORE_INDEX, GPTConfig
+from llm_core.chat.engine import Engine, SamplingParams
+from llm_core.chat.template import render_conversation, render_prompt, tool_message, validate_messages
+from llm_core.model import GPT, IGNORE_INDEX, GPTConfig, sample_tokens
 from llm_core.post.sft_batches import collate, encode_conversations
+from llm_core.schemas import CONVERSATIONS, PROMPT_MESSAGE
+from llm_core.tokenizer.base import DEFAULT_SPECIAL_TOKENS
+from llm_core.tokenizer.bpe import BpeTokenizer, train_bpe
 
 CONVO = [
     {"role": "system", "content": "Be brief."},
@@ -83,9 +90,9 @@ def test_long_conversations_are_cut_to_the_context():
 def test_top_p_and_top_k_restrict_the_candidates():
     logits = torch.tensor([[5.0, 4.0, 0.0, -1.0]]).repeat(200, 1)
     g = torch.Generator().manual_seed(0)
-    assert set(sample_tokens(logits, SamplingParams(top_k=2), g).tolist()) <= {0, 1}
-    assert set(sample_tokens(logits, SamplingParams(top_p=0.5), g).tolist()) == {0}
-    assert sample_tokens(logits, SamplingParams(temperature=0)).tolist() == [0] * 200
+    assert set(sample_tokens(logits, top_k=2, generator=g).tolist()) <= {0, 1}
+    assert set(SamplingParams(top_p=0.5).sample(logits, g).tolist()) == {0}
+    assert sample_tokens(logits, temperature=0).tolist() == [0] * 200
 
 
 def test_engine_samples_n_per_prompt_with_a_token_bound_and_matches_full_recompute():
@@ -103,7 +110,8 @@ def test_engine_samples_n_per_prompt_with_a_token_bound_and_matches_full_recompu
         ids.append(int(model(torch.tensor([ids]))[0][0, -1].argmax()))
     assert ids[len(prompts[0]):] == greedy.ids
     streamed = list(engine.stream(prompts[0], SamplingParams(max_tokens=6, temperature=0)))
-    assert streamed == [t for t in greedy.ids if t not in (tok.special_ids["<|im_end|>"], tok.eot_id)]
+    assert [t.id for t in streamed] == [t for t in greedy.ids if t not in (tok.special_ids["<|im_end|>"], tok.eot_id)]
+    assert {t.kind for t in streamed} == {"text"} and greedy.answer == greedy.text and greedy.calls == []
 
 
 def test_prompts_of_different_lengths_share_a_batch_and_reply_as_they_would_alone():
@@ -134,3 +142,74 @@ def test_a_long_prompt_is_not_batched_where_its_neighbours_bound_would_not_fit()
     assert engine.batches(fitted[1:], n=2) == [[0, 1]]
     out = engine.generate([long, short], SamplingParams(max_tokens=40, temperature=0))
     assert len(out[0][0].ids) <= 32 and len(out[1][0].ids) <= 40
+
+
+@lru_cache(maxsize=1)
+def tool_tokenizer() -> BpeTokenizer:
+    """A small byte-level BPE with the chat and the tool tokens (the bpe stage's default special tokens)."""
+    texts = ["system user assistant", "What is 123 times 45? Let me compute. It is 5535.", "How many r?"] * 20
+    return BpeTokenizer(train_bpe(texts, 320, DEFAULT_SPECIAL_TOKENS))
+
+
+TOOL_CONVO = [
+    {"role": "user", "content": "What is 123 times 45?"},
+    tool_message([("text", "Let me compute."), ("python", "123*45"), ("output", "5535"), ("text", "It is 5535.")]),
+]
+
+
+def test_a_tool_call_renders_between_its_tokens_and_only_the_output_is_left_out_of_the_loss():
+    tok = tool_tokenizer()
+    assert TOOL_CONVO[1]["content"] == "Let me compute.It is 5535."
+    r = render_conversation(tok, TOOL_CONVO)
+    sp = tok.special_ids
+    head = [sp["<|endoftext|>"], sp["<|im_start|>"], *tok.encode("user"), sp["<|im_sep|>"],
+            *tok.encode("What is 123 times 45?"), sp["<|im_end|>"],
+            sp["<|im_start|>"], *tok.encode("assistant"), sp["<|im_sep|>"]]
+    text1, call = tok.encode("Let me compute."), [sp["<|python_start|>"], *tok.encode("123*45"), sp["<|python_end|>"]]
+    output = [sp["<|output_start|>"], *tok.encode("5535"), sp["<|output_end|>"]]
+    text2 = [*tok.encode("It is 5535."), sp["<|im_end|>"]]
+    assert r.ids == head + text1 + call + output + text2
+    assert r.mask == [0] * len(head) + [1] * len(text1 + call) + [0] * len(output) + [1] * len(text2)
+    assert tok.decode(r.ids[len(head):]) == ("Let me compute.<|python_start|>123*45<|python_end|><|output_start|>5535"
+                                             "<|output_end|>It is 5535.<|im_end|>")
+
+
+def test_messages_without_parts_render_as_before_and_old_tokenizers_cannot_render_calls():
+    tok = tool_tokenizer()
+    plain = [{"role": "user", "content": "How many r?"}, {"role": "assistant", "content": "Three.", "parts": None}]
+    without = [plain[0], {"role": "assistant", "content": "Three."}]
+    assert render_conversation(tok, plain) == render_conversation(tok, without)
+    with pytest.raises(KeyError, match="tool calls need"):
+        render_conversation(chat_tokenizer(), TOOL_CONVO)
+    assert not chat_tokenizer().has_tools and tok.has_tools
+
+
+def test_validate_messages_checks_the_parts_of_tool_calls():
+    user = TOOL_CONVO[0]
+    assert validate_messages(TOOL_CONVO) is None
+
+    def reason(parts, **changes):
+        return validate_messages([user, {**tool_message(parts), **changes}])
+
+    assert reason([("python", "1+1"), ("text", "2")]) == "call_without_output"
+    assert reason([("text", "2"), ("python", "1+1")]) == "call_without_output"
+    assert reason([("text", "It is"), ("output", "2"), ("text", " 2")]) == "output_without_call"
+    assert reason([("text", "a"), ("shell", "ls"), ("output", ""), ("text", "b")]) == "bad_part_kind:shell"
+    assert reason([("search", " "), ("output", "none"), ("text", "No idea.")]) == "empty_part"
+    assert reason([("python", "1+1"), ("output", ""), ("text", "2")]) is None  # a tool may print nothing
+    assert reason([("text", "2")], content="two") == "content_not_text_parts"
+    assert reason([], content="2") == "empty_parts"
+    assert validate_messages([{**user, "parts": [{"kind": "text", "text": user["content"]}]},
+                              TOOL_CONVO[1]]) == "parts_not_on_assistant"
+
+
+def test_tool_conversations_survive_the_parquet_round_trip_and_old_rows_read_as_no_parts():
+    tok = tool_tokenizer()
+    table = pa.Table.from_pylist([{"messages": TOOL_CONVO, "source": "tools"}], schema=CONVERSATIONS)
+    (row,) = table.to_pylist()
+    assert row["messages"][0]["parts"] is None and row["messages"][1]["parts"] == TOOL_CONVO[1]["parts"]
+    assert render_conversation(tok, row["messages"]) == render_conversation(tok, TOOL_CONVO)
+    old_schema = pa.schema([("messages", pa.list_(PROMPT_MESSAGE)), ("source", pa.string())])
+    (old,) = pa.Table.from_pylist([{"messages": CONVO, "source": "oasst"}], schema=old_schema).to_pylist()
+    assert "parts" not in old["messages"][0] and render_conversation(tok, old["messages"]) == render_conversation(
+        tok, CONVO)

@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 
 from flows import cli
 from flows.cli import app
-from llm_core.config import load_config
 from llm_core.crawl.sources import expand_location
 from llm_core.pipeline import plan
+from llm_core.pipeline_config import load_config
 from llm_core.registry import STAGES
 from llm_core.stage import run_stage
 from llm_core.store import MANIFEST

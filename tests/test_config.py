@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from llm_core.config import ConfigError, apply_overrides, load_config, parse_override
+from llm_core.config import ConfigError
+from llm_core.pipeline_config import apply_overrides, load_config, parse_override
 
 
 def test_tiny_config_loads():

@@ -12,7 +12,6 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import loopback_server
 
-from llm_core.config import load_config
 from llm_core.crawl import crawl_folder_to_warc, crawl_to_warc
 from llm_core.crawl.config import LiveCrawlConfig
 from llm_core.crawl.fetcher import AddressRefused, Fetcher, check_public
@@ -20,6 +19,7 @@ from llm_core.crawl.links import extract_links
 from llm_core.crawl.live import LiveCrawler
 from llm_core.crawl.warc_reader import Page, read_archive
 from llm_core.pipeline import plan
+from llm_core.pipeline_config import load_config
 from llm_core.registry import STAGES
 from llm_core.stage import run_stage
 

@@ -11,9 +11,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from llm_core.config import ConfigError, load_config
+from llm_core.config import ConfigError
 from llm_core.crawl.stage import CrawlStage
 from llm_core.pipeline import plan
+from llm_core.pipeline_config import load_config
 from llm_core.registry import STAGES
 from llm_core.schemas import DOCUMENTS, RAW_PAGES, REJECTED
 from llm_core.stage import run_stage

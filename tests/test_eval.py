@@ -14,12 +14,13 @@ from post_fixtures import chat_tokenizer, single_thread, tiny_sft_model
 
 from llm_core.chat.engine import SamplingParams
 from llm_core.chat.synthetic import arithmetic_conversations, heldout_sums, identity_conversations
-from llm_core.config import ConfigError, load_config
+from llm_core.config import ConfigError
 from llm_core.evals.chat_suites import identity_items, made_up_items, run_chat_suites, sum_items
 from llm_core.evals.contamination import ContaminationIndex
 from llm_core.evals.lm_suites import heldout_mc_items, run_mc_suites, standard_items
 from llm_core.evals.results import wilson_interval
 from llm_core.model import GPT, GPTConfig
+from llm_core.pipeline_config import load_config
 from llm_core.post.sft import SftConfig, train_sft
 from llm_core.train.pretrain_config import OptimSection
 

@@ -339,8 +339,9 @@ def test_bad_config_values_are_rejected():
 
 def test_crawl_then_extract_through_the_pipeline_plan(tmp_path, data_dir):
     """The registered stage behind the real crawl stage: config section, input wiring, shard names."""
-    from llm_core.config import ConfigError, load_config
+    from llm_core.config import ConfigError
     from llm_core.pipeline import plan
+    from llm_core.pipeline_config import load_config
     from llm_core.registry import STAGES
 
     html = tmp_path / "html"

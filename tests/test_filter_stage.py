@@ -18,9 +18,10 @@ import pyarrow as pa
 import pytest
 import trafilatura
 
-from llm_core.config import ConfigError, RunConfig, load_config
+from llm_core.config import ConfigError, RunConfig
 from llm_core.filters.stage import FILTERS, FilterConfig, FilterStage, filter_sections, reason_group
 from llm_core.pipeline import plan
+from llm_core.pipeline_config import load_config
 from llm_core.schemas import DOCUMENTS
 from llm_core.stage import StageContext, run_stage
 from llm_core.store import ArtifactStore

@@ -13,10 +13,11 @@ import pyarrow as pa
 import pytest
 from hostile import dying_after
 
-from llm_core.config import ConfigError, RunConfig, load_config
+from llm_core.config import ConfigError, RunConfig
 from llm_core.index import IndexConfig, IndexStage, SearchIndex
 from llm_core.index.passages import cut_passages
 from llm_core.pipeline import plan
+from llm_core.pipeline_config import load_config
 from llm_core.schemas import FILTERED_DOCUMENTS
 from llm_core.stage import StageContext, run_stage
 from llm_core.store import ArtifactStore, Manifest

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from llm_core.config import load_config
 from llm_core.crawl.live import LiveCrawler
 from llm_core.pipeline import plan
+from llm_core.pipeline_config import load_config
 from llm_core.registry import STAGES
 from llm_core.stage import run_stage
 from llm_core.store import MANIFEST

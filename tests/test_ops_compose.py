@@ -17,7 +17,8 @@ import yaml
 
 from flows.deployments import DEFAULT_CRON, DEPLOYMENTS, TRAIN_PARAMETERS, build_deployments, deployment_parameters
 from flows.pipeline import REFRESH_COMPLETED
-from llm_core.config import ConfigError, load_config
+from llm_core.config import ConfigError
+from llm_core.pipeline_config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 

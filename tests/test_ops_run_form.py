@@ -18,8 +18,9 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from flows.run_options import RunOptions, options_for, resolve_config
-from llm_core.config import ConfigError, load_config
+from llm_core.config import ConfigError
 from llm_core.pipeline import plan
+from llm_core.pipeline_config import load_config
 from llm_core.registry import STAGES
 from llm_core.stage import run_stage
 from llm_core.store import ArtifactStore

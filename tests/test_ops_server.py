@@ -34,8 +34,8 @@ from prefect.client.schemas.filters import (
 )
 
 from flows.serve import served_ui_api_url, ui_api_mismatch
-from llm_core.config import load_config
 from llm_core.pipeline import plan
+from llm_core.pipeline_config import load_config
 from llm_core.store import ArtifactStore
 from ops.local_stack import REPO, LocalStack, postgres_available
 from ops.micro import TINY, micro_overrides

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from flows.pipeline import run_stage
-from llm_core.config import load_config
+from flows.pipeline import one_stage
 from llm_core.pipeline import plan
+from llm_core.pipeline_config import load_config
 from llm_core.registry import STAGES
 from llm_core.store import ArtifactStore
 
@@ -36,7 +36,7 @@ def two_process_config(root: str):
 @pytest.mark.slow
 def test_pretrain_stage_flow_launches_torchrun_with_two_gloo_processes(tmp_path, prefect_harness):
     config = two_process_config(str(tmp_path))
-    done = run_stage("pretrain", config=config)
+    done = one_stage("pretrain", config=config)
 
     contexts = plan(config, ["pretrain"])
     assert done == {name: str(ctx.output) for name, ctx in contexts.items()}

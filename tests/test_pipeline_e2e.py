@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from llm_core.config import load_config
 from llm_core.pipeline import plan
+from llm_core.pipeline_config import load_config
 from llm_core.store import ArtifactStore
 from ops.micro import micro_overrides
 

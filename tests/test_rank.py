@@ -190,7 +190,7 @@ def test_reward_data_routes_whole_rankings_by_prompt_and_counts_every_row(tmp_pa
     cfg = RewardDataConfig(sources=[PreferenceSourceConfig(kind="keyword", count=20),
                                     PreferenceSourceConfig(kind="rankings", path=str(path))], val_fraction=0.2)
     config = PipelineConfig(run=RunConfig(artifact_root=str(tmp_path / "artifacts")), reward_data=cfg)
-    assert RewardDataStage().input_stages(config) == {}
+    assert RewardDataStage().input_stages(cfg) == {}
     ctx = make_context(config, "reward_data", {})
     manifest, _ = run_stage(RewardDataStage(), ctx)
     train = pq.read_table(f"{ctx.output.uri}/train_rankings/part-00000.parquet").to_pylist()
@@ -205,7 +205,7 @@ def test_reward_data_routes_whole_rankings_by_prompt_and_counts_every_row(tmp_pa
     assert manifest.counts["input"] == manifest.counts["kept"] + manifest.counts["rejected"]
 
     with_rank = RewardDataConfig(sources=[PreferenceSourceConfig(kind="rankings")])
-    assert RewardDataStage().input_stages(config.model_copy(update={"reward_data": with_rank})) == {"rankings": "rank"}
+    assert RewardDataStage().input_stages(with_rank) == {"rankings": "rank"}
 
 
 def test_the_three_losses_agree_on_a_plain_pair_and_plackett_luce_scores_the_whole_order():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from typing import get_args
 
 import pytest
 import torch
@@ -14,17 +15,15 @@ from post_fixtures import (
     tiny_sft_model,
 )
 
-from llm_core.chat.engine import SamplingParams
-from llm_core.post.grpo import group_advantages
-from llm_core.post.ppo import gae
+from llm_core.post.grpo import Grpo, group_advantages
+from llm_core.post.ppo import Ppo, gae
 from llm_core.post.rewards import arithmetic_task, keyword_task
 from llm_core.post.rlhf import (
+    ALGORITHMS,
     RlhfConfig,
     evaluate_policy,
-    reward_model_scorer,
     run_rl,
     split_prompts,
-    verifiable_scorer,
 )
 from llm_core.store import ArtifactStore
 from llm_core.train.checkpoint import CheckpointStore
@@ -48,6 +47,16 @@ def test_group_advantages_are_normalised_within_each_group():
     assert adv[4:].abs().max() == 0  # same reward everywhere: no signal
 
 
+def test_every_configurable_algorithm_is_implemented():
+    assert set(ALGORITHMS) == set(get_args(RlhfConfig.model_fields["algorithm"].annotation))
+
+
+def test_ppo_without_a_reward_model_says_so():
+    sft, tok = tiny_sft_model()
+    with pytest.raises(ValueError, match="needs a reward model"):
+        Ppo(RlhfConfig(), copy.deepcopy(sft), sft, tok, None)
+
+
 def ppo_config(iterations: int) -> RlhfConfig:
     return RlhfConfig.model_validate({"iterations": iterations, "max_tokens": 24, "ppo": {
         "prompts_per_iteration": 16, "minibatch_size": 8, "lr": 3e-4, "value_lr": 1e-3, "kl_coef": KL_COEF}})
@@ -60,11 +69,11 @@ def test_ppo_raises_the_reward_on_held_back_prompts_with_bounded_kl():
     rm, _, _ = tiny_reward_model()
     train = keyword_task(200, 11)
     held = keyword_task(24, HELD_BACK_SEED)
-    params, scorer = SamplingParams(max_tokens=24), reward_model_scorer(rm)
-    policy = copy.deepcopy(sft)
-    before, _ = evaluate_policy(policy, sft, tok, held, scorer, params, n=4, seed=0)
-    log = run_rl(policy, sft, tok, ppo_config(20), train, seed=0, reward_model=rm)
-    after, _ = evaluate_policy(policy, sft, tok, held, scorer, params, n=4, seed=0)
+    cfg = ppo_config(20)
+    ppo = Ppo(cfg, copy.deepcopy(sft), sft, tok, rm)
+    before, _ = evaluate_policy(ppo, held, n=4, seed=0)
+    log = run_rl(ppo, cfg, train, seed=0)
+    after, _ = evaluate_policy(ppo, held, n=4, seed=0)
     assert after["reward"] > before["reward"] + 0.3, (before, after)
     assert 0 <= after["kl"] < KL_BOUND, after
     assert after["finished"] >= 0.9, after
@@ -83,13 +92,11 @@ def test_grpo_raises_pass_at_1_on_addition_over_the_sft_model():
     assert len(held) >= 6 and not set(held) & set(train)
     cfg = RlhfConfig.model_validate({"algorithm": "grpo", "iterations": 20, "max_tokens": 8, "grpo": {
         "prompts_per_iteration": 8, "samples_per_prompt": 8, "lr": 2e-4, "kl_coef": 0.1, "max_operand": MAX_OPERAND}})
-    params, scorer = SamplingParams(max_tokens=8), verifiable_scorer("exact_answer")
-    policy = copy.deepcopy(sft)
-    before = {name: evaluate_policy(policy, sft, tok, problems, scorer, params, n=16, seed=5)[0]
-              for name, problems in (("train", train), ("held", held))}
-    log = run_rl(policy, sft, tok, cfg, train, seed=0)
-    after = {name: evaluate_policy(policy, sft, tok, problems, scorer, params, n=16, seed=5)[0]
-             for name, problems in (("train", train), ("held", held))}
+    grpo = Grpo(cfg, copy.deepcopy(sft), sft, tok, None)
+    sets = {"train": train, "held": held}
+    before = {name: evaluate_policy(grpo, problems, n=16, seed=5)[0] for name, problems in sets.items()}
+    log = run_rl(grpo, cfg, train, seed=0)
+    after = {name: evaluate_policy(grpo, problems, n=16, seed=5)[0] for name, problems in sets.items()}
     assert after["train"]["reward"] >= before["train"]["reward"] + 0.15, (before, after)
     assert after["held"]["reward"] >= before["held"]["reward"] + 0.1, (before, after)
     assert after["train"]["finished"] >= 0.9
@@ -106,12 +113,12 @@ def test_ppo_resumed_from_a_checkpoint_continues_the_same_run(tmp_path):
         "prompts_per_iteration": 4, "minibatch_size": 2, "lr": 3e-4}})
     store = ArtifactStore(str(tmp_path))
     straight = copy.deepcopy(sft)
-    log_straight = run_rl(straight, sft, tok, cfg, train, 0, rm)
-    resumed = copy.deepcopy(sft)
+    log_straight = run_rl(Ppo(cfg, straight, sft, tok, rm), cfg, train, 0)
     checkpoints = CheckpointStore(store.writer(store.ref("rlhf", "resume")))
-    run_rl(resumed, sft, tok, cfg.model_copy(update={"iterations": 2}), train, 0, rm, checkpoints)
-    again = copy.deepcopy(sft)  # a fresh process: weights come from the checkpoint
-    log_resumed = run_rl(again, sft, tok, cfg, train, 0, rm, checkpoints)
+    run_rl(Ppo(cfg, copy.deepcopy(sft), sft, tok, rm), cfg.model_copy(update={"iterations": 2}), train, 0,
+           checkpoints)
+    again = copy.deepcopy(sft)  # a fresh process: weights, value model and optimizers come from the checkpoint
+    log_resumed = run_rl(Ppo(cfg, again, sft, tok, rm), cfg, train, 0, checkpoints)
     assert [r["score"] for r in log_resumed] == [r["score"] for r in log_straight]
     for a, b in zip(again.parameters(), straight.parameters()):
         assert torch.equal(a, b)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from llm_core.config import load_config
 from llm_core.pipeline import plan
+from llm_core.pipeline_config import load_config
 from llm_core.registry import STAGES
 from llm_core.stage import run_stage
 

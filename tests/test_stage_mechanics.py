@@ -28,7 +28,7 @@ class LineCountStage(ShardedStage):
     name: ClassVar[str] = "line_count"
     config_model = LineCountConfig
 
-    def plan(self, ctx: StageContext) -> list[str]:
+    def shard_ids(self, ctx: StageContext) -> list[str]:
         return [f"part-{i:05d}" for i in range(len(ctx.config.files))]
 
     def run_shard(self, ctx: StageContext, shard: str) -> Counts:

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from llm_core.config import load_config
 from llm_core.pipeline import plan
+from llm_core.pipeline_config import load_config
 from llm_core.registry import STAGES
 from llm_core.stage import commit_stage, run_stage
 from llm_core.store import INVALID_DIR, MANIFEST, RUN_RECORD, ArtifactError, ArtifactStore, parse_ref

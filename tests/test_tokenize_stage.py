@@ -11,12 +11,14 @@ import pyarrow as pa
 import pytest
 from hostile import dying_after
 
-from llm_core.config import RunConfig, load_config
+from llm_core.config import RunConfig
 from llm_core.pipeline import plan
+from llm_core.pipeline_config import load_config
 from llm_core.schemas import DOCUMENTS
 from llm_core.stage import StageContext, run_stage
 from llm_core.store import ArtifactStore, Manifest
 from llm_core.tokenizer import SPECIAL_TOKENS, TokenShards, load_tokenizer
+from llm_core.tokenizer.base import DEFAULT_SPECIAL_TOKENS
 from llm_core.tokenizer.bpe_stage import BpeConfig, BpeStage
 from llm_core.tokenizer.sources import TextSource
 from llm_core.tokenizer.tokenize_stage import VAL_SALT, TokenizeConfig, TokenizeStage, hash_fraction
@@ -82,7 +84,7 @@ def test_bpe_stage_writes_tokenizer_and_compression_report(pipeline, poems):
     assert c["documents"] == 42 + len(poems)  # 40 wiki articles + an empty and a null text, the poems
     assert c["empty_documents"] == 3 and 10 < c["heldout_pieces"] < c["train_pieces"] / 4
     assert m.extra["encoder"] == "tiktoken" and m.extra["vocab_size"] == 1024
-    assert m.extra["special_ids"] == {t: i for i, t in enumerate(SPECIAL_TOKENS)}
+    assert m.extra["special_ids"] == {t: i for i, t in enumerate(DEFAULT_SPECIAL_TOKENS)}  # chat, then tool tokens
     rows = {r["language"]: r for r in m.extra["tables"]["compression"]}
     assert set(rows) == {"und", "zh"}  # extract documents carry no language
     for r in rows.values():
@@ -189,7 +191,8 @@ def test_tail_split_is_nanogpts_90_10_split_with_a_char_vocabulary(tmp_path, dat
     chars = sorted(set(data))
     n = len(data)
     train_ids = np.array([chars.index(c) for c in data[: int(n * 0.9)]])  # nanoGPT's prepare.py
-    assert m.extra["vocab_size"] == 65 + 4 and m.extra["eot_id"] == 65
+    assert m.extra["vocab_size"] == 65 + len(DEFAULT_SPECIAL_TOKENS) and m.extra["eot_id"] == 65
+    assert load_tokenizer(store.reader(store.ref("bpe", "char"))).has_tools
     train, val = stream(store, m, "train"), stream(store, m, "val")
     assert np.array_equal(train[:-1], train_ids) and train[-1] == 65
     assert len(val) == n - int(n * 0.9) + 1
@@ -225,6 +228,9 @@ def test_parallel_workers_give_the_same_shards(pipeline, data_dir):
 def test_config_rejects_bad_values():
     with pytest.raises(ValueError, match="<|im_sep|>"):
         BpeConfig(special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"])
+    with pytest.raises(ValueError, match="lacks .*<|output_start|>"):
+        BpeConfig(special_tokens=[*SPECIAL_TOKENS, "<|python_start|>", "<|python_end|>"])
+    assert BpeConfig(special_tokens=list(SPECIAL_TOKENS)).special_tokens == list(SPECIAL_TOKENS)  # tools are optional
     with pytest.raises(ValueError, match="vocab_size"):
         BpeConfig(vocab_size=100)
     with pytest.raises(ValueError, match="regex"):

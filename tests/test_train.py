@@ -10,7 +10,7 @@ import torch
 
 from llm_core.model import GPT, GPTConfig
 from llm_core.store import ArtifactStore
-from llm_core.train import CheckpointStore, DistEnv, LoopSettings, LRSchedule, Trainer, build_adamw
+from llm_core.train import CheckpointStore, DistEnv, LoopSettings, LRSchedule, OptimSection, Trainer
 from llm_core.train.data import RandomWindowBatches, TokenWindows
 from llm_core.train.evaluation import LMEvaluator, unigram_entropy
 from llm_core.train.pretrain import next_token_loss
@@ -36,12 +36,10 @@ def make_trainer(train_ids, max_steps, checkpoints=None, evaluate=None, on_progr
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=65, block_size=32, n_layer=2, n_head=2, n_embd=32, dropout=0.1))
     batches = RandomWindowBatches(TokenWindows.from_arrays([train_ids], 32), batch_size, grad_accum, rank, world, 7)
-    optimizer = build_adamw(model, 3e-3, 0.1, (0.9, 0.95), "cpu")
-    schedule = LRSchedule(3e-3, 3e-4, warmup_steps=5, total_steps=max_steps)
     settings = LoopSettings(max_steps=max_steps, grad_accum=grad_accum, log_every=1, seed=3,
                             checkpoint_every=checkpoint_every, tokens_per_step=batch_size * 32 * grad_accum)
-    return Trainer(model, optimizer, schedule, batches, next_token_loss, settings, env, checkpoints, evaluate,
-                   on_progress)
+    return Trainer(model, OptimSection(lr=3e-3, min_lr=3e-4, warmup_steps=5), batches, next_token_loss, settings,
+                   env, checkpoints, evaluate, on_progress)
 
 
 def test_schedules():

@@ -60,7 +60,7 @@ class CrawlStage(ShardedStage):
         if not ctx_config.has_sources():
             raise ConfigError("crawl: no source set: give crawl.warc, warc_paths, live, html_dirs or text_datasets")
 
-    def plan(self, ctx: StageContext) -> list[str]:
+    def shard_ids(self, ctx: StageContext) -> list[str]:
         return [shard["id"] for shard in self._shards(ctx)]
 
     def _shards(self, ctx: StageContext) -> list[dict[str, Any]]:

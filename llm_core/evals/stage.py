@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from pydantic import Field, model_validator
@@ -58,11 +58,11 @@ from llm_core.post.reward_model import answer_ids
 from llm_core.post.reward_model import score as reward_scores
 from llm_core.post.splits import evenly_spaced
 from llm_core.schemas import EVAL_ITEMS, EVAL_RESULTS
-from llm_core.stage import Stage, StageContext, StageResult
+from llm_core.stage import Input, Stage, StageContext, StageResult
 from llm_core.store import ParquetShardWriter
 from llm_core.tokenizer import load_tokenizer
 from llm_core.tokenizer.base import Tokenizer
-from llm_core.tokenizer.sources import upstream_documents
+from llm_core.tokenizer.sources import UPSTREAM_DOCUMENTS
 
 GPT_MODELS = {"base": "pretrain", "sft": "sft", "rlhf": "rlhf"}
 RESULTS, ITEMS = "results.parquet", "items.parquet"
@@ -108,14 +108,12 @@ class EvalStage(Stage):
     uses_seed = True
     model_stages: ClassVar[dict[str, str]] = {**GPT_MODELS, "reward": "reward"}
 
-    def input_stages(self, config: Any) -> dict[str, str]:
-        inputs = {"tokenizer": "bpe", "tokens": "tokenize", **upstream_documents(config)}
-        for name, stage in {**self.model_stages, "sft_data": "sft_data"}.items():
-            if getattr(config, stage).enabled:
-                inputs[name] = stage
-        if "reward" in inputs:
-            inputs["reward_data"] = "reward_data"
-        return inputs
+    def input_stages(self, config: EvalConfig) -> dict[str, str | Input]:
+        """Every model (and the SFT data) whose stage is enabled; the reward model's data only beside it."""
+        models = {**self.model_stages, "sft_data": "sft_data"}
+        return {"tokenizer": "bpe", "tokens": "tokenize", "documents": UPSTREAM_DOCUMENTS,
+                **{name: Input((stage,), optional=True) for name, stage in models.items()},
+                "reward_data": Input(("reward_data",), only_with="reward")}
 
     def data_paths(self, ctx_config: EvalConfig) -> list[str]:
         paths = [ctx_config.identity_file, ctx_config.made_up_file]

@@ -65,10 +65,10 @@ class ExtractStage(ShardedStage):
     version = "2"
     stats_type = ReasonCounts
 
-    def input_stages(self, config: Any) -> dict[str, str]:
+    def input_stages(self, config: ExtractConfig) -> dict[str, str]:
         return {INPUT: "crawl"}
 
-    def plan(self, ctx: StageContext) -> list[str]:
+    def shard_ids(self, ctx: StageContext) -> list[str]:
         return list(shard_sources(ctx.reader(INPUT)))
 
     def run_shard(self, ctx: StageContext, shard: str) -> ReasonCounts:

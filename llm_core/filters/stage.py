@@ -141,7 +141,7 @@ class FilterStage(ShardedStage):
     version = "3"  # 3: dedup/summary.json without its time (now in _timings/)
     stats_type = FilterShardStats
 
-    def input_stages(self, config: Any) -> dict[str, str]:
+    def input_stages(self, config: FilterConfig) -> dict[str, str]:
         return {"documents": "extract"}
 
     def data_paths(self, ctx_config: FilterConfig) -> list[str]:
@@ -149,7 +149,7 @@ class FilterStage(ShardedStage):
         return [path for f, settings in filter_sections(ctx_config) if settings.enabled
                 for path in f.data_paths(settings)]
 
-    def plan(self, ctx: StageContext) -> list[str]:
+    def shard_ids(self, ctx: StageContext) -> list[str]:
         names = ctx.reader("documents").files("documents/part-*.parquet")
         return [posixpath.basename(n).removesuffix(".parquet") for n in names]
 

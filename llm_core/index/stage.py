@@ -26,10 +26,10 @@ from llm_core.data_files import resolve_data_path
 from llm_core.index.passages import cut_passages, curated_lines
 from llm_core.index.search_index import FORMAT, INDEX_FILE, TOKENIZER, write_bm25
 from llm_core.schemas import PASSAGES
-from llm_core.stage import ShardedStage, StageContext, StageResult
+from llm_core.stage import Input, ShardedStage, StageContext, StageResult
 from llm_core.stats import Counts
 from llm_core.store import ParquetShardWriter
-from llm_core.tokenizer.sources import upstream_documents
+from llm_core.tokenizer.sources import UPSTREAM_DOCUMENTS
 
 CURATED_SHARD = "curated-{:03d}"
 REJECTED_SHOWN = 100  # rejected curated lines listed in the manifest's table (all are in rejected/)
@@ -59,13 +59,13 @@ class IndexStage(ShardedStage):
     config_model = IndexConfig
     version = "1"
 
-    def input_stages(self, config: Any) -> dict[str, str]:
-        return upstream_documents(config)
+    def input_stages(self, config: IndexConfig) -> dict[str, str | Input]:
+        return {"documents": UPSTREAM_DOCUMENTS}
 
     def data_paths(self, ctx_config: IndexConfig) -> list[str]:
         return list(ctx_config.curated)
 
-    def plan(self, ctx: StageContext) -> list[str]:
+    def shard_ids(self, ctx: StageContext) -> list[str]:
         cfg: IndexConfig = ctx.config
         names = ctx.reader("documents").files("documents/part-*.parquet") if "documents" in ctx.inputs else []
         documents = [posixpath.basename(n).removesuffix(".parquet") for n in names]
@@ -112,7 +112,7 @@ class IndexStage(ShardedStage):
     def finalize(self, ctx: StageContext, stats: dict[str, Counts]) -> StageResult:
         cfg: IndexConfig = ctx.config
         writer = ctx.writer()
-        shards = self.plan(ctx)
+        shards = self.shard_ids(ctx)
         files = [f"passages/{s}.parquet" for s in shards]
         texts = [t for f in files for batch in writer.iter_batches(f, columns=["text"], batch_size=4096)
                  for t in batch.column("text").to_pylist()]

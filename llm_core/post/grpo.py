@@ -1,11 +1,17 @@
-"""GRPO (DeepSeekMath) with a verifiable reward.
+"""GRPO (DeepSeekMath) on a verifiable reward: addition problems or GSM8K, each with its reference answer.
 
 Per iteration: `samples_per_prompt` replies per prompt; reward from a named function of the reply and the
 reference answer (`rewards.REWARDS`); advantage of a reply = (reward - group mean) / (group std + eps), the same for
 all of its tokens, so no value model is needed. Loss per token: the clipped policy-ratio objective plus
 `kl_coef * k3` where k3 = exp(ref - logp) - (ref - logp) - 1 is the unbiased, always-positive KL estimator; averaged
-over each reply's tokens, then over replies. With `epochs = 1` the ratio is 1 and this is REINFORCE with a group
-baseline (nanochat's simplification); groups where every reply got the same reward carry no signal and are skipped.
+over each reply's tokens, then over replies.
+
+Simplifications against DeepSeekMath:
+1) with `epochs = 1` (the default) every update is on policy, the ratio is 1 and this is REINFORCE with a group
+   baseline (nanochat's simplification); more epochs bring the ratio and its clipping back;
+2) groups where every reply got the same reward carry no signal and are skipped;
+3) the reference stays the SFT model (no iterative GRPO), `kl_coef` defaults to 0 (no trust region);
+4) outcome rewards only (no process supervision), a constant learning rate, no weight decay.
 """
 
 from __future__ import annotations
@@ -13,28 +19,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from pydantic import Field
 
-from llm_core.chat.engine import Engine, SamplingParams
-from llm_core.config import StrictModel
 from llm_core.model import GPT
-from llm_core.post.rewards import RewardFn
-from llm_core.post.rollout import make_batch, masked_mean, token_logprobs
-
-
-class GrpoConfig(StrictModel):
-    reward: str = Field("exact_answer", description="a name in llm_core.post.rewards.REWARDS")
-    task: str = Field("arithmetic", description="prompts: arithmetic (generated) or gsm8k (a file)")
-    task_path: str = Field("data/gsm8k/train.jsonl", description="gsm8k task: the problems file")
-    max_operand: int = Field(9, ge=1, description="arithmetic task: largest addend")
-    prompts_per_iteration: int = Field(8, ge=1)
-    samples_per_prompt: int = Field(8, ge=2)
-    epochs: int = Field(1, ge=1)
-    minibatch_size: int = Field(32, ge=1)
-    lr: float = Field(1e-5, gt=0)
-    kl_coef: float = Field(0.0, ge=0)
-    cliprange: float = Field(0.2, gt=0)
-    max_grad_norm: float = Field(1.0, gt=0)
+from llm_core.post.reward_model import ScalarHeadModel
+from llm_core.post.rewards import arithmetic_task, get_reward, gsm8k_task
+from llm_core.post.rl_algorithm import Prompt, RLAlgorithm, Rollouts
+from llm_core.post.rlhf_config import RlhfConfig
+from llm_core.post.rollout import masked_mean, token_logprobs
+from llm_core.tokenizer.base import Tokenizer
 
 
 def group_advantages(rewards: torch.Tensor, group: int, eps: float = 1e-4) -> torch.Tensor:
@@ -43,34 +35,41 @@ def group_advantages(rewards: torch.Tensor, group: int, eps: float = 1e-4) -> to
     return ((r - r.mean(1, keepdim=True)) / (r.std(1, keepdim=True) + eps)).view(-1)
 
 
-class GrpoTrainer:
+class Grpo(RLAlgorithm):
+    reward_name = "verifiable reward (pass@1)"
+    progress_metrics = ("reward", "kl")
+
     def __init__(
-        self, policy: GPT, ref: GPT, engine: Engine, reward_fn: RewardFn, cfg: GrpoConfig,
-        sampling: SamplingParams, pad_id: int,
+        self, cfg: RlhfConfig, policy: GPT, ref: GPT, tokenizer: Tokenizer, reward_model: ScalarHeadModel | None
     ):
-        self.policy, self.ref, self.engine, self.reward_fn = policy, ref, engine, reward_fn
-        self.cfg, self.sampling, self.pad_id = cfg, sampling, pad_id
-        ref.eval()
-        policy.requires_grad_(True)
-        self.opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=0.0)
+        super().__init__(cfg, policy, ref, tokenizer, reward_model)
+        self.cfg = cfg.grpo
+        self.prompts_per_iteration = self.cfg.prompts_per_iteration
+        self.reward_fn = get_reward(self.cfg.reward)
+        self.opt = torch.optim.AdamW(policy.parameters(), lr=self.cfg.lr, weight_decay=0.0)
 
-    def state_dict(self) -> dict:
-        return {"opt": self.opt.state_dict()}
+    @staticmethod
+    def prompts(cfg: RlhfConfig, seed: int) -> list[Prompt]:
+        g = cfg.grpo
+        if g.task == "arithmetic":
+            return arithmetic_task(cfg.task_size, seed, g.max_operand)
+        if g.task == "gsm8k":
+            return gsm8k_task(g.task_path, cfg.task_size)
+        raise ValueError(f"rlhf.grpo.task must be arithmetic or gsm8k, not {g.task!r}")
 
-    def load_state_dict(self, state: dict) -> None:
-        self.opt.load_state_dict(state["opt"])
+    @staticmethod
+    def data_paths(cfg: RlhfConfig) -> list[str]:
+        return [cfg.grpo.task_path] if cfg.grpo.task == "gsm8k" else []
 
-    def step(
-        self, prompts: Sequence[Sequence[int]], texts: Sequence[str], references: Sequence[str | None], seed: int
-    ) -> dict[str, float]:
+    def reward(self, rollouts: Rollouts) -> torch.Tensor:
+        return torch.tensor([self.reward_fn(p, r, ref) for p, r, ref in
+                             zip(rollouts.prompts, rollouts.replies, rollouts.references)], dtype=torch.float32)
+
+    def step(self, prompts: Sequence[Prompt], seed: int) -> dict[str, float]:
         cfg, n, temp = self.cfg, self.cfg.samples_per_prompt, self.sampling.temperature
-        groups = self.engine.generate(prompts, self.sampling, n=n, seed=seed)
-        completions = [c for g in groups for c in g]
-        rows = [p for p in prompts for _ in range(n)]
-        rewards = torch.tensor([self.reward_fn(texts[i // n], c.text, references[i // n])
-                                for i, c in enumerate(completions)], dtype=torch.float32)
+        rollouts = self.rollout(prompts, n, seed)
+        batch, rewards = rollouts.batch, self.reward(rollouts)
         adv = group_advantages(rewards, n)
-        batch = make_batch(rows, completions, self.pad_id)
         with torch.no_grad():
             old_logp, _ = token_logprobs(self.policy, batch.ids, temp)
             ref_logp = token_logprobs(self.ref, batch.ids, temp)[0] if cfg.kl_coef > 0 else None

@@ -13,7 +13,7 @@ import torch
 
 from llm_core.model import CONFIG_FILE, GPT, WEIGHTS_FILE
 from llm_core.post.reward_model import ScalarHeadModel
-from llm_core.store import ArtifactError, ArtifactReader, ArtifactStore, ArtifactWriter
+from llm_core.store import ArtifactError, ArtifactReader, ArtifactRef, ArtifactStore, ArtifactWriter
 from llm_core.tokenizer import Tokenizer, load_tokenizer
 
 MODEL_DIR = "model"
@@ -70,3 +70,11 @@ def load_chat_model(store: ArtifactStore, key: str, device: str | torch.device =
         raise ValueError(f"no bpe (tokenizer) artifact in the lineage of {ref}")
     tokenizer = load_tokenizer(store.reader(store.ref("bpe", tokenizers[0].key)))
     return load_gpt(store.reader(ref), device=device).eval(), tokenizer, str(ref)
+
+
+def index_for(store: ArtifactStore, model: str) -> ArtifactRef | None:
+    """The newest committed `index` artifact (the chat's search tool) built from documents the model `'stage/key'`
+    was trained on: one of the index's inputs is in the model's lineage. None when there is none."""
+    lineage = {f"{m.stage}/{m.key}" for _, m in store.lineage(store.find(model))}
+    built = [m for m in store.list("index") if set(m.inputs.values()) & lineage]
+    return store.ref("index", built[-1].key) if built else None

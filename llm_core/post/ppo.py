@@ -1,53 +1,40 @@
-"""PPO for RLHF against a reward model, following "The N Implementation Details of RLHF with PPO" and TRL.
+"""PPO against a learned reward model (RLHF), following "The N Implementation Details of RLHF with PPO" and TRL.
 
 Per iteration: sample one reply per prompt from the policy; score it with the (normalised) reward model, minus
 `missing_eos_penalty` when the reply never ended; per-token reward = `-kl_coef * (log pi - log pi_ref)` (k1) with
 the score added on the last reply token; GAE with gamma = 1, lambda = 0.95 over the reply tokens; advantages
 whitened; then `ppo_epochs` passes over shuffled mini-batches with the clipped policy loss and the clipped value
-loss. Optional adaptive KL coefficient (Ziegler et al.): nudged towards `kl_target`.
+loss. Optional adaptive KL coefficient (Ziegler et al.): nudged towards `kl_target`. Prompts: real user prompts
+(`rlhf.prompts_path`, the OpenAssistant prompt lottery), no reference answers.
 
-The value model is a separate trunk + head initialised from the reward model. Sampling and log-probs use the same
-temperature. Logged per iteration, as TRL does: score, KL, entropy, clip fraction, value loss, ratio mean and
-variance, reply length, share of replies that ended.
+Simplifications against that recipe:
+1) one reply per prompt and one rollout batch per iteration, sampled and scored in full precision;
+2) the policy and the value model (a separate trunk + head initialised from the reward model) step together, from
+   one backward pass of `pg_loss + vf_coef * vf_loss`, each with its own AdamW;
+3) a constant learning rate, no weight decay, no entropy bonus, no reward clipping.
+
+Sampling and log-probs use the same temperature. Logged per iteration, as TRL does: score, KL, entropy, clip
+fraction, value loss, ratio mean and variance, reply length, share of replies that ended.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import torch
-from pydantic import Field
 
-from llm_core.chat.engine import Engine, SamplingParams
-from llm_core.config import StrictModel
+from llm_core.chat.loaders import load_prompts
 from llm_core.model import GPT
 from llm_core.post.reward_model import ScalarHeadModel
+from llm_core.post.rl_algorithm import Prompt, RLAlgorithm, Rollouts
+from llm_core.post.rlhf_config import RlhfConfig
 from llm_core.post.rollout import (
-    RolloutBatch,
-    make_batch,
     masked_mean,
     masked_whiten,
     token_logprobs,
 )
-
-
-class PpoConfig(StrictModel):
-    prompts_per_iteration: int = Field(16, ge=1)
-    minibatch_size: int = Field(8, ge=1)
-    ppo_epochs: int = Field(2, ge=1)
-    lr: float = Field(1e-5, gt=0)
-    value_lr: float = Field(1e-4, gt=0)
-    kl_coef: float = Field(0.05, ge=0)
-    adaptive_kl: bool = False
-    kl_target: float = Field(6.0, gt=0, description="adaptive KL: target KL per reply (nats)")
-    kl_horizon: int = Field(10000, ge=1, description="adaptive KL: horizon in replies")
-    gamma: float = Field(1.0, ge=0, le=1)
-    lam: float = Field(0.95, ge=0, le=1)
-    cliprange: float = Field(0.2, gt=0)
-    cliprange_value: float = Field(0.2, gt=0)
-    vf_coef: float = Field(0.1, ge=0)
-    missing_eos_penalty: float = Field(1.0, ge=0, description="subtracted from the score of a reply that never ends")
-    max_grad_norm: float = Field(1.0, gt=0)
+from llm_core.tokenizer.base import Tokenizer
 
 
 def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float):
@@ -63,41 +50,55 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: 
     return adv, adv + values
 
 
-class PpoTrainer:
-    """One PPO iteration at a time (`step`), so the caller can checkpoint between iterations."""
+class Ppo(RLAlgorithm):
+    reward_name = "reward-model score"
+    progress_metrics = ("score", "kl")
 
     def __init__(
-        self, policy: GPT, ref: GPT, value: ScalarHeadModel, reward_model: ScalarHeadModel, engine: Engine,
-        cfg: PpoConfig, sampling: SamplingParams, pad_id: int,
+        self, cfg: RlhfConfig, policy: GPT, ref: GPT, tokenizer: Tokenizer, reward_model: ScalarHeadModel | None
     ):
-        self.policy, self.ref, self.value, self.reward_model = policy, ref, value, reward_model
-        self.engine, self.cfg, self.sampling, self.pad_id = engine, cfg, sampling, pad_id
-        ref.eval()
-        reward_model.eval()
-        policy.requires_grad_(True)
-        value.requires_grad_(True)
-        self.opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=0.0)
-        self.value_opt = torch.optim.AdamW(value.parameters(), lr=cfg.value_lr, weight_decay=0.0)
-        self.kl_coef = cfg.kl_coef
+        if reward_model is None:
+            raise ValueError("rlhf.algorithm=ppo needs a reward model: the rlhf stage takes the reward stage's")
+        super().__init__(cfg, policy, ref, tokenizer, reward_model)
+        self.cfg = cfg.ppo
+        self.prompts_per_iteration = self.cfg.prompts_per_iteration
+        self.value = copy.deepcopy(reward_model)
+        self.reward_model = reward_model.eval()
+        self.value.requires_grad_(True)
+        self.opt = torch.optim.AdamW(policy.parameters(), lr=self.cfg.lr, weight_decay=0.0)
+        self.value_opt = torch.optim.AdamW(self.value.parameters(), lr=self.cfg.value_lr, weight_decay=0.0)
+        self.kl_coef = self.cfg.kl_coef
+
+    @staticmethod
+    def prompts(cfg: RlhfConfig, seed: int) -> list[Prompt]:
+        return [(p, None) for p in load_prompts(cfg.prompts_path)]
+
+    @staticmethod
+    def data_paths(cfg: RlhfConfig) -> list[str]:
+        return [cfg.prompts_path]
+
+    def reward(self, rollouts: Rollouts) -> torch.Tensor:
+        return self.reward_model(rollouts.batch.ids, rollouts.batch.lengths)
 
     def state_dict(self) -> dict:
-        return {"opt": self.opt.state_dict(), "value_opt": self.value_opt.state_dict(), "kl_coef": self.kl_coef}
+        return {"opt": self.opt.state_dict(), "value": self.value.state_dict(),
+                "value_opt": self.value_opt.state_dict(), "kl_coef": self.kl_coef}
 
     def load_state_dict(self, state: dict) -> None:
         self.opt.load_state_dict(state["opt"])
+        self.value.load_state_dict(state["value"])
         self.value_opt.load_state_dict(state["value_opt"])
         self.kl_coef = float(state["kl_coef"])
 
     @torch.no_grad()
-    def rollout(self, prompts: Sequence[Sequence[int]], seed: int) -> tuple[RolloutBatch, dict[str, torch.Tensor]]:
-        completions = [c[0] for c in self.engine.generate(prompts, self.sampling, n=1, seed=seed)]
-        batch = make_batch(prompts, completions, self.pad_id)
-        temp = self.sampling.temperature
+    def experience(self, prompts: Sequence[Prompt], seed: int) -> tuple[Rollouts, dict[str, torch.Tensor]]:
+        """One reply per prompt, with what the updates need: old log-probs, values, advantages, returns, scores."""
+        rollouts = self.rollout(prompts, 1, seed)
+        batch, temp = rollouts.batch, self.sampling.temperature
         logp, _ = token_logprobs(self.policy, batch.ids, temp)
         ref_logp, _ = token_logprobs(self.ref, batch.ids, temp)
         values = self.value.per_token(batch.ids)[:, :-1]
-        scores = self.reward_model(batch.ids, batch.lengths)
-        scores = scores - self.cfg.missing_eos_penalty * (~batch.finished).float()
+        scores = self.reward(rollouts) - self.cfg.missing_eos_penalty * (~batch.finished).float()
         m = batch.response_mask
         kl = (logp - ref_logp) * m
         rewards = -self.kl_coef * kl
@@ -107,11 +108,11 @@ class PpoTrainer:
         adv, returns = gae(rewards, values, m, self.cfg.gamma, self.cfg.lam)
         adv = masked_whiten(adv, m)
         data = {"logp": logp, "values": values, "adv": adv, "returns": returns, "scores": scores, "kl": kl.sum(1)}
-        return batch, data
+        return rollouts, data
 
-    def step(self, prompts: Sequence[Sequence[int]], seed: int) -> dict[str, float]:
-        batch, data = self.rollout(prompts, seed)
-        cfg, temp = self.cfg, self.sampling.temperature
+    def step(self, prompts: Sequence[Prompt], seed: int) -> dict[str, float]:
+        rollouts, data = self.experience(prompts, seed)
+        batch, cfg, temp = rollouts.batch, self.cfg, self.sampling.temperature
         stats: dict[str, list[float]] = {k: [] for k in ("pg_loss", "vf_loss", "clipfrac", "vf_clipfrac", "entropy",
                                                           "ratio_mean", "ratio_var", "approx_kl")}
         g = torch.Generator().manual_seed(seed)

@@ -260,7 +260,7 @@ class RankStage(Stage):
     version = "1"
     uses_seed = True
 
-    def input_stages(self, config: Any) -> dict[str, str]:
+    def input_stages(self, config: RankConfig) -> dict[str, str]:
         return {"sft": "sft", "tokenizer": "bpe"}
 
     def data_paths(self, ctx_config: RankConfig) -> list[str]:

@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from llm_core.chat.template import Message
-from llm_core.schemas import MESSAGE
+from llm_core.schemas import PROMPT_MESSAGE
 
 Status = Literal["ranked", "skipped", "timeout", "rated"]
 LETTERS = string.ascii_uppercase
@@ -37,7 +37,7 @@ LETTERS = string.ascii_uppercase
 RANKINGS = pa.schema(
     [
         ("prompt_id", pa.string()),
-        ("prompt", pa.list_(MESSAGE)),
+        ("prompt", pa.list_(PROMPT_MESSAGE)),
         ("answers", pa.list_(pa.string())),
         ("ranking", pa.list_(pa.int32())),  # answer indices, best first (empty when skipped)
         ("tiers", pa.list_(pa.int32())),  # tier of each ranking position: equal tiers are ties, 0 is best

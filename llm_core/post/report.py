@@ -27,7 +27,7 @@ from pydantic import Field
 from llm_core.config import StageConfig
 from llm_core.post import report_eval as ev
 from llm_core.post import report_plots as plots
-from llm_core.stage import Stage, StageContext, StageResult
+from llm_core.stage import Input, Stage, StageContext, StageResult
 from llm_core.store import ArtifactReader, ArtifactStore, ArtifactWriter, Manifest
 from llm_core.train.trainer import TrainHistory
 
@@ -250,12 +250,8 @@ class ReportStage(Stage):
     config_model = ReportConfig
     version = "2"
 
-    def input_stages(self, config: Any) -> dict[str, str]:
-        inputs = {s: s for s in MODEL_STAGES if getattr(config, s).enabled}
-        eval_config = getattr(config, EVAL_STAGE, None)
-        if eval_config is not None and eval_config.enabled:
-            inputs[EVAL_STAGE] = EVAL_STAGE
-        return inputs
+    def input_stages(self, config: ReportConfig) -> dict[str, str | Input]:
+        return {s: Input((s,), optional=True) for s in (*MODEL_STAGES, EVAL_STAGE)}
 
     def run(self, ctx: StageContext) -> StageResult:
         cfg: ReportConfig = ctx.config

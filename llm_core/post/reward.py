@@ -52,8 +52,7 @@ from llm_core.tokenizer.base import Tokenizer
 from llm_core.train.checkpoint import CheckpointStore
 from llm_core.train.training_stage import RESULT_FILE, TrainingStage
 from llm_core.train.distributed import init_distributed
-from llm_core.train.optim import LRSchedule, build_adamw
-from llm_core.train.pretrain_config import OptimSection
+from llm_core.train.optim import OptimSection
 from llm_core.train.trainer import LoopSettings, Trainer, TrainHistory
 
 HISTORY_FILE = "history.json"
@@ -219,7 +218,6 @@ def train_reward_model(
     comparisons += ranking_comparisons(tokenizer, train_rankings, block, cfg.ranking_loss)
     batches = LengthBucketBatches([max(len(r) for r in c.rows) for c in comparisons], cfg.batch_size, seed,
                                   lambda idx: comparison_batch([comparisons[i] for i in idx], tokenizer.eot_id))
-    o = cfg.optim
     val = evenly_spaced(val_pairs, cfg.eval_pairs)
     held_rankings = evenly_spaced(val_rankings, cfg.eval_rankings)
 
@@ -229,12 +227,11 @@ def train_reward_model(
 
     trainer = Trainer(
         model,
-        build_adamw(model, o.lr, o.weight_decay, (o.beta1, o.beta2), env.device.type),
-        LRSchedule(o.lr, o.min_lr, o.warmup_steps, cfg.max_steps, o.schedule, o.decay_steps, o.wsd_decay_fraction),
+        cfg.optim,
         batches,
         comparison_loss_fn(cfg.ranking_loss, cfg.margin, cfg.center_coef),
         LoopSettings(max_steps=cfg.max_steps, eval_every=cfg.eval_every, checkpoint_every=cfg.checkpoint_every,
-                     log_every=cfg.log_every, seed=seed, grad_clip=o.grad_clip or None),
+                     log_every=cfg.log_every, seed=seed),
         env,
         checkpoints,
         evaluate=evaluate if val or held_rankings else None,
@@ -261,7 +258,7 @@ class RewardStage(TrainingStage):
     version = "3"
     uses_seed = True
 
-    def input_stages(self, config: Any) -> dict[str, str]:
+    def input_stages(self, config: RewardConfig) -> dict[str, str]:
         return {"sft": "sft", "data": "reward_data", "tokenizer": "bpe"}
 
     def result(self, ctx: StageContext) -> StageResult:

@@ -14,9 +14,8 @@ Layout of the artifact:
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, model_validator
 
@@ -25,10 +24,9 @@ from llm_core.chat.synthetic import keyword_pairs
 from llm_core.config import StageConfig, StrictModel
 from llm_core.data_files import resolve_data_path
 from llm_core.post.rankings import RANKINGS, read_rankings, usable_rankings
+from llm_core.post.splits import Mixture, MixtureStage, Records, Source
 from llm_core.schemas import PREFERENCES
-from llm_core.stage import Stage, StageContext, StageResult
-from llm_core.store import ParquetShardWriter
-from llm_core.post.splits import SOURCE_COLUMNS, Records, rejected_schema, route_record, write_splits
+from llm_core.stage import StageContext
 
 RANKING_SPLITS = ("train_rankings", "val_rankings", "rejected_rankings")
 
@@ -70,20 +68,18 @@ def load_pairs(src: PreferenceSourceConfig, seed: int) -> Iterator[Pair]:
         yield from keyword_pairs(src.count, seed)
 
 
-class RewardDataStage(Stage):
+class RewardDataStage(MixtureStage):
     name = "reward_data"
     config_model = RewardDataConfig
     version = "2"
-    uses_seed = True
+    title = "Preference pairs"
+    columns = {k: k for k in ("source", "input", "kept", "rejected", "train", "val")}
 
-    def input_stages(self, config: Any) -> dict[str, str]:
-        uses_rank = any(s.kind == "rankings" and not s.path for s in config.reward_data.sources)
+    def input_stages(self, config: RewardDataConfig) -> dict[str, str]:
+        uses_rank = any(s.kind == "rankings" and not s.path for s in config.sources)
         return {"rankings": "rank"} if uses_rank else {}
 
-    def data_paths(self, ctx_config: RewardDataConfig) -> list[str]:
-        return [src.path for src in ctx_config.sources if src.path]
-
-    def run(self, ctx: StageContext) -> StageResult:
+    def mixtures(self, ctx: StageContext) -> list[Mixture]:
         cfg: RewardDataConfig = ctx.config
 
         def records(i: int, src: PreferenceSourceConfig) -> Records:
@@ -91,18 +87,11 @@ class RewardDataStage(Stage):
                 row = {"prompt": pair.prompt, "chosen": pair.chosen, "rejected": pair.rejected, "source": pair.source}
                 yield row, pair.reject, pair.prompt  # split by prompt: sibling pairs share answers
 
-        sources = [(src.kind, src.weight, records(i, src)) for i, src in enumerate(cfg.sources)
-                   if src.kind != "rankings"]
-        counts, rows = write_splits(ctx, PREFERENCES, sources, cfg.val_fraction)
-        rankings = [src for src in cfg.sources if src.kind == "rankings"]
-        if rankings:
-            ranking_counts, ranking_rows = write_ranking_splits(ctx, rankings, cfg.val_fraction)
-            counts = dict(Counter(counts) + Counter(ranking_counts))
-            rows += ranking_rows
-        md = "### Preference pairs\n\n| source | input | kept | rejected | train | val |\n|---|---|---|---|---|---|\n"
-        md += "".join(f"| {r['source']} | {r['input']} | {r['kept']} | {r['rejected']} | {r['train']} | {r['val']} |\n"
-                      for r in rows)
-        return StageResult(counts=counts, tables={"sources": rows}, markdown=md)
+        pairs = Mixture(PREFERENCES, [Source(src.kind, src.weight, records(i, src))
+                                      for i, src in enumerate(cfg.sources) if src.kind != "rankings"])
+        rankings = [Source(f"rankings:{src.path}" if src.path else "rankings", src.weight, ranking_records(ctx, src))
+                    for src in cfg.sources if src.kind == "rankings"]
+        return [pairs, Mixture(RANKINGS, rankings, RANKING_SPLITS)] if rankings else [pairs]
 
 
 def ranking_records(ctx: StageContext, src: PreferenceSourceConfig) -> Records:
@@ -120,27 +109,3 @@ def ranking_records(ctx: StageContext, src: PreferenceSourceConfig) -> Records:
             yield row, "rankings:no_pairs", row["prompt"]
     for row in usable_rankings(rows):
         yield row, None, row["prompt"]  # split by prompt, as the pairs are: a prompt is on one side only
-
-
-def write_ranking_splits(
-    ctx: StageContext, sources: list[PreferenceSourceConfig], val_fraction: float
-) -> tuple[dict[str, int], list[dict]]:
-    """Route whole rankings to train_rankings / val_rankings (by prompt) / rejected_rankings."""
-    writer, counts, table = ctx.writer(), Counter(), []
-    schemas = (RANKINGS, RANKINGS, rejected_schema(RANKINGS))
-    with (
-        ParquetShardWriter(writer, f"{RANKING_SPLITS[0]}/part-00000.parquet", schemas[0]) as train,
-        ParquetShardWriter(writer, f"{RANKING_SPLITS[1]}/part-00000.parquet", schemas[1]) as val,
-        ParquetShardWriter(writer, f"{RANKING_SPLITS[2]}/part-00000.parquet", schemas[2]) as rejected,
-    ):
-        for src in sources:
-            label = f"rankings:{src.path}" if src.path else "rankings"
-            c: Counter[str] = Counter()
-            for row, reason, identity in ranking_records(ctx, src):
-                route_record(row, reason, identity, weight=src.weight, val_fraction=val_fraction, seed=ctx.run.seed,
-                             train=train, val=val, rejected=rejected, counts=c)
-            for k, v in c.items():
-                counts[k] += v
-                counts[f"{label}:{k}"] += v
-            table.append({"source": label, "weight": src.weight, **{k: c[k] for k in SOURCE_COLUMNS}})
-    return dict(counts), table

@@ -1,10 +1,12 @@
 """The `rlhf` stage: PPO against the reward model (default) or GRPO on a verifiable reward, chosen in config.
 
 Inputs: `sft` (the policy's start and the frozen reference), `tokenizer`, and for PPO `reward` (the reward model,
-which also initialises the value model). Prompts: PPO uses the OpenAssistant prompt lottery (a file of real user
-prompts); GRPO a task with reference answers (`arithmetic`, generated, or `gsm8k`). A deterministic share of the
-prompts is held back; the policy is evaluated on them before and after training (mean reward, KL to the reference,
-share of replies that end, reply length).
+which also initialises the value model). The algorithm (`rlhf.algorithm`, one `RLAlgorithm` in `ALGORITHMS`: see
+`rl_algorithm.py`, `ppo.py`, `grpo.py`) supplies the prompts and the reward: PPO the OpenAssistant prompt lottery (a
+file of real user prompts) and the reward model's score; GRPO a task with reference answers (`arithmetic`,
+generated, or `gsm8k`) and a verifiable reward. A deterministic share of the prompts is held back; the policy is
+evaluated on them before and after training (mean reward, KL to the reference, share of replies that end, reply
+length).
 
 Iterations are checkpointed into the artifact (policy weights plus optimizer, value model, KL coefficient and the
 log), so a retried stage resumes from the last finished iteration. Output artifact:
@@ -20,56 +22,29 @@ from __future__ import annotations
 import copy
 import random
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar, Literal
+from typing import Any
 
 import torch
-from pydantic import Field
 
-from llm_core.chat.engine import Engine, SamplingParams
-from llm_core.chat.loaders import load_prompts
 from llm_core.chat.mixture import is_validation
-from llm_core.chat.template import render_prompt
-from llm_core.config import StageConfig
-from llm_core.model import GPT
-from llm_core.post.grpo import GrpoConfig, GrpoTrainer
+from llm_core.post.grpo import Grpo
 from llm_core.post.model_io import (
     MODEL_DIR,
     load_gpt,
     load_scalar_model,
     save_model_files,
 )
-from llm_core.post.ppo import PpoConfig, PpoTrainer
-from llm_core.post.reward_model import ScalarHeadModel
-from llm_core.post.rewards import arithmetic_task, get_reward, gsm8k_task
-from llm_core.post.rollout import RolloutBatch, make_batch, token_logprobs
+from llm_core.post.ppo import Ppo
+from llm_core.post.rl_algorithm import Prompt, RLAlgorithm, user_prompt_ids
+from llm_core.post.rlhf_config import RlhfConfig
+from llm_core.post.rollout import token_logprobs
 from llm_core.stage import StageContext, StageResult
 from llm_core.tokenizer import load_tokenizer
-from llm_core.tokenizer.base import Tokenizer
 from llm_core.train.checkpoint import CheckpointStore
 from llm_core.train.training_stage import RESULT_FILE, TrainingStage
 
 HISTORY_FILE, SAMPLES_FILE = "history.json", "samples.json"
-
-
-class RlhfConfig(StageConfig):
-    algorithm: Literal["ppo", "grpo"] = "ppo"
-    iterations: int = Field(20, ge=1)
-    prompts_path: str = Field("data/oasst/prompt_lottery_en_250_text.jsonl", description="PPO prompts")
-    task_size: int = Field(2000, ge=1, description="GRPO: problems drawn for the task (before the split)")
-    eval_fraction: float = Field(0.15, gt=0, lt=1, description="share of prompts held back for evaluation")
-    eval_prompts: int = Field(32, ge=1, description="held-back prompts used in the before/after evaluation")
-    eval_samples: int = Field(2, ge=1, description="replies per held-back prompt in the evaluation")
-    max_tokens: int = Field(64, ge=1)
-    temperature: float = Field(1.0, gt=0, description="sampling temperature, also applied to log-probs")
-    ppo: PpoConfig = Field(default_factory=PpoConfig)
-    grpo: GrpoConfig = Field(default_factory=GrpoConfig)
-    checkpoint_every: int = Field(5, ge=0, description="iterations between checkpoints; 0 = only at the end")
-
-    runtime_fields: ClassVar[frozenset[str]] = frozenset({"checkpoint_every"})
-
-
-Prompt = tuple[str, str | None]  # (user prompt, reference answer or None)
-Scorer = Callable[[RolloutBatch, list[str], list[str], list[str | None]], torch.Tensor]  # -> reward per row
+ALGORITHMS: dict[str, type[RLAlgorithm]] = {"ppo": Ppo, "grpo": Grpo}
 
 
 def split_prompts(items: Sequence[Prompt], eval_fraction: float, seed: int) -> tuple[list[Prompt], list[Prompt]]:
@@ -79,47 +54,20 @@ def split_prompts(items: Sequence[Prompt], eval_fraction: float, seed: int) -> t
     return [p for p in unique if p not in set(held)], held
 
 
-def task_prompts(cfg: RlhfConfig, seed: int) -> list[Prompt]:
-    if cfg.algorithm == "ppo":
-        return [(p, None) for p in load_prompts(cfg.prompts_path)]
-    g = cfg.grpo
-    if g.task == "arithmetic":
-        return arithmetic_task(cfg.task_size, seed, g.max_operand)
-    if g.task == "gsm8k":
-        return gsm8k_task(g.task_path, cfg.task_size)
-    raise ValueError(f"rlhf.grpo.task must be arithmetic or gsm8k, not {g.task!r}")
-
-
-def reward_model_scorer(rm: ScalarHeadModel) -> Scorer:
-    return lambda batch, prompts, replies, refs: rm(batch.ids, batch.lengths)
-
-
-def verifiable_scorer(name: str) -> Scorer:
-    fn = get_reward(name)
-    return lambda batch, prompts, replies, refs: torch.tensor(
-        [fn(p, r, ref) for p, r, ref in zip(prompts, replies, refs)], dtype=torch.float32)
-
-
 @torch.no_grad()
 def evaluate_policy(
-    policy: GPT, ref: GPT, tokenizer: Tokenizer, prompts: Sequence[Prompt], scorer: Scorer,
-    params: SamplingParams, n: int, seed: int,
+    algorithm: RLAlgorithm, prompts: Sequence[Prompt], n: int, seed: int
 ) -> tuple[dict[str, float], list[dict[str, Any]]]:
-    """On `n` replies per prompt: mean reward, KL(policy || ref) per reply (k1 summed over its tokens), share of
-    replies that end, mean length; plus one sample per prompt."""
-    policy.eval()
-    ids = [render_prompt(tokenizer, [{"role": "user", "content": p}]) for p, _ in prompts]
-    outs = Engine(policy, tokenizer).generate(ids, params, n=n, seed=seed)
-    rows = [i for i in ids for _ in range(n)]
-    completions = [c for o in outs for c in o]
-    batch = make_batch(rows, completions, tokenizer.eot_id)
-    texts = [p for p, _ in prompts for _ in range(n)]
-    replies = [c.text for c in completions]
-    rewards = scorer(batch, texts, replies, [r for _, r in prompts for _ in range(n)])
+    """On `n` replies per prompt: mean reward (the algorithm's), KL(policy || ref) per reply (k1 summed over its
+    tokens), share of replies that end, mean length; plus one sample per prompt."""
+    algorithm.policy.eval()
+    rollouts = algorithm.rollout(prompts, n, seed)
+    batch, rewards, temperature = rollouts.batch, algorithm.reward(rollouts), algorithm.sampling.temperature
     kl = []
-    for s in range(0, len(rows), 32):
+    for s in range(0, len(batch.ids), 32):
         part = batch.ids[s:s + 32]
-        diff = token_logprobs(policy, part, params.temperature)[0] - token_logprobs(ref, part, params.temperature)[0]
+        diff = (token_logprobs(algorithm.policy, part, temperature)[0]
+                - token_logprobs(algorithm.ref, part, temperature)[0])
         kl.append((diff * batch.response_mask[s:s + 32]).sum(1))
     metrics = {
         "reward": float(rewards.mean()),
@@ -127,8 +75,8 @@ def evaluate_policy(
         "finished": float(batch.finished.float().mean()),
         "length": float(batch.response_mask.sum(1).mean()),
     }
-    samples = [{"prompt": texts[i], "reply": replies[i], "reward": round(float(rewards[i]), 4)}
-               for i in range(0, len(rows), n)]
+    samples = [{"prompt": rollouts.prompts[i], "reply": rollouts.replies[i], "reward": round(float(rewards[i]), 4)}
+               for i in range(0, len(batch.ids), n)]
     return metrics, samples
 
 
@@ -139,46 +87,26 @@ def iteration_prompts(train: Sequence[Prompt], count: int, seed: int, iteration:
 
 
 def run_rl(
-    policy: GPT, ref: GPT, tokenizer: Tokenizer, cfg: RlhfConfig, train: Sequence[Prompt], seed: int,
-    reward_model: ScalarHeadModel | None = None, checkpoints: CheckpointStore | None = None,
-    on_progress: Callable[[int, int, dict[str, float]], None] | None = None,
+    algorithm: RLAlgorithm, cfg: RlhfConfig, train: Sequence[Prompt], seed: int,
+    checkpoints: CheckpointStore | None = None, on_progress: Callable[[int, int, dict[str, float]], None] | None = None,
 ) -> list[dict[str, float]]:
-    """Train `policy` in place for `cfg.iterations` iterations; returns the per-iteration logs."""
-    sampling = SamplingParams(max_tokens=cfg.max_tokens, temperature=cfg.temperature)
-    engine = Engine(policy, tokenizer)
-    pad = tokenizer.eot_id
-    value = None
-    if cfg.algorithm == "ppo":
-        assert reward_model is not None, "PPO needs a reward model (rlhf.algorithm=ppo takes the reward stage)"
-        value = copy.deepcopy(reward_model)
-        trainer: PpoTrainer | GrpoTrainer = PpoTrainer(policy, ref, value, reward_model, engine, cfg.ppo, sampling,
-                                                       pad)
-        per_iteration = cfg.ppo.prompts_per_iteration
-    else:
-        trainer = GrpoTrainer(policy, ref, engine, get_reward(cfg.grpo.reward), cfg.grpo, sampling, pad)
-        per_iteration = cfg.grpo.prompts_per_iteration
+    """Train the algorithm's policy in place for `cfg.iterations` iterations, resuming from the newest checkpoint;
+    returns the per-iteration logs."""
     log: list[dict[str, float]] = []
     start = 0
-    state = checkpoints.load_latest(policy, "cpu") if checkpoints is not None else None
+    state = checkpoints.load_latest(algorithm.policy, "cpu") if checkpoints is not None else None
     if state is not None:
         start, log = int(state["iteration"]), list(state["log"])
-        trainer.load_state_dict(state["trainer"])
-        if value is not None:
-            value.load_state_dict(state["value"])
+        algorithm.load_state_dict(state["algorithm"])
     for it in range(start, cfg.iterations):
-        batch = iteration_prompts(train, per_iteration, seed, it)
-        ids = [render_prompt(tokenizer, [{"role": "user", "content": p}]) for p, _ in batch]
-        if isinstance(trainer, PpoTrainer):
-            stats = trainer.step(ids, seed=seed * 7919 + it)
-        else:
-            stats = trainer.step(ids, [p for p, _ in batch], [r for _, r in batch], seed=seed * 7919 + it)
+        stats = algorithm.step(iteration_prompts(train, algorithm.prompts_per_iteration, seed, it), seed * 7919 + it)
         log.append({"iteration": it + 1, **stats})
         if on_progress is not None:
-            on_progress(it + 1, cfg.iterations, {k: stats[k] for k in ("score", "reward", "kl") if k in stats})
+            on_progress(it + 1, cfg.iterations, {k: stats[k] for k in algorithm.progress_metrics})
         last = it + 1 == cfg.iterations
         if checkpoints is not None and (last or (cfg.checkpoint_every and (it + 1) % cfg.checkpoint_every == 0)):
-            checkpoints.save(it + 1, policy, {"iteration": it + 1, "log": log, "trainer": trainer.state_dict(),
-                                              "value": value.state_dict() if value is not None else {}})
+            checkpoints.save(it + 1, algorithm.policy,
+                             {"iteration": it + 1, "log": log, "algorithm": algorithm.state_dict()})
     return log
 
 
@@ -188,16 +116,14 @@ class RlhfStage(TrainingStage):
     version = "3"
     uses_seed = True
 
-    def input_stages(self, config: Any) -> dict[str, str]:
+    def input_stages(self, config: RlhfConfig) -> dict[str, str]:
         inputs = {"sft": "sft", "tokenizer": "bpe"}
-        if config.rlhf.algorithm == "ppo":
+        if config.algorithm == "ppo":
             inputs["reward"] = "reward"
         return inputs
 
     def data_paths(self, ctx_config: RlhfConfig) -> list[str]:
-        if ctx_config.algorithm == "ppo":
-            return [ctx_config.prompts_path]
-        return [ctx_config.grpo.task_path] if ctx_config.grpo.task == "gsm8k" else []
+        return ALGORITHMS[ctx_config.algorithm].data_paths(ctx_config)
 
     def result(self, ctx: StageContext) -> StageResult:
         writer = ctx.writer()
@@ -210,23 +136,22 @@ class RlhfStage(TrainingStage):
         tokenizer = load_tokenizer(ctx.reader("tokenizer"))
         policy = load_gpt(ctx.reader("sft"))
         ref = copy.deepcopy(policy).eval()
-        rm = load_scalar_model(ctx.reader("reward")).eval() if cfg.algorithm == "ppo" else None
-        scorer = reward_model_scorer(rm) if rm is not None else verifiable_scorer(cfg.grpo.reward)
+        rm = load_scalar_model(ctx.reader("reward")).eval() if "reward" in ctx.inputs else None
+        algorithm = ALGORITHMS[cfg.algorithm](cfg, policy, ref, tokenizer, rm)
         room = policy.config.block_size - cfg.max_tokens
         assert room > 8, f"rlhf.max_tokens={cfg.max_tokens} leaves no room for a prompt in the model's context"
-        prompts = task_prompts(cfg, seed)
-        fitting = [p for p in prompts if len(render_prompt(tokenizer, [{"role": "user", "content": p[0]}])) <= room]
+        prompts = algorithm.prompts(cfg, seed)
+        fitting = [p for p in prompts if len(user_prompt_ids(tokenizer, p[0])) <= room]
         train, held = split_prompts(fitting, cfg.eval_fraction, seed)
         held = held[: cfg.eval_prompts]
         assert train and held, (
             f"{len(fitting)} of {len(prompts)} prompts fit the context ({room} tokens before the reply): too few to "
             "train and evaluate; lower rlhf.max_tokens or use a model with a longer block_size")
-        params = SamplingParams(max_tokens=cfg.max_tokens, temperature=cfg.temperature)
-        before, before_samples = evaluate_policy(policy, ref, tokenizer, held, scorer, params, cfg.eval_samples, seed)
+        before, before_samples = evaluate_policy(algorithm, held, cfg.eval_samples, seed)
         writer = ctx.writer()
-        log = run_rl(policy, ref, tokenizer, cfg, train, seed, rm, CheckpointStore(writer),
+        log = run_rl(algorithm, cfg, train, seed, CheckpointStore(writer),
                      lambda i, total, m: ctx.progress(i, total, **m))
-        after, after_samples = evaluate_policy(policy, ref, tokenizer, held, scorer, params, cfg.eval_samples, seed)
+        after, after_samples = evaluate_policy(algorithm, held, cfg.eval_samples, seed)
         save_model_files(writer, policy)
         writer.write_json(HISTORY_FILE, log)
         writer.write_json(SAMPLES_FILE, [{"prompt": b["prompt"], "sft_reply": b["reply"], "sft_reward": b["reward"],
@@ -241,7 +166,7 @@ class RlhfStage(TrainingStage):
 
 
 def build_result(result: dict[str, Any], samples: list[dict]) -> StageResult:
-    reward_name = "reward-model score" if result["algorithm"] == "ppo" else "verifiable reward (pass@1)"
+    reward_name = ALGORITHMS[result["algorithm"]].reward_name
     keys = ("reward", "kl", "finished", "length")
     md = (
         f"### RL ({result['algorithm'].upper()})\n\n{result['iterations']} iterations on {result['train_prompts']} "

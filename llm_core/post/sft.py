@@ -37,8 +37,7 @@ from llm_core.tokenizer.base import Tokenizer
 from llm_core.train.checkpoint import CheckpointStore
 from llm_core.train.training_stage import RESULT_FILE, TrainingStage
 from llm_core.train.distributed import init_distributed
-from llm_core.train.optim import LRSchedule, build_adamw
-from llm_core.train.pretrain_config import OptimSection
+from llm_core.train.optim import OptimSection
 from llm_core.train.trainer import LoopSettings, Trainer, TrainHistory
 
 HISTORY_FILE, SAMPLES_FILE = "history.json", "samples.json"
@@ -109,15 +108,13 @@ def train_sft(
     val_set = encode_conversations(tokenizer, evenly_spaced(val, cfg.eval_conversations), block)
     val_batches = [collate(val_set.examples[i:i + cfg.batch_size], tokenizer.eot_id)
                    for i in range(0, len(val_set.examples), cfg.batch_size)]
-    o = cfg.optim
     trainer = Trainer(
         model,
-        build_adamw(model, o.lr, o.weight_decay, (o.beta1, o.beta2), env.device.type),
-        LRSchedule(o.lr, o.min_lr, o.warmup_steps, cfg.max_steps, o.schedule, o.decay_steps, o.wsd_decay_fraction),
+        cfg.optim,
         conversation_batches(train_set.examples, cfg.batch_size, tokenizer.eot_id, seed),
         masked_lm_loss,
         LoopSettings(max_steps=cfg.max_steps, eval_every=cfg.eval_every, checkpoint_every=cfg.checkpoint_every,
-                     log_every=cfg.log_every, seed=seed, grad_clip=o.grad_clip or None),
+                     log_every=cfg.log_every, seed=seed),
         env,
         checkpoints,
         evaluate=(lambda m, step: {"val_loss": eval_loss(m, val_batches)}) if val_batches else None,
@@ -135,7 +132,7 @@ class SftStage(TrainingStage):
     version = "2"
     uses_seed = True
 
-    def input_stages(self, config: Any) -> dict[str, str]:
+    def input_stages(self, config: SftConfig) -> dict[str, str]:
         return {"base": "pretrain", "data": "sft_data", "tokenizer": "bpe"}
 
     def result(self, ctx: StageContext) -> StageResult:

@@ -15,10 +15,9 @@ from pydantic import Field
 from llm_core.chat.mixture import IdentityConfig, SourceConfig, load_source
 from llm_core.chat.template import validate_messages
 from llm_core.config import StageConfig
+from llm_core.post.splits import Mixture, MixtureStage, Records, Source
 from llm_core.schemas import CONVERSATIONS
-from llm_core.stage import Stage, StageContext, StageResult
-from llm_core.post.splits import Records, write_splits
-
+from llm_core.stage import StageContext
 
 
 def default_sources() -> list[SourceConfig]:
@@ -38,16 +37,15 @@ class SftDataConfig(StageConfig):
     val_fraction: float = Field(0.05, gt=0, lt=1, description="share of each source held back for evaluation")
 
 
-class SftDataStage(Stage):
+class SftDataStage(MixtureStage):
     name = "sft_data"
     config_model = SftDataConfig
-    version = "2"
-    uses_seed = True
+    version = "3"  # 3: messages have a `parts` field (tool calls)
+    title = "SFT conversation mixture"
+    columns = {"source": "source", "weight": "weight", "input": "input", "kept": "kept", "rejected": "rejected",
+               "train_unique": "train (unique)", "train": "train (weighted)", "val": "val"}
 
-    def data_paths(self, ctx_config: SftDataConfig) -> list[str]:
-        return [src.path for src in ctx_config.sources if src.path]
-
-    def run(self, ctx: StageContext) -> StageResult:
+    def mixtures(self, ctx: StageContext) -> list[Mixture]:
         cfg: SftDataConfig = ctx.config
 
         def records(i: int, src: SourceConfig) -> Records:
@@ -55,17 +53,5 @@ class SftDataStage(Stage):
                 row = {"messages": sample.messages, "source": sample.source}
                 yield row, sample.reject or validate_messages(sample.messages), sample.messages
 
-        sources = [(src.label, src.weight, records(i, src)) for i, src in enumerate(cfg.sources)]
-        counts, rows = write_splits(ctx, CONVERSATIONS, sources, cfg.val_fraction)
-        return StageResult(counts=counts, tables={"sources": rows}, markdown=funnel_markdown(rows))
-
-
-def funnel_markdown(rows: list[dict]) -> str:
-    head = ("| source | weight | input | kept | rejected | train (unique) | train (weighted) | val |\n"
-            "|---|---|---|---|---|---|---|---|\n")
-    body = "".join(
-        f"| {r['source']} | {r['weight']} | {r['input']} | {r['kept']} | {r['rejected']} | {r['train_unique']} "
-        f"| {r['train']} | {r['val']} |\n"
-        for r in rows
-    )
-    return "### SFT conversation mixture\n\n" + head + body
+        return [Mixture(CONVERSATIONS, [Source(src.label, src.weight, records(i, src))
+                                        for i, src in enumerate(cfg.sources)])]

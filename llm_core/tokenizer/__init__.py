@@ -12,6 +12,7 @@ Public API (everything else in this package is internal):
     tok.vocab_size, tok.eot_id                      # ints; eot_id is `<|endoftext|>`
     tok.special_ids                                 # {"<|endoftext|>": 0, "<|im_start|>": 1, "<|im_sep|>": 2, ...}
     tok.encode_special("<|im_start|>")              # the single id of a special token
+    tok.has_tools                                   # True when it has the tool tokens (TOOL_TOKENS)
 
     shards = TokenShards(ctx.reader("tokens"))      # a `tokenize` artifact
     shards.files("train"), shards.files("val")      # shard names in stream order
@@ -30,7 +31,16 @@ character-level vocabulary (sorted characters of the text, then the special toke
 """
 
 from llm_core.tokenizer.artifact import load_tokenizer
-from llm_core.tokenizer.base import ENDOFTEXT, IM_END, IM_SEP, IM_START, SPECIAL_TOKENS, Tokenizer
+from llm_core.tokenizer.base import (
+    ENDOFTEXT,
+    IM_END,
+    IM_SEP,
+    IM_START,
+    SPECIAL_TOKENS,
+    TOOL_DELIMITERS,
+    TOOL_TOKENS,
+    Tokenizer,
+)
 from llm_core.tokenizer.token_shards import TokenShards, token_dtype
 
 __all__ = [
@@ -39,6 +49,8 @@ __all__ = [
     "IM_SEP",
     "IM_START",
     "SPECIAL_TOKENS",
+    "TOOL_DELIMITERS",
+    "TOOL_TOKENS",
     "TokenShards",
     "Tokenizer",
     "load_tokenizer",

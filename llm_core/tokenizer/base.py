@@ -1,9 +1,14 @@
-"""The `Tokenizer` interface every stage uses, and the special tokens of the chat format.
+"""The `Tokenizer` interface every stage uses, and the special tokens of the chat format and of tool calls.
 
 A tokenizer maps text to ids and back. Ordinary text never yields a special id: a special token's string written
 inside user text (say, a user typing "<|im_end|>") is encoded as ordinary text, piece by piece, so only code that
 asks for a special id with `encode_special` can produce one. This is what keeps user input from forging chat
 structure.
+
+Tool tokens (`TOOL_TOKENS`) delimit a tool call inside an assistant turn (`<|python_start|>` code
+`<|python_end|>`, `<|search_start|>` query `<|search_end|>`) and the tool's output that follows it
+(`<|output_start|>` ... `<|output_end|>`). They are optional: a tokenizer trained without them (older artifacts, a
+config that lists only `SPECIAL_TOKENS`) still loads, and tools are then unavailable (`has_tools` is False).
 """
 
 from __future__ import annotations
@@ -16,6 +21,21 @@ IM_START = "<|im_start|>"
 IM_SEP = "<|im_sep|>"
 IM_END = "<|im_end|>"
 SPECIAL_TOKENS: tuple[str, ...] = (ENDOFTEXT, IM_START, IM_SEP, IM_END)
+
+PYTHON_START = "<|python_start|>"
+PYTHON_END = "<|python_end|>"
+SEARCH_START = "<|search_start|>"
+SEARCH_END = "<|search_end|>"
+OUTPUT_START = "<|output_start|>"
+OUTPUT_END = "<|output_end|>"
+TOOL_TOKENS: tuple[str, ...] = (PYTHON_START, PYTHON_END, SEARCH_START, SEARCH_END, OUTPUT_START, OUTPUT_END)
+# A tool is identified by its name; these are the tokens around a call to it.
+TOOL_DELIMITERS: dict[str, tuple[str, str]] = {
+    "python": (PYTHON_START, PYTHON_END),
+    "search": (SEARCH_START, SEARCH_END),
+}
+# What the bpe stage trains with unless its config says otherwise.
+DEFAULT_SPECIAL_TOKENS: tuple[str, ...] = SPECIAL_TOKENS + TOOL_TOKENS
 
 
 class Tokenizer(abc.ABC):
@@ -31,6 +51,11 @@ class Tokenizer(abc.ABC):
     @abc.abstractmethod
     def vocab_size(self) -> int:
         """Number of ids (max id + 1), special tokens included."""
+
+    @property
+    def has_tools(self) -> bool:
+        """Whether every tool token is a special token here (else tools cannot be called nor rendered)."""
+        return all(t in self.special_ids for t in TOOL_TOKENS)
 
     @property
     def eot_id(self) -> int:

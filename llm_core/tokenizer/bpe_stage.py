@@ -21,20 +21,20 @@ import fsspec
 from pydantic import Field, field_validator, model_validator
 
 from llm_core.config import RunConfig, StageConfig
-from llm_core.stage import Stage, StageContext, StageResult
+from llm_core.stage import Input, Stage, StageContext, StageResult
 from llm_core.tokenizer.artifact import save_tokenizer
-from llm_core.tokenizer.base import SPECIAL_TOKENS, Tokenizer
+from llm_core.tokenizer.base import DEFAULT_SPECIAL_TOKENS, SPECIAL_TOKENS, TOOL_TOKENS, Tokenizer
 from llm_core.tokenizer.bpe import BpeTokenizer, train_bpe
 from llm_core.tokenizer.char import CharTokenizer
 from llm_core.tokenizer.reference import bytes_per_token, cl100k_encoding, gpt2_encoding
 from llm_core.tokenizer.sources import (
+    UPSTREAM_DOCUMENTS,
     Document,
     TextSource,
     artifact_documents,
     hash_fraction,
     source_documents,
     sources_digest,
-    upstream_documents,
 )
 
 HELDOUT_SALT = "bpe-heldout"
@@ -45,7 +45,10 @@ WIKITEXT_ARTICLE_RE = re.compile(r"\n(?= = [^=].* = \n)")
 class BpeConfig(StageConfig):
     kind: Literal["bpe", "char"] = "bpe"
     vocab_size: int = Field(8192, ge=260, le=2**20, description="bpe: ids in all, special tokens included")
-    special_tokens: list[str] = Field(default_factory=lambda: list(SPECIAL_TOKENS))
+    special_tokens: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_SPECIAL_TOKENS),
+        description="the chat tokens, then the tool tokens (optional: without them chat tools are unavailable)",
+    )
     max_digits: int = Field(3, ge=1, le=3, description="numbers are split into groups of at most this many digits")
     sources: list[TextSource] = Field(default_factory=list, description="curated text trained on beside documents")
     heldout_fraction: float = Field(0.05, ge=0, lt=1, description="share of documents held back per language")
@@ -65,6 +68,10 @@ class BpeConfig(StageConfig):
             raise ValueError(f"must include {missing} (the chat format's tokens); add others after them")
         if len(set(value)) != len(value):
             raise ValueError("special tokens must be unique")
+        tools = [t for t in TOOL_TOKENS if t in value]
+        if tools and len(tools) != len(TOOL_TOKENS):
+            missing = [t for t in TOOL_TOKENS if t not in value]
+            raise ValueError(f"has some tool tokens but lacks {missing}: list all of {TOOL_TOKENS} or none")
         return value
 
     @model_validator(mode="after")
@@ -230,8 +237,8 @@ class BpeStage(Stage):
     config_model = BpeConfig
     version = "2"
 
-    def input_stages(self, config: Any) -> dict[str, str]:
-        return upstream_documents(config)
+    def input_stages(self, config: BpeConfig) -> dict[str, str | Input]:
+        return {"documents": UPSTREAM_DOCUMENTS}
 
     def key_config(self, ctx_config: BpeConfig, run: RunConfig) -> dict[str, Any]:
         return {**super().key_config(ctx_config, run), "source_digests": sources_digest(ctx_config.sources)}

@@ -20,9 +20,12 @@ import pyarrow.parquet as pq
 from pydantic import Field, field_validator
 
 from llm_core.config import StrictModel
+from llm_core.stage import Input
 from llm_core.store import ArtifactReader
 
 DOCUMENTS_GLOB = "documents/part-*.parquet"
+# The documents a tokenizer stage reads: the filtered ones, else the extracted ones, else none (curated text only).
+UPSTREAM_DOCUMENTS = Input(("filter", "extract"), optional=True)
 UNKNOWN_LANGUAGE = "und"
 
 
@@ -128,16 +131,6 @@ def hash_fraction(text: str, salt: str) -> float:
     """A deterministic number in [0, 1) per (text, salt): the same document always falls on the same side."""
     digest = hashlib.blake2b(text.encode("utf-8", errors="replace"), digest_size=8, person=salt.encode()[:16])
     return int.from_bytes(digest.digest(), "big") / 2**64
-
-
-def upstream_documents(pipeline_config: object) -> dict[str, str]:
-    """`{"documents": stage}` for the first enabled documents stage (filter, else extract), or `{}` if neither is
-    configured and enabled (then only the curated sources are used). Stage names only: no stage module needed."""
-    for stage in ("filter", "extract"):
-        section = getattr(pipeline_config, stage, None)
-        if section is not None and section.enabled:
-            return {"documents": stage}
-    return {}
 
 
 def sources_digest(sources: list[TextSource]) -> dict[str, str]:

@@ -2,7 +2,7 @@
 
 Each input shard (a documents Parquet file, or one curated source) is encoded by a worker into its own train and
 val token streams (`_parts/`), streaming in batches of documents, `<|endoftext|>` after every document. When all
-are done, `finalize` cuts the streams, in plan order, into `shard_tokens`-sized `train/` and `val/` shards and
+are done, `finalize` cuts the streams, in shard order, into `shard_tokens`-sized `train/` and `val/` shards and
 removes `_parts/`. A killed run keeps its finished input shards; a rerun does only the rest.
 
 Split (`split`):
@@ -25,17 +25,17 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from llm_core.config import RunConfig, StageConfig
-from llm_core.stage import ShardedStage, StageContext, StageResult
+from llm_core.stage import Input, ShardedStage, StageContext, StageResult
 from llm_core.stats import Counts
 from llm_core.tokenizer.artifact import load_tokenizer
 from llm_core.tokenizer.base import Tokenizer
 from llm_core.tokenizer.sources import (
     DOCUMENTS_GLOB,
+    UPSTREAM_DOCUMENTS,
     TextSource,
     hash_fraction,
     parquet_documents,
     sources_digest,
-    upstream_documents,
 )
 from llm_core.tokenizer.token_shards import SPLITS, ShardSink, copy_into, part_name, token_dtype
 
@@ -81,13 +81,13 @@ class TokenizeStage(ShardedStage):
     config_model = TokenizeConfig
     version = "1"
 
-    def input_stages(self, config: Any) -> dict[str, str]:
-        return {"tokenizer": "bpe", **upstream_documents(config)}
+    def input_stages(self, config: TokenizeConfig) -> dict[str, str | Input]:
+        return {"tokenizer": "bpe", "documents": UPSTREAM_DOCUMENTS}
 
     def key_config(self, ctx_config: TokenizeConfig, run: RunConfig) -> dict[str, Any]:
         return {**super().key_config(ctx_config, run), "source_digests": sources_digest(ctx_config.sources)}
 
-    def plan(self, ctx: StageContext) -> list[str]:
+    def shard_ids(self, ctx: StageContext) -> list[str]:
         shards = []
         if "documents" in ctx.inputs:
             for name in ctx.reader("documents").files(DOCUMENTS_GLOB):

@@ -1,10 +1,11 @@
 """Training: the generic loop and its parts, and the `pretrain` stage.
 
-    from llm_core.train import Trainer, LoopSettings, CheckpointStore, LRSchedule, build_adamw, init_distributed
+    from llm_core.train import Trainer, LoopSettings, OptimSection, CheckpointStore, init_distributed
 
-- `trainer.py`: `Trainer(model, optimizer, schedule, batches, loss_fn, settings, env, checkpoints, evaluate,
-  on_progress).fit()`: accumulation, clipping, bf16 autocast, compile, DDP, eval and checkpoint cadence, resume.
-- `optim.py`: AdamW with decay/no-decay groups; `LRSchedule` (warmup + cosine or warmup-stable-decay).
+- `trainer.py`: `Trainer(model, optim, batches, loss_fn, settings, env, checkpoints, evaluate, on_progress).fit()`:
+  accumulation, clipping, bf16 autocast, compile, DDP, eval and checkpoint cadence, resume.
+- `optim.py`: the `optim` config section (`OptimSection`) and what it builds: AdamW with decay/no-decay groups,
+  `LRSchedule` (warmup + cosine or warmup-stable-decay).
 - `data.py`: random windows over memory-mapped token shards, per-rank slices of each step's global batch.
 - `checkpoint.py`: checkpoints inside an artifact (`latest.json` last), loaded without unpickling.
 - `distributed.py`: rank/world/device, process group (NCCL/gloo), `launch_torchrun`.
@@ -14,7 +15,7 @@
 
 from llm_core.train.checkpoint import CheckpointStore
 from llm_core.train.distributed import DistEnv, init_distributed, launch_torchrun, shutdown_distributed
-from llm_core.train.optim import LRSchedule, build_adamw
+from llm_core.train.optim import LRSchedule, OptimSection, build_optimizer
 from llm_core.train.trainer import BatchSource, LoopSettings, Trainer, TrainHistory
 
 __all__ = [
@@ -23,9 +24,10 @@ __all__ = [
     "DistEnv",
     "LRSchedule",
     "LoopSettings",
+    "OptimSection",
     "TrainHistory",
     "Trainer",
-    "build_adamw",
+    "build_optimizer",
     "init_distributed",
     "launch_torchrun",
     "shutdown_distributed",

@@ -1,7 +1,9 @@
-"""AdamW with decoupled weight-decay groups, and the learning-rate schedules (warmup + cosine, warmup-stable-decay).
+"""The optimizer of every training stage: its config section (`OptimSection`), AdamW with decoupled weight-decay
+groups, and the learning-rate schedules (warmup + cosine, warmup-stable-decay).
 
 Weight decay applies to matrices (linear weights, embeddings) and not to norm gains, as in nanoGPT.
 A schedule is a pure function of the step, so a resumed run needs no schedule state beyond the step number.
+`build_optimizer` turns a stage's `optim` section into the AdamW and the schedule the training loop runs.
 """
 
 from __future__ import annotations
@@ -12,6 +14,22 @@ from typing import Literal
 
 import torch
 import torch.nn as nn
+from pydantic import Field
+
+from llm_core.config import StrictModel
+
+
+class OptimSection(StrictModel):
+    lr: float = Field(1e-3, gt=0)
+    min_lr: float = Field(1e-4, ge=0)
+    weight_decay: float = Field(0.1, ge=0)
+    beta1: float = Field(0.9, ge=0, lt=1)
+    beta2: float = Field(0.95, ge=0, lt=1)
+    grad_clip: float = Field(1.0, ge=0, description="0 = no clipping")
+    schedule: Literal["cosine", "wsd"] = "cosine"
+    warmup_steps: int = Field(100, ge=0)
+    decay_steps: int | None = Field(None, ge=1, description="cosine: step where min_lr is reached (default: max_steps)")
+    wsd_decay_fraction: float = Field(0.2, gt=0, le=1, description="wsd: share of steps spent decaying")
 
 
 def build_adamw(
@@ -56,3 +74,13 @@ class LRSchedule:
             return self.min_lr
         frac = (step - self.warmup_steps) / max(1, end - self.warmup_steps)
         return self.min_lr + 0.5 * (1.0 + math.cos(math.pi * frac)) * (self.max_lr - self.min_lr)
+
+
+def build_optimizer(
+    model: nn.Module, optim: OptimSection, max_steps: int, device_type: str
+) -> tuple[torch.optim.AdamW, LRSchedule]:
+    """The AdamW and the learning-rate schedule over `max_steps` steps that an `optim` section describes."""
+    optimizer = build_adamw(model, optim.lr, optim.weight_decay, (optim.beta1, optim.beta2), device_type)
+    schedule = LRSchedule(optim.lr, optim.min_lr, optim.warmup_steps, max_steps, optim.schedule, optim.decay_steps,
+                          optim.wsd_decay_fraction)
+    return optimizer, schedule

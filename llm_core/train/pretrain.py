@@ -34,7 +34,6 @@ from llm_core.train.training_stage import RESULT_FILE, TrainingStage
 from llm_core.train.data import RandomWindowBatches, TokenWindows
 from llm_core.train.distributed import DistEnv, init_distributed, launch_torchrun, shutdown_distributed, under_torchrun
 from llm_core.train.evaluation import LMEvaluator, unigram_entropy
-from llm_core.train.optim import LRSchedule, build_adamw
 from llm_core.train.pretrain_config import PretrainConfig
 from llm_core.train.report import eval_table, loss_curve_png
 from llm_core.train.trainer import LoopSettings, Trainer, TrainHistory
@@ -104,18 +103,14 @@ def _pretrain(ctx: StageContext, cfg: PretrainConfig, env: DistEnv) -> None:
         prompts=[tokenizer.encode(p) for p in cfg.sample_prompts], sample_tokens=cfg.sample_tokens,
         stop_token=tokenizer.eot_id, seed=seed,
     )
-    o = cfg.optim
-    optimizer = build_adamw(model, o.lr, o.weight_decay, (o.beta1, o.beta2), env.device.type)
-    schedule = LRSchedule(o.lr, o.min_lr, o.warmup_steps, cfg.max_steps, o.schedule, o.decay_steps,
-                          o.wsd_decay_fraction)
     tokens_per_step = cfg.batch_size * block * grad_accum * env.world_size
     settings = LoopSettings(
-        max_steps=cfg.max_steps, grad_accum=grad_accum, grad_clip=o.grad_clip or None, eval_every=cfg.eval_every,
+        max_steps=cfg.max_steps, grad_accum=grad_accum, eval_every=cfg.eval_every,
         checkpoint_every=cfg.checkpoint_every, log_every=cfg.log_every, seed=seed,
         tokens_per_step=tokens_per_step, compile=cfg.compile, bf16=cfg.bf16,
     )
     checkpoints = CheckpointStore(ctx.writer(), keep=cfg.keep_checkpoints)
-    trainer = Trainer(model, optimizer, schedule, batches, next_token_loss, settings, env, checkpoints,
+    trainer = Trainer(model, cfg.optim, batches, next_token_loss, settings, env, checkpoints,
                       evaluate=evaluator, on_progress=lambda step, total, m: ctx.progress(step, total, **m))
     history = trainer.fit()
     if env.is_main:
@@ -183,7 +178,7 @@ class PretrainStage(TrainingStage):
     version = "1"
     uses_seed = True
 
-    def input_stages(self, config: Any) -> dict[str, str]:
+    def input_stages(self, config: PretrainConfig) -> dict[str, str]:
         return {"tokens": "tokenize", "tokenizer": "bpe"}
 
     def train(self, ctx: StageContext) -> None:

@@ -13,6 +13,7 @@ from pydantic import Field, model_validator
 
 from llm_core.config import StageConfig, StrictModel
 from llm_core.model import GPTConfig
+from llm_core.train.optim import OptimSection
 
 
 class ModelSection(StrictModel):
@@ -43,19 +44,6 @@ class ModelSection(StrictModel):
             tie_embeddings=self.tie_embeddings,
             dropout=self.dropout,
         )
-
-
-class OptimSection(StrictModel):
-    lr: float = Field(1e-3, gt=0)
-    min_lr: float = Field(1e-4, ge=0)
-    weight_decay: float = Field(0.1, ge=0)
-    beta1: float = Field(0.9, ge=0, lt=1)
-    beta2: float = Field(0.95, ge=0, lt=1)
-    grad_clip: float = Field(1.0, ge=0, description="0 = no clipping")
-    schedule: Literal["cosine", "wsd"] = "cosine"
-    warmup_steps: int = Field(100, ge=0)
-    decay_steps: int | None = Field(None, ge=1, description="cosine: step where min_lr is reached (default: max_steps)")
-    wsd_decay_fraction: float = Field(0.2, gt=0, le=1, description="wsd: share of steps spent decaying")
 
 
 class PretrainConfig(StageConfig):

@@ -6,7 +6,8 @@ The loop knows nothing of what it trains on. A caller gives it:
   position it must remember across a restart (random windows remember nothing: they are a function of the step);
 - a loss function `loss_fn(model, batch) -> scalar loss` (pretraining: next-token cross-entropy; SFT: the same on
   assistant tokens only; a reward model: a pairwise loss on its head);
-- an optimizer and an `LRSchedule` (a pure function of the step);
+- an `optim` section (`OptimSection`): the AdamW, its learning-rate schedule (a pure function of the step) and
+  gradient clipping, as every training stage configures them;
 - optionally an `evaluate(model, step) -> metrics` hook, a `CheckpointStore`, and a progress callback.
 
 It does gradient accumulation (no gradient all-reduce until the last micro-step under DDP), gradient clipping,
@@ -34,7 +35,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from llm_core.model import GPT
 from llm_core.train.checkpoint import CheckpointStore
 from llm_core.train.distributed import DistEnv, all_reduce_mean
-from llm_core.train.optim import LRSchedule
+from llm_core.train.optim import OptimSection, build_optimizer
 
 log = logging.getLogger("llm_core.train")
 
@@ -56,7 +57,6 @@ ProgressFn = Callable[[int, int, dict[str, float]], None]
 class LoopSettings:
     max_steps: int
     grad_accum: int = 1
-    grad_clip: float | None = 1.0
     eval_every: int = 0  # 0: evaluate only at the end
     checkpoint_every: int = 0  # 0: only at the end (when a CheckpointStore is given)
     log_every: int = 10
@@ -99,8 +99,7 @@ class Trainer:
     def __init__(
         self,
         model: GPT,
-        optimizer: torch.optim.Optimizer,
-        schedule: LRSchedule,
+        optim: OptimSection,
         batches: BatchSource,
         loss_fn: LossFn,
         settings: LoopSettings,
@@ -109,7 +108,8 @@ class Trainer:
         evaluate: EvalFn | None = None,
         on_progress: ProgressFn | None = None,
     ):
-        self.model, self.optimizer, self.schedule = model, optimizer, schedule
+        self.model, self.grad_clip = model, optim.grad_clip
+        self.optimizer, self.schedule = build_optimizer(model, optim, settings.max_steps, env.device.type)
         self.batches, self.loss_fn, self.settings, self.env = batches, loss_fn, settings, env
         self.checkpoints, self.evaluate, self.on_progress = checkpoints, evaluate, on_progress
         self.history = TrainHistory()
@@ -169,8 +169,8 @@ class Trainer:
                     loss = self.loss_fn(self.train_model, batch) / s.grad_accum
                 loss.backward()
             total += loss.detach()
-        if s.grad_clip:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), s.grad_clip)
+        if self.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
