@@ -27,10 +27,11 @@ A stage is a function of (its config, its input artifacts, an output writer) tha
 Two shapes:
 
 - `Stage.run(ctx)`: one piece of work (training, a tokenizer).
-- `ShardedStage`: `shard_ids(ctx)` lists shard ids, `run_shard(ctx, shard)` processes one and returns counts,
-  `finalize(ctx, stats)` does any global step (dedup) and builds the result. Each finished shard leaves
-  `_shards/{shard}.json`, so a retried stage skips it; shards run in parallel on a process pool (or, through
-  the tasks layer, as mapped Prefect tasks on Dask/Ray).
+- `ShardedStage`: `shard_ids(ctx)` lists shard ids, `run_shard(ctx, shard)` processes one and returns its stats (an
+  object that adds up, `Counts` unless the stage names its `stats_type`, see `llm_core/stats.py`),
+  `finalize(ctx, stats)` does any global step (dedup) and builds the result from the total. Each finished shard
+  leaves `_shards/{shard}.json` (its stats, as JSON), so a retried stage skips it. Where a shard runs (here, or on
+  this process's pool of `run.workers` processes) is decided in one place, `submit_shard`.
 
 `run_stage` is the Prefect-free driver used by tests and by the tasks layer: cache hit (verified against its
 manifest, see `building`) -> return the manifest, else run, then commit the manifest last.
@@ -43,9 +44,11 @@ import contextlib
 import logging
 import multiprocessing as mp
 import os
+import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Executor, ProcessPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -53,6 +56,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from llm_core.config import RunConfig, StageConfig
 from llm_core.data_files import local_digests
+from llm_core.stats import Counts, ShardStats
 from llm_core.store import ArtifactReader, ArtifactRef, ArtifactStore, ArtifactWriter, Manifest
 
 SHARD_STATS_DIR = "_shards"
@@ -174,13 +178,15 @@ class Stage(abc.ABC):
 class ShardedStage(Stage):
     """A stage whose work splits into independent shards, then an optional global step."""
 
+    stats_type: ClassVar[type[ShardStats]] = Counts
+
     @abc.abstractmethod
     def shard_ids(self, ctx: StageContext) -> list[str]:
         """Shard ids, deterministic for a given input (they name the output files and completion markers)."""
 
     @abc.abstractmethod
-    def run_shard(self, ctx: StageContext, shard: str) -> dict[str, int]:
-        """Process one shard into the artifact; return its counts (summed over shards)."""
+    def run_shard(self, ctx: StageContext, shard: str) -> ShardStats:
+        """Process one shard into the artifact; return its stats (a `stats_type`, added up over shards)."""
 
     def shard_outputs(self, shard: str) -> list[str]:
         """Globs of the files a shard writes under more than one name (rolling files): a shard that was not
@@ -188,64 +194,76 @@ class ShardedStage(Stage):
         Files named by the shard id alone need nothing here: the rerun replaces them atomically."""
         return []
 
-    def finalize(self, ctx: StageContext, stats: dict[str, dict[str, int]]) -> StageResult:
-        return StageResult(counts=sum_counts(stats.values()))
+    def total(self, stats: dict[str, ShardStats]) -> ShardStats:
+        """The sum of the shards' stats."""
+        return sum(stats.values(), self.stats_type())
+
+    def finalize(self, ctx: StageContext, stats: dict[str, ShardStats]) -> StageResult:
+        return StageResult(counts=self.total(stats).to_manifest())
 
     def run(self, ctx: StageContext) -> StageResult:
         shards = self.shard_ids(ctx)
-        if len(shards) <= 1 or ctx.workers == 1:
-            stats = {s: process_shard(self, ctx, s) for s in shards}
-        else:
-            with local_pool(min(ctx.workers, len(shards))) as pool:
-                futures = {s: pool.submit(process_shard, self, ctx, s) for s in shards}
-                stats = {}
-                for i, (s, fut) in enumerate(futures.items()):
-                    stats[s] = fut.result()
-                    ctx.progress(i + 1, len(shards))
+        futures = {s: submit_shard(self, ctx, s, len(shards)) for s in shards}
+        stats = {}
+        try:
+            for i, (s, fut) in enumerate(futures.items()):
+                stats[s] = fut.result()
+                ctx.progress(i + 1, len(shards))
+        except BaseException:
+            wait(futures.values())  # the other shards finish (or fail) first, so a retry finds what they did
+            raise
         return self.finalize(ctx, stats)
-
-
-def sum_counts(stats: Iterable[dict[str, int]]) -> dict[str, int]:
-    total: dict[str, int] = {}
-    for s in stats:
-        for k, v in s.items():
-            total[k] = total.get(k, 0) + v
-    return total
 
 
 def shard_stats_name(shard: str) -> str:
     return f"{SHARD_STATS_DIR}/{shard}.json"
 
 
-def process_shard(stage: ShardedStage, ctx: StageContext, shard: str) -> dict[str, int]:
-    """Run one shard unless a previous attempt finished it; its stats file is its completion marker."""
+def process_shard(stage: ShardedStage, ctx: StageContext, shard: str) -> ShardStats:
+    """Run one shard unless a previous attempt finished it; its stats file is its completion marker (a marker
+    without `stats`, from an older version of the framework, is redone)."""
     writer = ctx.writer()
     marker = shard_stats_name(shard)
-    if writer.exists(marker):
-        return writer.read_json(marker)["counts"]
+    if writer.exists(marker) and "stats" in (done := writer.read_json(marker)):
+        return stage.stats_type.from_json(done["stats"])
     for pattern in stage.shard_outputs(shard):
         for name in writer.files(pattern):
             writer.remove(name)
-    counts = stage.run_shard(ctx, shard)
-    writer.write_json(marker, {"shard": shard, "counts": counts})
-    return counts
+    stats = stage.run_shard(ctx, shard)
+    writer.write_json(marker, {"shard": shard, "stats": stats.to_json()})
+    return stats
 
 
-def local_pool(workers: int) -> Executor:
-    """A process pool for CPU-bound per-shard work. forkserver: safe beside threads (Prefect, torch)."""
-    return ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("forkserver"))
+def submit_shard(stage: ShardedStage, ctx: StageContext, shard: str, shards: int) -> Future[ShardStats]:
+    """Start one of `shards` shards where it runs; the one place that decides it:
+
+    - `run.task_runner: threads` (shard tasks are threads of this process; also the Prefect-free `run`) and more
+      than one shard and worker: on this process's pool of `run.workers` processes;
+    - otherwise (one shard or worker; other runners, processes, Dask or Ray, whose workers are the fan-out): right
+      here, where its task runs. Run here, the shard is done (or has raised) when this returns."""
+    if ctx.run.task_runner == "threads" and min(ctx.workers, shards) > 1:
+        return _submit_to_pool(ctx.workers, stage, ctx, shard)
+    done: Future[ShardStats] = Future()
+    done.set_result(process_shard(stage, ctx, shard))
+    return done
 
 
-_shared_pools: dict[int, ProcessPoolExecutor] = {}
+_pools: dict[int, ProcessPoolExecutor] = {}
+_pools_lock = threading.Lock()
 
 
-def run_shard_in_shared_pool(stage: ShardedStage, ctx: StageContext, shard: str) -> dict[str, int]:
-    """`process_shard` on a long-lived process pool of `ctx.workers` processes, shared by concurrent callers
-    (the orchestrator's shard tasks are threads); a pool broken by a dead worker is replaced on the next call."""
-    pool = _shared_pools.get(ctx.workers)
-    if pool is None or getattr(pool, "_broken", False):
-        pool = _shared_pools[ctx.workers] = local_pool(ctx.workers)  # type: ignore[assignment]
-    return pool.submit(process_shard, stage, ctx, shard).result()
+def _submit_to_pool(processes: int, stage: ShardedStage, ctx: StageContext, shard: str) -> Future[ShardStats]:
+    """`process_shard` on a long-lived pool of `processes` processes (forkserver: safe beside threads, Prefect's
+    and torch's), shared by concurrent callers; a pool broken by a dead worker is replaced."""
+    with _pools_lock:
+        pool = _pools.get(processes)
+        if pool is not None:
+            try:
+                return pool.submit(process_shard, stage, ctx, shard)
+            except BrokenProcessPool:  # a worker died under an earlier shard (killed, out of memory): start afresh
+                pass
+        pool = _pools[processes] = ProcessPoolExecutor(processes, mp_context=mp.get_context("forkserver"))
+        return pool.submit(process_shard, stage, ctx, shard)
 
 
 @contextlib.contextmanager

@@ -9,7 +9,7 @@ from llm_core.config import ConfigError, RunConfig
 
 
 def make_task_runner(run: RunConfig) -> TaskRunner:
-    """threads: shard tasks are threads that hand the CPU work to llm_core's process pool (the fast local default);
+    """threads: shard tasks are threads (llm_core hands their CPU work to its process pool: the fast local default);
     processes: Prefect's own process pool; dask / ray: a cluster at `task_runner_address` or a local one."""
     workers = run.workers or None
     if run.task_runner == "threads":
@@ -18,15 +18,11 @@ def make_task_runner(run: RunConfig) -> TaskRunner:
         return ProcessPoolTaskRunner(max_workers=workers)
     if run.task_runner == "dask":
         try:
-            import dask
             from prefect_dask import DaskTaskRunner
         except ImportError as e:
             raise ConfigError("run.task_runner=dask needs prefect-dask: pip install 'llm-pipeline[dask]'") from e
         if run.task_runner_address:
             return DaskTaskRunner(address=run.task_runner_address)
-        # Shards may start processes of their own (extract bounds each page's parse in a child process when it is
-        # not on a main thread), which daemonic worker processes cannot: start the local workers non-daemonic.
-        dask.config.set({"distributed.worker.daemon": False})
         return DaskTaskRunner(cluster_kwargs={"n_workers": workers or 2, "threads_per_worker": 1,
                                               "env": {"PREFECT_API_URL": current_api_url()}})
     try:
@@ -41,8 +37,3 @@ def current_api_url() -> str:
     workers then share instead of each starting a temporary server of their own (tens of seconds each)."""
     with get_client(sync_client=True) as client:
         return str(client.api_url)
-
-
-def runs_shards_in_local_pool(run: RunConfig) -> bool:
-    """With the thread runner, shard tasks delegate CPU work to a process pool owned by this process."""
-    return run.task_runner == "threads"

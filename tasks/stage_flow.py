@@ -3,8 +3,9 @@
 `stage_flow(ctx)` is a subflow named after the stage:
 - cache hit (the artifact's manifest exists and its files pass `run.verify`; if they do not, it is moved aside and
   rebuilt): returns at once, in a state named `Cached`, and says so in the UI;
-- a sharded stage: one `shard` task per shard, `.map`ped on the configured task runner, each with retries; finished
-  shards are skipped on a retry (their completion markers are in the artifact), then `finalize` commits;
+- a sharded stage: one `shard` task per shard, `.map`ped on the configured task runner, each with retries (where
+  inside the task the shard's work runs is llm_core's choice, `submit_shard`); finished shards are skipped on a
+  retry (their completion markers are in the artifact), then `finalize` commits;
 - any other stage: one `run` task with retries (training resumes from its last checkpoint inside the artifact).
 Every commit publishes the stage's counts table, tables, plots and markdown summary as Prefect artifacts of the
 stage's own run. While a stage works, its progress (training steps with the latest loss; shards done with records/s)
@@ -26,27 +27,25 @@ from llm_core.stage import (
     add_progress_listener,
     building,
     commit_stage,
-    process_shard,
     remove_progress_listener,
-    run_shard_in_shared_pool,
+    submit_shard,
 )
+from llm_core.stats import ShardStats
 from llm_core.store import ArtifactRef
 from tasks.publish import ProgressArtifact, RunLogBridge, publish_manifest
 from tasks.rank_forms import asks_people_in_forms, rank_with_forms
-from tasks.runners import make_task_runner, runs_shards_in_local_pool
+from tasks.runners import make_task_runner
 
 
 @task(name="shard", task_run_name="{ctx.stage}:{shard}")
-def shard_task(ctx: StageContext, shard: str) -> dict[str, int]:
+def shard_task(ctx: StageContext, shard: str, shards: int) -> ShardStats:
     stage = STAGES[ctx.stage]
     assert isinstance(stage, ShardedStage)
-    if runs_shards_in_local_pool(ctx.run) and ctx.workers > 1:
-        return run_shard_in_shared_pool(stage, ctx, shard)
-    return process_shard(stage, ctx, shard)
+    return submit_shard(stage, ctx, shard, shards).result()
 
 
 @task(name="finalize", task_run_name="{ctx.stage}:finalize")
-def finalize_task(ctx: StageContext, stats: dict[str, dict[str, int]], started: float) -> ArtifactRef:
+def finalize_task(ctx: StageContext, stats: dict[str, ShardStats], started: float) -> ArtifactRef:
     stage = STAGES[ctx.stage]
     assert isinstance(stage, ShardedStage)
     result = stage.finalize(ctx, stats)
@@ -75,21 +74,20 @@ def _commit_and_publish(ctx: StageContext, result, seconds: float) -> ArtifactRe
     return ctx.output
 
 
-def _run_shards(ctx: StageContext, shards: list[str], retry: dict) -> dict[str, dict[str, int]]:
-    """Map the shard tasks and report progress as each finishes: shards done / total, and records/s (the first
-    count of each shard, e.g. records read or documents in)."""
+def _run_shards(ctx: StageContext, shards: list[str], retry: dict) -> dict[str, ShardStats]:
+    """Map the shard tasks and report progress as each finishes: shards done / total, and records/s (what each
+    shard's stats say it read)."""
     progress = ProgressArtifact(ctx.stage)
     add_progress_listener(progress)
     started, records = time.perf_counter(), 0
     try:
         with RunLogBridge():
-            futures = shard_task.with_options(**retry).map(unmapped(ctx), shards)
+            futures = shard_task.with_options(**retry).map(unmapped(ctx), shards, unmapped(len(shards)))
             shard_of = {f.task_run_id: s for f, s in zip(futures, shards)}
-            stats: dict[str, dict[str, int]] = {}
+            stats: dict[str, ShardStats] = {}
             for future in as_completed(list(futures)):
-                counts = future.result()
-                stats[shard_of[future.task_run_id]] = counts
-                records += next(iter(counts.values()), 0)
+                done = stats[shard_of[future.task_run_id]] = future.result()
+                records += done.records()
                 elapsed = max(time.perf_counter() - started, 1e-9)
                 ctx.progress(len(stats), len(shards), records_per_s=records / elapsed)
     finally:

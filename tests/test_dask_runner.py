@@ -23,9 +23,9 @@ WALL_CLOCK_COLUMNS = {"extracted_at"}  # when a row was made, not what it holds
 
 
 def without_timings(value):
-    """A JSON value less the time measurements in it (`seconds`; `filter.NAME.us` microseconds in shard stats)."""
+    """A JSON value less the time measurements in it (`seconds`)."""
     if isinstance(value, dict):
-        return {k: without_timings(v) for k, v in value.items() if k != "seconds" and not k.endswith(".us")}
+        return {k: without_timings(v) for k, v in value.items() if k != "seconds"}
     if isinstance(value, list):
         return [without_timings(v) for v in value]
     return value

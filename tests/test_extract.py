@@ -4,6 +4,7 @@ reason, curated documents passed through, counts that add up, and resume after a
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from llm_core.config import RunConfig
 from llm_core.extract import ExtractConfig, ExtractStage
 from llm_core.extract.page import PageExtractor, is_boilerplate_only
+from llm_core.extract.timeout import DocumentTimeout, time_limit
 from llm_core.schemas import DOCUMENTS, RAW_PAGES
 from llm_core.stage import StageContext, run_stage
 from llm_core.store import ArtifactStore, ParquetShardWriter
@@ -200,7 +202,9 @@ def test_every_rejection_reason_is_counted(tmp_path, data_dir):
     assert {r["reason"]: r["records"] for r in manifest.extra["tables"]["rejected_by_reason"]}["extract:empty"] == 2
 
 
-def test_a_page_that_hangs_is_interrupted(tmp_path, data_dir, monkeypatch):
+@pytest.mark.parametrize("on_thread", [False, True], ids=["main-thread", "thread"])
+def test_a_page_that_hangs_is_interrupted(tmp_path, data_dir, monkeypatch, on_thread):
+    """Also on a thread that is not a process's main thread, as when a thread or Dask task runs the shard."""
     real_extract = PageExtractor.extract
 
     def hang_on_slow_pages(self, html, url):
@@ -213,13 +217,57 @@ def test_a_page_that_hangs_is_interrupted(tmp_path, data_dir, monkeypatch):
     good = html_page(data_dir, "en", "about.html")
     pages_ref = crawl_artifact(tmp_path, {"t-0000": [page("http://x/slow", good["body"]), good]})
     t0 = time.perf_counter()
-    manifest, reader = run_extract(tmp_path, pages_ref, timeout_s=0.5)
+    if on_thread:
+        with ThreadPoolExecutor(1) as pool:
+            manifest, reader = pool.submit(run_extract, tmp_path, pages_ref, timeout_s=0.5).result()
+    else:
+        manifest, reader = run_extract(tmp_path, pages_ref, timeout_s=0.5)
 
     assert time.perf_counter() - t0 < 60
     assert manifest.counts["rejected:extract:timeout"] == 1 and manifest.counts["kept"] == 1
     (rejected,) = rows(reader, "rejected/*.parquet")
     assert rejected["url"] == "http://x/slow" and rejected["reason"] == "extract:timeout"
     assert "These documents are generated from reStructuredText" in rows(reader, "documents/*.parquet")[0]["text"]
+
+
+def _race_bounds(blocks: int) -> None:
+    """Blocks that take as long as their bound: many bounds run out just as their block ends."""
+    for i in range(blocks):
+        bound = 0.0001 * (1 + i % 5)
+        try:
+            with time_limit(bound):
+                end = time.perf_counter() + bound
+                while time.perf_counter() < end:
+                    pass
+        except DocumentTimeout:
+            pass
+
+
+def _spin_past(bound: float) -> str:
+    try:
+        with time_limit(bound):
+            while True:
+                pass
+    except DocumentTimeout:
+        return "interrupted"
+
+
+def test_bounds_that_run_out_as_their_blocks_end_leave_nothing_behind():
+    """Each bound either interrupts its block (the exception leaves `time_limit`) or is gone: none surfaces later,
+    and no thread is left holding the watchdog (later bounds, on any thread, still work)."""
+    racers = [threading.Thread(target=_race_bounds, args=(1500,), daemon=True) for _ in range(2)]
+    for racer in racers:
+        racer.start()
+    for racer in racers:
+        racer.join(60)
+    assert not any(racer.is_alive() for racer in racers), "a thread is stuck waiting for the watchdog"
+    for _ in range(100_000):  # a pending exception would be raised in this loop
+        pass
+    outcome: list[str] = []
+    spinner = threading.Thread(target=lambda: outcome.append(_spin_past(0.2)), daemon=True)
+    spinner.start()
+    spinner.join(30)
+    assert outcome == ["interrupted"]
 
 
 def test_curated_documents_pass_through_unchanged(tmp_path, data_dir):
@@ -273,8 +321,8 @@ def test_resume_after_a_crash_redoes_only_unfinished_shards(tmp_path, data_dir, 
     assert _shard_outputs(reader) == _shard_outputs(reference)
 
 
-def test_runs_from_a_thread_where_signals_cannot_interrupt(tmp_path, data_dir):
-    """A thread task runner calls the stage off the main thread: the shard moves to a child process."""
+def test_runs_from_a_thread(tmp_path, data_dir):
+    """A thread task runner calls the stage off the main thread: it runs there, time bound included."""
     pages_ref = crawl_artifact(tmp_path, {"t-0000": [html_page(data_dir, "en", "about.html")]})
     with ThreadPoolExecutor(1) as pool:
         manifest, reader = pool.submit(run_extract, tmp_path, pages_ref).result()

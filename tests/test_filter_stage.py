@@ -19,7 +19,7 @@ import pytest
 import trafilatura
 
 from llm_core.config import ConfigError, RunConfig
-from llm_core.filters.stage import FilterConfig, FilterStage, reason_group
+from llm_core.filters.stage import FILTERS, FilterConfig, FilterStage, filter_sections, reason_group
 from llm_core.pipeline import plan
 from llm_core.pipeline_config import load_config
 from llm_core.schemas import DOCUMENTS
@@ -227,6 +227,11 @@ def test_disabled_filters_and_dedup_keep_everything_valid(tmp_path, pages):
     kept, rejected = read_output(root)
     assert [d["text"] for d in kept] == [d["text"] for d in pages[:5]] and not rejected
     assert manifest.extra["tables"]["filters"] == []
+
+
+def test_config_has_one_section_per_filter_in_run_order():
+    assert list(FilterConfig.model_fields) == ["enabled", *(f.name for f in FILTERS), "dedup"]
+    assert all(type(settings) is f.config_model for f, settings in filter_sections(FilterConfig()))
 
 
 def test_stage_is_planned_after_extract_and_bad_config_names_the_key():

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
 
 import pytest
 import trafilatura
 
-from llm_core.filters.base import Document, FilterStats
+from llm_core.filters.base import Document, FilterShardStats, FilterStats
 from llm_core.filters.c4 import C4Config, C4QualityFilter
 from llm_core.filters.fineweb import FineWebConfig, FineWebQualityFilter
 from llm_core.filters.gopher import (
@@ -218,9 +219,18 @@ def test_filter_errors_drop_the_document_with_the_error_named(url_filter):
     assert broken.stats.dropped == {"error:ValueError": 1}
 
 
-def test_stats_merge_and_round_trip_through_counts():
+def test_stats_add_up_and_round_trip_through_json():
     a = FilterStats(input=3, kept=2, dropped={"x": 1}, seconds=0.5)
     b = FilterStats(input=2, kept=0, dropped={"x": 1, "y": 1}, seconds=0.25)
-    merged = a.merge(b)
+    merged = a + b
     assert merged == FilterStats(input=5, kept=2, dropped={"x": 2, "y": 1}, seconds=0.75)
-    assert FilterStats.from_counts("f", merged.to_counts("f")) == merged
+    assert a == FilterStats(input=3, kept=2, dropped={"x": 1}, seconds=0.5), "adding leaves the terms alone"
+    assert FilterStats.from_json(json.loads(json.dumps(merged.to_json()))) == merged
+
+    one = FilterShardStats(input=4, kept_before_dedup=2, filters={"url": a})
+    two = FilterShardStats(input=3, kept_before_dedup=0, filters={"url": b, "c4": FilterStats(input=1, kept=1)})
+    total = sum([one, two], FilterShardStats())
+    assert total == FilterShardStats(input=7, kept_before_dedup=2, filters={"url": merged, "c4": FilterStats(1, 1)})
+    assert FilterShardStats.from_json(json.loads(json.dumps(total.to_json()))) == total
+    assert total.to_manifest() == {"filter.url.input": 5, "filter.url.kept": 2, "filter.url.dropped.x": 2,
+                                   "filter.url.dropped.y": 1, "filter.c4.input": 1, "filter.c4.kept": 1}

@@ -3,13 +3,17 @@ crash, cache hits, and the same behaviour through the Prefect stage flow."""
 
 from __future__ import annotations
 
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import ClassVar
 
 import pytest
 
 from llm_core.config import RunConfig, StageConfig
 from llm_core.registry import STAGES
-from llm_core.stage import ShardedStage, StageContext, StageResult, run_stage
+from llm_core.stage import ShardedStage, StageContext, StageResult, run_stage, submit_shard
+from llm_core.stats import Counts
 from llm_core.store import ArtifactStore, artifact_key
 
 
@@ -27,26 +31,36 @@ class LineCountStage(ShardedStage):
     def shard_ids(self, ctx: StageContext) -> list[str]:
         return [f"part-{i:05d}" for i in range(len(ctx.config.files))]
 
-    def run_shard(self, ctx: StageContext, shard: str) -> dict[str, int]:
+    def run_shard(self, ctx: StageContext, shard: str) -> Counts:
         if shard == ctx.config.fail_on:
             raise RuntimeError(f"simulated crash in {shard}")
         path = ctx.config.files[int(shard.split("-")[1])]
         with open(path, encoding="utf-8") as f:
             lines = sum(1 for _ in f)
         ctx.writer().write_json(f"lines/{shard}.json", {"file": path, "lines": lines})
-        return {"files": 1, "lines": lines}
+        return Counts(files=1, lines=lines)
 
-    def finalize(self, ctx: StageContext, stats: dict[str, dict[str, int]]) -> StageResult:
+    def finalize(self, ctx: StageContext, stats: dict[str, Counts]) -> StageResult:
         result = super().finalize(ctx, stats)
         result.tables["per_shard"] = [{"shard": s, **c} for s, c in sorted(stats.items())]
         return result
 
 
-def _context(tmp_path, data_dir, workers=1, **cfg) -> StageContext:
+class WhereStage(LineCountStage):
+    """Records where each shard ran: the process, and whether on its main thread."""
+
+    def run_shard(self, ctx: StageContext, shard: str) -> Counts:
+        on_main = threading.current_thread() is threading.main_thread()
+        ctx.writer().write_json(f"where/{shard}.json", {"pid": os.getpid(), "main_thread": on_main})
+        return Counts(shards=1)
+
+
+def _context(tmp_path, data_dir, workers=1, task_runner="threads", **cfg) -> StageContext:
     files = [str(data_dir / "tinyshakespeare/input.txt"), str(data_dir / "wikitext2/valid.txt"),
              str(data_dir / "chinese_text/fortunes_zh_tang300.txt")]
     config = LineCountConfig(files=files, **cfg)
-    run = RunConfig(artifact_root=str(tmp_path / "artifacts"), workers=workers, retries=0, retry_delay_s=0)
+    run = RunConfig(artifact_root=str(tmp_path / "artifacts"), workers=workers, task_runner=task_runner, retries=0,
+                    retry_delay_s=0)
     store = ArtifactStore(run.artifact_root)
     key = artifact_key("line_count", config.key_config(), {}, "1")
     return StageContext(stage="line_count", config=config, run=run, inputs={}, output=store.ref("line_count", key))
@@ -85,6 +99,25 @@ def test_crash_then_retry_skips_finished_shards(tmp_path, data_dir):
     assert {n: e.sha256 for n, e in manifest.files.items() if n.startswith("lines/")} == {
         n: e.sha256 for n, e in clean.files.items() if n.startswith("lines/")
     }
+
+
+def test_one_function_decides_where_a_shard_runs(tmp_path, data_dir):
+    def where(stage, task_runner, workers, shards, in_thread=False) -> tuple[bool, bool]:
+        """(ran in this process, ran on a main thread) for one shard submitted as the tasks layer does."""
+        ctx = _context(tmp_path, data_dir, workers=workers, task_runner=task_runner)
+        shard = f"{type(stage).__name__}-{task_runner}-{workers}-{shards}-{in_thread}"
+        if in_thread:
+            with ThreadPoolExecutor(1) as thread:
+                thread.submit(lambda: submit_shard(stage, ctx, shard, shards).result()).result()
+        else:
+            submit_shard(stage, ctx, shard, shards).result()
+        ran = ctx.writer().read_json(f"where/{shard}.json")
+        return ran["pid"] == os.getpid(), ran["main_thread"]
+
+    assert where(WhereStage(), "threads", 2, 3) == (False, True), "several shards and workers: the process pool"
+    assert where(WhereStage(), "threads", 2, 1) == (True, True), "one shard: here"
+    assert where(WhereStage(), "threads", 1, 3, in_thread=True) == (True, False), "one worker: here, in the thread"
+    assert where(WhereStage(), "dask", 2, 3, in_thread=True) == (True, False), "a cluster runner is the fan-out"
 
 
 def ctx_committed(ctx: StageContext) -> bool:

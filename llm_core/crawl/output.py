@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from llm_core.crawl.warc_reader import Page, Skip
 from llm_core.schemas import DOCUMENTS, RAW_PAGES, REJECTED
+from llm_core.stats import Counts, ReasonCounts
 from llm_core.store import ArtifactWriter, ParquetShardWriter
 
 
@@ -52,6 +53,12 @@ class RollingParquet:
             self._current = None
 
 
+class CrawlStats(ReasonCounts):
+    """A crawl shard's counters; records set aside are `skipped:<reason>` in the manifest."""
+
+    reason_key = "skipped"
+
+
 class ShardOutput:
     """The pages, documents and skipped records of one shard, with counts. Use as a context manager: on an
     exception, files not yet complete are discarded (the shard is redone on retry)."""
@@ -61,6 +68,7 @@ class ShardOutput:
         self._documents = RollingParquet(writer, f"documents/{shard}", DOCUMENTS, rows_per_file)
         self._skipped = RollingParquet(writer, f"skipped/{shard}", REJECTED, rows_per_file)
         self.counts: Counter[str] = Counter()
+        self.reasons: Counter[str] = Counter()  # skip reason -> records
 
     def page(self, page: Page) -> None:
         self._pages.write(page.row())
@@ -85,7 +93,8 @@ class ShardOutput:
                 "detail": skip.detail,
             }
         )
-        self.counts.update({"records": 1, "skipped": 1, f"skipped:{skip.reason}": 1})
+        self.counts.update(records=1, skipped=1)
+        self.reasons[skip.reason] += 1
 
     def add(self, item: Page | Skip, source: str) -> None:
         if isinstance(item, Page):
@@ -106,5 +115,5 @@ class ShardOutput:
             else:
                 part.abort(exc)
 
-    def result(self) -> dict[str, int]:
-        return dict(self.counts)
+    def result(self) -> CrawlStats:
+        return CrawlStats(Counts(self.counts), Counts(self.reasons))

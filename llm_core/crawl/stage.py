@@ -29,11 +29,11 @@ from llm_core.crawl.config import CrawlConfig
 from llm_core.crawl.live import SOURCE as LIVE_SOURCE
 from llm_core.crawl.live import LiveCrawler
 from llm_core.crawl.local import read_html_files, read_text_dataset
-from llm_core.crawl.output import ShardOutput
+from llm_core.crawl.output import CrawlStats, ShardOutput
 from llm_core.crawl.sources import local_inputs, plan_shards, warc_source_label
 from llm_core.crawl.warc_reader import Skip, read_archive
 from llm_core.crawl.warc_writer import WarcFiles
-from llm_core.stage import ShardedStage, StageContext, StageResult, sum_counts
+from llm_core.stage import ShardedStage, StageContext, StageResult
 
 SOURCES_FILE = "sources.json"
 LAYOUT = {
@@ -48,6 +48,7 @@ class CrawlStage(ShardedStage):
     name = "crawl"
     config_model = CrawlConfig
     version = "3"  # 2: raw pages carry `truncated`; 3: live-crawl WARC files named by shard id
+    stats_type = CrawlStats
 
     def data_paths(self, ctx_config: CrawlConfig) -> list[str]:
         """Local WARC files and HTML folders are fingerprinted; remote inputs (http, s3, a Common Crawl listing) are
@@ -77,7 +78,7 @@ class CrawlStage(ShardedStage):
     def shard_outputs(self, shard: str) -> list[str]:
         return [f"{folder}/{shard}-*" for folder in ("pages", "documents", "skipped", "warc")]
 
-    def run_shard(self, ctx: StageContext, shard: str) -> dict[str, int]:
+    def run_shard(self, ctx: StageContext, shard: str) -> CrawlStats:
         spec = next(s for s in self._shards(ctx) if s["id"] == shard)
         config: CrawlConfig = ctx.config
         with ShardOutput(ctx.writer(), shard, config.records_per_shard) as out:
@@ -124,18 +125,16 @@ class CrawlStage(ShardedStage):
                 out.add(item, LIVE_SOURCE)
 
     # -- summary
-    def finalize(self, ctx: StageContext, stats: dict[str, dict[str, int]]) -> StageResult:
-        counts = sum_counts(stats.values())
+    def finalize(self, ctx: StageContext, stats: dict[str, CrawlStats]) -> StageResult:
+        total = self.total(stats)
+        counts = total.to_manifest()
         records, skipped = counts.get("records", 0), counts.get("skipped", 0)
         kept = counts.get("pages", 0) + counts.get("documents", 0)
         if kept + skipped != records:
             raise RuntimeError(f"crawl accounting broken: {kept} kept + {skipped} skipped != {records} records")
-        reasons = sorted(
-            ((k.removeprefix("skipped:"), v) for k, v in counts.items() if k.startswith("skipped:")),
-            key=lambda kv: (-kv[1], kv[0]),
-        )
+        reasons = sorted(total.reasons.items(), key=lambda kv: (-kv[1], kv[0]))
         columns = ("records", "pages", "documents", "skipped")
-        shard_rows = [{"shard": shard, **{k: c.get(k, 0) for k in columns}} for shard, c in stats.items()]
+        shard_rows = [{"shard": shard, **{k: c.counts.get(k, 0) for k in columns}} for shard, c in stats.items()]
         markdown = "\n".join(
             [
                 f"**crawl**: {records} records seen, {counts.get('pages', 0)} raw pages, "

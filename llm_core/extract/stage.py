@@ -13,9 +13,8 @@ table of the result maps each to its input file):
   the crawl kept only the first part of a page, `truncated`).
 
 Every shard checks `kept + rejected = input` and so does the total. Records are streamed in batches of
-`batch_rows`; nothing holds a whole shard. Shards run on the process pool of `ShardedStage`; the per-document
-time bound needs a process's main thread (SIGALRM, see `timeout.py`), so when the stage runs inside a thread
-(a thread task runner) a shard is processed in a one-process pool instead.
+`batch_rows`; nothing holds a whole shard. Each document's extraction is bounded in time (`timeout.py`), on whatever
+thread the shard runs.
 """
 
 from __future__ import annotations
@@ -26,9 +25,9 @@ from typing import Any
 
 from llm_core.extract.config import ExtractConfig
 from llm_core.extract.page import Extracted, PageExtractor, Rejection, doc_id
-from llm_core.extract.timeout import can_interrupt
 from llm_core.schemas import DOCUMENTS, REJECTED
-from llm_core.stage import ShardedStage, StageContext, StageResult, local_pool, sum_counts
+from llm_core.stage import ShardedStage, StageContext, StageResult
+from llm_core.stats import Counts, ReasonCounts
 from llm_core.store import ArtifactReader, ParquetShardWriter
 
 INPUT = "pages"
@@ -64,6 +63,7 @@ class ExtractStage(ShardedStage):
     name = "extract"
     config_model = ExtractConfig
     version = "2"
+    stats_type = ReasonCounts
 
     def input_stages(self, config: ExtractConfig) -> dict[str, str]:
         return {INPUT: "crawl"}
@@ -71,19 +71,17 @@ class ExtractStage(ShardedStage):
     def shard_ids(self, ctx: StageContext) -> list[str]:
         return list(shard_sources(ctx.reader(INPUT)))
 
-    def run_shard(self, ctx: StageContext, shard: str) -> dict[str, int]:
-        if not can_interrupt():
-            with local_pool(1) as pool:
-                return pool.submit(self.run_shard, ctx, shard).result()
+    def run_shard(self, ctx: StageContext, shard: str) -> ReasonCounts:
         kind, name = shard_sources(ctx.reader(INPUT))[shard]
         if kind == "documents":
-            counts = self._pass_through(ctx, shard, name)
+            stats = self._pass_through(ctx, shard, name)
         else:
-            counts = self._extract(ctx, shard, name)
+            stats = self._extract(ctx, shard, name)
+        counts = stats.counts
         assert counts["kept"] + counts["rejected"] == counts["input"], (
             f"shard {shard}: kept {counts['kept']} + rejected {counts['rejected']} != input {counts['input']}"
         )
-        return counts
+        return stats
 
     def _writers(self, ctx: StageContext, shard: str) -> tuple[ParquetShardWriter, ParquetShardWriter]:
         writer = ctx.writer()
@@ -92,11 +90,12 @@ class ExtractStage(ShardedStage):
             ParquetShardWriter(writer, f"rejected/{shard}.parquet", REJECTED),
         )
 
-    def _extract(self, ctx: StageContext, shard: str, name: str) -> dict[str, int]:
+    def _extract(self, ctx: StageContext, shard: str, name: str) -> ReasonCounts:
         config: ExtractConfig = ctx.config  # type: ignore[assignment]
         extractor = PageExtractor(config)
         now = dt.datetime.now(dt.timezone.utc)
         counts: Counter[str] = Counter(input=0, kept=0, rejected=0, input_bytes=0, text_chars=0)
+        reasons: Counter[str] = Counter()
         docs, rejected = self._writers(ctx, shard)
         with docs, rejected:
             for batch in ctx.reader(INPUT).iter_batches(name, batch_size=config.batch_rows):
@@ -119,11 +118,11 @@ class ExtractStage(ShardedStage):
                         )
                     else:
                         counts["rejected"] += 1
-                        counts[f"rejected:{outcome.reason}"] += 1
+                        reasons[outcome.reason] += 1
                         rejected.write(_rejected_row(page, outcome, now))
-        return dict(counts)
+        return ReasonCounts(Counts(counts), Counts(reasons))
 
-    def _pass_through(self, ctx: StageContext, shard: str, name: str) -> dict[str, int]:
+    def _pass_through(self, ctx: StageContext, shard: str, name: str) -> ReasonCounts:
         config: ExtractConfig = ctx.config  # type: ignore[assignment]
         counts: Counter[str] = Counter(input=0, kept=0, rejected=0, passthrough=0, text_chars=0)
         docs, rejected = self._writers(ctx, shard)
@@ -135,24 +134,22 @@ class ExtractStage(ShardedStage):
                 counts["input"] += batch.num_rows
                 counts["kept"] += batch.num_rows
                 counts["passthrough"] += batch.num_rows
-        return dict(counts)
+        return ReasonCounts(Counts(counts))
 
-    def finalize(self, ctx: StageContext, stats: dict[str, dict[str, int]]) -> StageResult:
-        counts = sum_counts(stats.values())
+    def finalize(self, ctx: StageContext, stats: dict[str, ReasonCounts]) -> StageResult:
+        total = self.total(stats)
+        counts = total.to_manifest()
         for key in ("input", "kept", "rejected"):
             counts.setdefault(key, 0)
         assert counts["kept"] + counts["rejected"] == counts["input"], (
             f"kept {counts['kept']} + rejected {counts['rejected']} != input {counts['input']}"
         )
-        reasons = sorted(
-            ((k.removeprefix("rejected:"), v) for k, v in counts.items() if k.startswith("rejected:")),
-            key=lambda kv: -kv[1],
-        )
+        reasons = sorted(total.reasons.items(), key=lambda kv: -kv[1])
         keep_rate = counts["kept"] / counts["input"] if counts["input"] else 0.0
         table = [{"reason": r, "records": n, "share": round(n / counts["input"], 4)} for r, n in reasons]
         sources = shard_sources(ctx.reader(INPUT))
         per_shard = [
-            {"shard": s, "input_file": sources[s][1], **{k: c.get(k, 0) for k in ("input", "kept", "rejected")}}
+            {"shard": s, "input_file": sources[s][1], **{k: c.counts.get(k, 0) for k in ("input", "kept", "rejected")}}
             for s, c in sorted(stats.items())
         ]
         lines = [

@@ -34,6 +34,7 @@ class C4Config(FilterSettings):
 class C4QualityFilter(DocFilter):
     name = "c4"
     reason_prefix = "quality:c4"
+    config_model = C4Config
 
     def __init__(self, config: C4Config):
         super().__init__()

@@ -27,6 +27,7 @@ class FineWebConfig(FilterSettings):
 class FineWebQualityFilter(DocFilter):
     name = "fineweb"
     reason_prefix = "quality:fineweb"
+    config_model = FineWebConfig
 
     def __init__(self, config: FineWebConfig):
         super().__init__()

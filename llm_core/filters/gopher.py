@@ -44,6 +44,7 @@ class GopherQualityConfig(FilterSettings):
 class GopherQualityFilter(DocFilter):
     name = "gopher_quality"
     reason_prefix = "quality:gopher"
+    config_model = GopherQualityConfig
 
     def __init__(self, config: GopherQualityConfig):
         super().__init__()
@@ -158,6 +159,7 @@ def duplicated_ngram_chars(grams: list[str], n: int) -> int:
 class GopherRepetitionFilter(DocFilter):
     name = "gopher_repetition"
     reason_prefix = "quality:gopher_rep"
+    config_model = GopherRepetitionConfig
 
     def __init__(self, config: GopherRepetitionConfig):
         super().__init__()

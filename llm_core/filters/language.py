@@ -44,12 +44,17 @@ def predict_language(model, text: str) -> tuple[str, float]:
 class LanguageFilter(DocFilter):
     name = "language"
     reason_prefix = "lang"
+    config_model = LanguageFilterConfig
 
     def __init__(self, config: LanguageFilterConfig):
         super().__init__()
         self.config = config
         self.languages = frozenset(config.languages)
         self.model = load_model(config.model_path)
+
+    @classmethod
+    def data_paths(cls, settings: LanguageFilterConfig) -> list[str]:
+        return [settings.model_path]
 
     def filter(self, doc: Document) -> FilterOutcome:
         language, score = predict_language(self.model, doc.text)

@@ -241,6 +241,7 @@ class PIIRedactor(DocFilter):
 
     name = "pii"
     reason_prefix = "pii"
+    config_model = PIIConfig
 
     def __init__(self, config: PIIConfig):
         super().__init__()

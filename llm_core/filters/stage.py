@@ -1,8 +1,8 @@
 """The `filter` stage: documents from `extract` -> kept documents, rejected documents with reasons, stats.
 
-Per shard (same shard ids as the input, in parallel): the enabled filters run in a fixed order (URL, language,
-Gopher repetition, Gopher quality, C4, FineWeb, PII redaction); each document either passes all of them or is
-rejected with the first failing reason. Kept documents, rejected ones and the dedup keys of the kept ones go to
+Per shard (same shard ids as the input, in parallel): the enabled filters run in the order of `FILTERS` (URL,
+language, Gopher repetition, Gopher quality, C4, FineWeb, PII redaction); each document either passes all of them or
+is rejected with the first failing reason. Kept documents, rejected ones and the dedup keys of the kept ones go to
 `_pending/`. Then `finalize` deduplicates across all shards and writes the final files, each once and atomically:
 
     documents/part-NNNNN.parquet   FILTERED_DOCUMENTS: kept documents + language, pii_redactions, quality signals
@@ -26,10 +26,10 @@ import time
 from typing import Any
 
 import pyarrow as pa
-from pydantic import Field, model_validator
+from pydantic import Field, create_model, model_validator
 
 from llm_core.config import StageConfig
-from llm_core.filters.base import DocFilter, Document, FilterSettings, FilterStats
+from llm_core.filters.base import DocFilter, Document, FilterSettings, FilterShardStats, FilterStats
 from llm_core.filters.c4 import C4Config, C4QualityFilter
 from llm_core.filters.dedup import Duplicate, ShardKeys, find_duplicates, shard_keys
 from llm_core.filters.fineweb import FineWebConfig, FineWebQualityFilter
@@ -44,7 +44,7 @@ from llm_core.filters.minhash import MinHasher, exact_key
 from llm_core.filters.pii import PIIConfig, PIIRedactor
 from llm_core.filters.url import URLFilter, URLFilterConfig
 from llm_core.schemas import FILTERED_DOCUMENTS, REJECTED
-from llm_core.stage import ShardedStage, StageContext, StageResult, sum_counts
+from llm_core.stage import ShardedStage, StageContext, StageResult
 from llm_core.store import ArtifactWriter, ParquetShardWriter
 
 PENDING = "_pending"
@@ -72,33 +72,37 @@ class DedupConfig(FilterSettings):
         return self
 
 
-class FilterConfig(StageConfig):
-    """The filters in the order they run; each can be switched off with `enabled: false`."""
+FILTERS: tuple[type[DocFilter], ...] = (
+    URLFilter,
+    LanguageFilter,
+    GopherRepetitionFilter,
+    GopherQualityFilter,
+    C4QualityFilter,
+    FineWebQualityFilter,
+    PIIRedactor,
+)
+"""The per-document filters, in the order they run (to add one, see `filters/base.py`)."""
 
-    url: URLFilterConfig = Field(default_factory=URLFilterConfig)
-    language: LanguageFilterConfig = Field(default_factory=LanguageFilterConfig)
-    gopher_repetition: GopherRepetitionConfig = Field(default_factory=GopherRepetitionConfig)
-    gopher_quality: GopherQualityConfig = Field(default_factory=GopherQualityConfig)
-    c4: C4Config = Field(default_factory=C4Config)
-    fineweb: FineWebConfig = Field(default_factory=FineWebConfig)
-    pii: PIIConfig = Field(default_factory=PIIConfig)
-    dedup: DedupConfig = Field(default_factory=DedupConfig)
+FilterConfig = create_model(
+    "FilterConfig",
+    __base__=StageConfig,
+    __doc__="One section per filter of `FILTERS`, in run order, then `dedup`; each can be switched off with "
+            "`enabled: false`.",
+    __module__=__name__,
+    **{f.name: (f.config_model, Field(default_factory=f.config_model)) for f in FILTERS},
+    dedup=(DedupConfig, Field(default_factory=DedupConfig)),
+)
 
 
-FILTER_CLASSES: dict[str, type[DocFilter]] = {
-    "url": URLFilter,
-    "language": LanguageFilter,
-    "gopher_repetition": GopherRepetitionFilter,
-    "gopher_quality": GopherQualityFilter,
-    "c4": C4QualityFilter,
-    "fineweb": FineWebQualityFilter,
-    "pii": PIIRedactor,
-}
+def filter_sections(config: FilterConfig) -> list[tuple[type[DocFilter], FilterSettings]]:
+    """Each filter of `FILTERS`, in run order, with its section of `config`."""
+    sections = dict(config)
+    return [(f, sections[f.name]) for f in FILTERS]
 
 
 def build_filters(config: FilterConfig) -> list[DocFilter]:
     """The enabled filters, in run order, with fresh stats."""
-    return [cls(getattr(config, name)) for name, cls in FILTER_CLASSES.items() if getattr(config, name).enabled]
+    return [f(settings) for f, settings in filter_sections(config) if settings.enabled]
 
 
 @functools.lru_cache(maxsize=4)
@@ -135,33 +139,34 @@ class FilterStage(ShardedStage):
     name = "filter"
     config_model = FilterConfig
     version = "3"  # 3: dedup/summary.json without its time (now in _timings/)
+    stats_type = FilterShardStats
 
     def input_stages(self, config: FilterConfig) -> dict[str, str]:
         return {"documents": "extract"}
 
     def data_paths(self, ctx_config: FilterConfig) -> list[str]:
-        """The blocklists and the language model, when their filters are on."""
-        return [path for on, path in ((ctx_config.url.enabled, ctx_config.url.blocklist_dir),
-                                      (ctx_config.language.enabled, ctx_config.language.model_path)) if on]
+        """What the enabled filters read (the blocklists, the language model)."""
+        return [path for f, settings in filter_sections(ctx_config) if settings.enabled
+                for path in f.data_paths(settings)]
 
     def shard_ids(self, ctx: StageContext) -> list[str]:
         names = ctx.reader("documents").files("documents/part-*.parquet")
         return [posixpath.basename(n).removesuffix(".parquet") for n in names]
 
     # -- per shard
-    def run_shard(self, ctx: StageContext, shard: str) -> dict[str, int]:
+    def run_shard(self, ctx: StageContext, shard: str) -> FilterShardStats:
         config: FilterConfig = ctx.config
         filters = build_filters(config)
         hasher = minhasher(config.dedup) if config.dedup.enabled else None
         writer = ctx.writer()
         ids, exact, bands = [], [], []
-        counts = {"input": 0, "kept_before_dedup": 0}
+        stats = FilterShardStats(filters={f.name: f.stats for f in filters})
         with (
             ParquetShardWriter(writer, f"{PENDING}/documents/{shard}.parquet", FILTERED_DOCUMENTS) as kept,
             ParquetShardWriter(writer, f"{PENDING}/rejected/{shard}.parquet", REJECTED) as rejected,
         ):
             for row in ctx.reader("documents").iter_rows(f"documents/{shard}.parquet"):
-                counts["input"] += 1
+                stats.input += 1
                 doc = _read_document(row)
                 if doc is None:
                     rejected.write(rejected_row(row, "input:invalid", "doc_id and text must be strings"))
@@ -171,7 +176,7 @@ class FilterStage(ShardedStage):
                     rejected.write({**doc.document_row(), "reason": reason, "detail": _doc_detail(doc)})
                     continue
                 kept.write(doc.filtered_row())
-                counts["kept_before_dedup"] += 1
+                stats.kept_before_dedup += 1
                 if hasher is not None:
                     ids.append(doc.doc_id)
                     exact.append(exact_key(doc.text))
@@ -179,31 +184,31 @@ class FilterStage(ShardedStage):
             if hasher is not None:
                 keys = shard_keys(ids, exact, bands, config.dedup.bands)
                 writer.write_bytes(f"{PENDING}/keys/{shard}.npz", keys.to_bytes())
-        for f in filters:
-            counts.update(f.stats.to_counts(f.name))
-        return counts
+        return stats
 
     # -- global step
-    def finalize(self, ctx: StageContext, stats: dict[str, dict[str, int]]) -> StageResult:
+    def finalize(self, ctx: StageContext, stats: dict[str, FilterShardStats]) -> StageResult:
         config: FilterConfig = ctx.config
         writer = ctx.writer()
         shards = list(stats)
-        dedup = self._dedup(writer, shards, config.dedup) if config.dedup.enabled else {}
+        total = self.total(stats)
+        dedup, duplicates = (self._dedup(writer, shards, config.dedup, total.kept_before_dedup)
+                             if config.dedup.enabled else (None, []))
         by_shard: dict[str, dict[int, dict]] = {}
-        for d in dedup.get("duplicates", []):
+        for d in duplicates:
             by_shard.setdefault(d["shard"], {})[d["row"]] = d
         for shard in shards:
             self._write_final_shard(writer, shard, by_shard.get(shard, {}))
         writer.remove(PENDING)
-        return self._result(ctx, stats, dedup)
+        return self._result(ctx, total, dedup)
 
-    def _dedup(self, writer: ArtifactWriter, shards: list[str], config: DedupConfig) -> dict[str, Any]:
-        """Find duplicates once; a retry reads the result back (the summary is written last)."""
+    def _dedup(self, writer: ArtifactWriter, shards: list[str], config: DedupConfig,
+               documents: int) -> tuple[FilterStats, list[dict[str, Any]]]:
+        """Find duplicates among the `documents` that passed the filters, once (a retry reads the result back: the
+        summary is written last); returns the dedup step's stats and the duplicates."""
         if writer.exists(DEDUP_SUMMARY):
-            summary = writer.read_json(DEDUP_SUMMARY)
-            summary["seconds"] = writer.read_json(DEDUP_TIME)["seconds"] if writer.exists(DEDUP_TIME) else 0.0
-            summary["duplicates"] = list(writer.iter_rows(DUPLICATES))
-            return summary
+            seconds = writer.read_json(DEDUP_TIME)["seconds"] if writer.exists(DEDUP_TIME) else 0.0
+            return _dedup_stats(documents, writer.read_json(DEDUP_SUMMARY), seconds), list(writer.iter_rows(DUPLICATES))
         t0 = time.perf_counter()
 
         def load(i: int) -> ShardKeys:
@@ -221,7 +226,7 @@ class FilterStage(ShardedStage):
         seconds = round(time.perf_counter() - t0, 3)
         writer.write_json(DEDUP_TIME, {"seconds": seconds})  # a measurement: kept out of the content files
         writer.write_json(DEDUP_SUMMARY, summary)
-        return {**summary, "seconds": seconds, "duplicates": rows}
+        return _dedup_stats(documents, summary, seconds), rows
 
     def _write_final_shard(self, writer: ArtifactWriter, shard: str, duplicates: dict[int, dict]) -> None:
         """Split a pending shard into final kept and rejected files; `documents/` is written last (the marker)."""
@@ -240,9 +245,8 @@ class FilterStage(ShardedStage):
                 if i not in duplicates:
                     kept.write(_as_filtered(row))
 
-    def _result(self, ctx: StageContext, stats: dict[str, dict[str, int]], dedup: dict[str, Any]) -> StageResult:
+    def _result(self, ctx: StageContext, total: FilterShardStats, dedup: FilterStats | None) -> StageResult:
         writer = ctx.writer()
-        total = sum_counts(stats.values())
         kept = writer.count_rows("documents/*.parquet")
         reasons: dict[str, int] = {}
         for batch in writer.iter_batches("rejected/*.parquet", columns=["reason"], batch_size=4096):
@@ -250,42 +254,34 @@ class FilterStage(ShardedStage):
                 group = reason_group(reason)
                 reasons[group] = reasons.get(group, 0) + 1
         rejected = sum(reasons.values())
-        if kept + rejected != total["input"]:
-            raise RuntimeError(
-                f"filter stage lost documents: kept {kept} + rejected {rejected} != input {total['input']}"
-            )
+        if kept + rejected != total.input:
+            raise RuntimeError(f"filter stage lost documents: kept {kept} + rejected {rejected} != input {total.input}")
 
-        filter_rows = []
-        for name in [*FILTER_CLASSES, "dedup"]:
-            if name == "dedup":
-                if not ctx.config.dedup.enabled:
-                    continue
-                st = FilterStats(
-                    input=total["kept_before_dedup"],
-                    kept=total["kept_before_dedup"] - dedup["exact"] - dedup["near"],
-                    dropped={k: dedup[k] for k in ("exact", "near") if dedup[k]},
-                    seconds=dedup["seconds"],
-                )
-            elif getattr(ctx.config, name).enabled:
-                st = FilterStats.from_counts(name, total)
-            else:
-                continue
-            filter_rows.append(_filter_row(name, st))
-        counts = {"input": total["input"], "kept": kept, "rejected": rejected}
+        steps = {f.name: total.filters.get(f.name, FilterStats())
+                 for f, settings in filter_sections(ctx.config) if settings.enabled}
+        if dedup is not None:
+            steps["dedup"] = dedup
+        filter_rows = [_filter_row(name, st) for name, st in steps.items()]
+        counts = {"input": total.input, "kept": kept, "rejected": rejected}
         counts.update({f"rejected:{r}": n for r, n in sorted(reasons.items())})
-        # per-filter counters are counts; their time (microseconds, summed over shards) is a measurement
-        counts.update({k: v for k, v in total.items() if k.startswith("filter.") and not k.endswith(".us")})
-        timings = {k.removesuffix(".us") + ".seconds": v / 1e6 for k, v in total.items()
-                   if k.startswith("filter.") and k.endswith(".us")}
-        reason_rows = [{"reason": r, "documents": n, "share": round(n / max(1, total["input"]), 4)}
+        counts.update(total.to_manifest())
+        # how long each filter took (summed over shards) is a measurement, not a count
+        timings = {f"filter.{name}.seconds": round(st.seconds, 6) for name, st in total.filters.items()}
+        reason_rows = [{"reason": r, "documents": n, "share": round(n / max(1, total.input), 4)}
                        for r, n in sorted(reasons.items(), key=lambda x: -x[1])]
         return StageResult(
             counts=counts,
-            metrics={"kept_fraction": round(kept / max(1, total["input"]), 4),
-                     "dedup_seconds": float(dedup.get("seconds", 0.0)), **timings},
+            metrics={"kept_fraction": round(kept / max(1, total.input), 4),
+                     "dedup_seconds": dedup.seconds if dedup is not None else 0.0, **timings},
             tables={"filters": filter_rows, "rejections": reason_rows},
             markdown=_markdown(counts, filter_rows, reason_rows),
         )
+
+
+def _dedup_stats(documents: int, summary: dict[str, int], seconds: float) -> FilterStats:
+    """The dedup step's stats, from its summary (duplicates found per kind: exact, near)."""
+    return FilterStats(input=documents, kept=documents - sum(summary.values()),
+                       dropped={kind: n for kind, n in summary.items() if n}, seconds=seconds)
 
 
 def _as_filtered(row: dict[str, Any]) -> dict[str, Any]:

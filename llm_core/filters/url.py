@@ -100,6 +100,7 @@ def host_suffixes(host: str) -> list[str]:
 class URLFilter(DocFilter):
     name = "url"
     reason_prefix = "url"
+    config_model = URLFilterConfig
 
     def __init__(self, config: URLFilterConfig):
         super().__init__()
@@ -109,6 +110,10 @@ class URLFilter(DocFilter):
         self.banned_words = frozenset(w.lower() for w in config.banned_words)
         self.soft_banned_words = frozenset(w.lower() for w in config.soft_banned_words)
         self.banned_subwords = tuple(w.lower() for w in config.banned_subwords)
+
+    @classmethod
+    def data_paths(cls, settings: URLFilterConfig) -> list[str]:
+        return [settings.blocklist_dir]
 
     def filter(self, doc: Document) -> FilterOutcome:
         url = doc.url.strip()

@@ -26,7 +26,8 @@ from llm_core.data_files import resolve_data_path
 from llm_core.index.passages import cut_passages, curated_lines
 from llm_core.index.search_index import FORMAT, INDEX_FILE, TOKENIZER, write_bm25
 from llm_core.schemas import PASSAGES
-from llm_core.stage import Input, ShardedStage, StageContext, StageResult, sum_counts
+from llm_core.stage import Input, ShardedStage, StageContext, StageResult
+from llm_core.stats import Counts
 from llm_core.store import ParquetShardWriter
 from llm_core.tokenizer.sources import UPSTREAM_DOCUMENTS
 
@@ -70,10 +71,10 @@ class IndexStage(ShardedStage):
         documents = [posixpath.basename(n).removesuffix(".parquet") for n in names]
         return documents + [CURATED_SHARD.format(i) for i in range(len(cfg.curated))]
 
-    def run_shard(self, ctx: StageContext, shard: str) -> dict[str, int]:
+    def run_shard(self, ctx: StageContext, shard: str) -> Counts:
         cfg: IndexConfig = ctx.config
-        counts = {"documents": 0, "empty_documents": 0, "curated_lines": 0, "curated_kept": 0,
-                  "curated_rejected": 0, "passages": 0}
+        counts = Counts(documents=0, empty_documents=0, curated_lines=0, curated_kept=0, curated_rejected=0,
+                        passages=0)
         curated = shard.startswith("curated-")
         writer = ctx.writer()
         rejected: list[dict[str, Any]] = []
@@ -108,7 +109,7 @@ class IndexStage(ShardedStage):
             counts["curated_kept"] += 1
             yield f"{path}:{line.line}", line.url, line.text, f"curated:{path}"
 
-    def finalize(self, ctx: StageContext, stats: dict[str, dict[str, int]]) -> StageResult:
+    def finalize(self, ctx: StageContext, stats: dict[str, Counts]) -> StageResult:
         cfg: IndexConfig = ctx.config
         writer = ctx.writer()
         shards = self.shard_ids(ctx)
@@ -121,7 +122,7 @@ class IndexStage(ShardedStage):
             "bm25": {"method": "lucene", "k1": cfg.k1, "b": cfg.b},
         })
         rejected = [r for s in shards if s.startswith("curated-") for r in writer.read_json(f"rejected/{s}.json")]
-        counts = sum_counts(stats.values())
+        counts = self.total(stats).to_manifest()
         words = sum(len(t.split()) for t in texts)
         metrics = {"vocabulary": float(vocabulary), "words_per_passage": round(words / len(texts), 2) if texts else 0}
         return StageResult(

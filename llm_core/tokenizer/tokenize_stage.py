@@ -25,7 +25,8 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from llm_core.config import RunConfig, StageConfig
-from llm_core.stage import Input, ShardedStage, StageContext, StageResult, sum_counts
+from llm_core.stage import Input, ShardedStage, StageContext, StageResult
+from llm_core.stats import Counts
 from llm_core.tokenizer.artifact import load_tokenizer
 from llm_core.tokenizer.base import Tokenizer
 from llm_core.tokenizer.sources import (
@@ -127,11 +128,11 @@ class TokenizeStage(ShardedStage):
                 continue
             yield from zip((split for split, _ in doc), ids)
 
-    def run_shard(self, ctx: StageContext, shard: str) -> dict[str, int]:
+    def run_shard(self, ctx: StageContext, shard: str) -> Counts:
         cfg: TokenizeConfig = ctx.config
         tokenizer = tokenizer_of(ctx)
         dtype = token_dtype(tokenizer.vocab_size)
-        counts = dict.fromkeys(SHARD_COUNTS, 0)
+        counts = Counts.fromkeys(SHARD_COUNTS, 0)
         writer = ctx.writer()
         with contextlib.ExitStack() as stack:
             files = {split: stack.enter_context(writer.open_atomic(part_name(split, shard))) for split in SPLITS}
@@ -143,7 +144,7 @@ class TokenizeStage(ShardedStage):
                     counts[f"{split}_tokens"] += len(tokens)
         return counts
 
-    def finalize(self, ctx: StageContext, stats: dict[str, dict[str, int]]) -> StageResult:
+    def finalize(self, ctx: StageContext, stats: dict[str, Counts]) -> StageResult:
         cfg: TokenizeConfig = ctx.config
         tokenizer = tokenizer_of(ctx)
         dtype = token_dtype(tokenizer.vocab_size)
@@ -159,7 +160,7 @@ class TokenizeStage(ShardedStage):
         shards = writer.read_json(LAYOUT_FILE)["shards"]
         writer.remove("_parts")
 
-        counts = sum_counts(stats.values())
+        counts = self.total(stats).to_manifest()
         rows = [{"input": shard, **c} for shard, c in stats.items()]
         total = counts["train_tokens"] + counts["val_tokens"]
         return StageResult(
