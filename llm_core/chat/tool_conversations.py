@@ -5,8 +5,8 @@ no tool is needed.
 - Python (`python_conversations`): two-digit products (`47 * 29`), letter counts (`"strawberry".count("r")`),
   which of two decimals is bigger (`max(9.9, 9.11)`); single-digit products and integer comparisons are answered
   without a call. The call copies the question's numbers and quoted words token for token (the question quotes
-  the word and the letter, so the call's `"strawberry"` is tokenised as the question's), which a small model can
-  learn to do for words and numbers it never saw.
+  the word and the letter, so the call's `"strawberry"` is tokenised as the question's): a copy a small model can
+  learn for numbers it never saw (the tiny run does; for words it falls back on the ones it was trained on).
 - Search (`search_conversations`): the question about a made-up fact (`made_up_facts`) is the query, and the reply
   restates the sentence of the passage that answers it.
 
