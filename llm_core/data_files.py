@@ -10,8 +10,11 @@ such paths in `Stage.data_paths`; the fingerprints join the artifact key, so edi
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+
+from llm_core.config import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 FULL_HASH_BYTES = 64 * 2**20
@@ -57,3 +60,28 @@ def local_digests(paths: Iterable[str]) -> dict[str, str]:
         except FileNotFoundError:
             out[p] = "not local"
     return out
+
+
+def read_jsonl(path: str, required: Sequence[str], what: str) -> list[dict]:
+    """The rows of a local JSONL file (blank lines skipped), each a JSON object with every `required` field non-empty.
+    A missing file, a line that is not such an object, or a file without rows is a ConfigError naming the file as
+    `what` (e.g. "eval file") and the line."""
+    try:
+        resolved = resolve_data_path(path)
+    except FileNotFoundError as e:
+        raise ConfigError(f"{what} {e}") from None
+    rows = []
+    for n, line in enumerate(resolved.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{what} {path}, line {n}: not valid JSON ({e.msg})") from None
+        missing = [f for f in required if not isinstance(row, dict) or not str(row.get(f, "")).strip()]
+        if missing:
+            raise ConfigError(f"{what} {path}, line {n}: missing field(s) {missing}")
+        rows.append(row)
+    if not rows:
+        raise ConfigError(f"{what} {path} holds no items")
+    return rows

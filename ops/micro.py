@@ -16,14 +16,16 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "configs" / "tiny.yaml"
 
 # stage -> overrides applied when the stage is registered: one sample WARC file (about 30 pages) in place of all,
-# a one-layer model, a few steps of each training stage, a few generated conversations and preference pairs.
+# a one-layer model, a few steps of each training stage, a few generated conversations (tool ones too) and
+# preference pairs.
 MICRO_OVERRIDES: dict[str, list[str]] = {
     "crawl": ["crawl.warc=[data/warc/resiliparse_cc_warcfile.dev.warc.gz]", "crawl.html_dirs=[]"],
     "bpe": ["bpe.vocab_size=512"],
     "pretrain": ["pretrain.model={n_layer: 1, n_head: 2, n_embd: 32, block_size: 128}", "pretrain.batch_size=4",
                  "pretrain.max_steps=4", "pretrain.eval_every=0", "pretrain.eval_tokens=1024",
                  "pretrain.optim.warmup_steps=1", "pretrain.sample_tokens=4"],
-    "sft_data": ["sft_data.sources=[{kind: identity, count: 40}, {kind: arithmetic, count: 40}]",
+    "sft_data": [("sft_data.sources=[{kind: identity, count: 40}, {kind: arithmetic, count: 40}, "
+                  "{kind: python_tool, count: 10}, {kind: search_tool, path: data/tools/facts.jsonl, count: 10}]"),
                  "sft_data.val_fraction=0.2"],
     "sft": ["sft.max_steps=2", "sft.batch_size=4", "sft.eval_every=0", "sft.eval_conversations=4",
             "sft.sample_prompts=1", "sft.sample_tokens=4", "sft.optim.warmup_steps=1"],
@@ -34,7 +36,7 @@ MICRO_OVERRIDES: dict[str, list[str]] = {
     "rlhf": ["rlhf.iterations=1", "rlhf.max_tokens=4", "rlhf.eval_prompts=2", "rlhf.eval_samples=1",
              "rlhf.ppo.prompts_per_iteration=2", "rlhf.ppo.minibatch_size=2", "rlhf.ppo.ppo_epochs=1"],
     "eval": ["eval.known_questions=4", "eval.gsm8k_problems=0", "eval.max_tokens=4", "eval.bpb_tokens=512",
-             "eval.mc_items=4"],
+             "eval.mc_items=4", "eval.tool_items=2", "eval.tool_max_tokens=8"],
     "report": ["report.sample_chats=1"],
 }
 

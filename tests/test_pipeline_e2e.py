@@ -103,6 +103,8 @@ def test_eval_scores_every_model_and_refuses_a_model_of_the_wrong_kind(micro):
         assert {(model, "identity"), (model, "idk_made_up"), (model, "sums_heldout"), (model, "im_end")} <= suites
         assert any(s.startswith("bpb/") for m, s in suites if m == model)
     assert ("reward", "reward/all") in suites
+    assert {("sft", "tools/products"), ("sft", "tools/search"), ("rlhf", "tools/search")} <= suites
+    assert not any(s.startswith("tools/") for m, s in suites if m == "base")  # only the models taught the tools
     # every row scores something; only a reward row may have none left when all its pairs are contaminated
     assert all(r["n"] > 0 for r in results if r["model"] != "reward")
     assert any(r["n"] > 0 for r in results if r["model"] == "reward" and r["metric"] == "accuracy")

@@ -49,6 +49,23 @@ def eval_results(sft_identity: float, gsm8k: bool = False) -> list[dict]:
         result("rlhf", "im_end", "rate", 1.0, n=169, ci=(0.978, 0.9999999999999998)),  # rounding below the value
         result("reward", "reward/oasst", "accuracy", float("nan"), n=0, contaminated=51),  # every item left out
         result("reward", "reward/oasst", "baseline:longer_wins", 0.0, n=0),
+        *tool_results(),
+    ]
+
+
+def tool_results() -> list[dict]:
+    """The rows of two tool suites as the eval stage writes them: with tools beside without, call and well-formed
+    rates, and for search whether the answering document came back."""
+    return [
+        result("sft", "tools/products", "accuracy", 0.6, ci=(0.45, 0.74), baseline=0.05, baseline_name="without tools"),
+        result("sft", "tools/products", "accuracy_without_tools", 0.05, ci=(0.01, 0.17)),
+        result("sft", "tools/products", "call_rate", 0.9, ci=(0.77, 0.96)),
+        result("sft", "tools/products", "well_formed_rate", 1.0, n=36, ci=(0.9, 1.0)),
+        result("sft", "tools/products", "answer_in_output", 0.8, n=36, ci=(0.64, 0.9)),
+        result("rlhf", "tools/search", "accuracy", 0.3, ci=(0.18, 0.45), baseline=0.0, baseline_name="without tools"),
+        result("rlhf", "tools/search", "accuracy_without_tools", 0.0, ci=(0.0, 0.09)),
+        result("rlhf", "tools/search", "call_rate", 0.0, ci=(0.0, 0.09)),
+        result("rlhf", "tools/search", "retrieved_rate", 0.0, ci=(0.0, 0.09)),
     ]
 
 
@@ -145,6 +162,13 @@ def test_report_card_shows_the_evals_before_and_after_with_charts(lineage):
     assert "| reward/hh_rlhf | accuracy (↑) | 0.550 (0.450–0.650) | 0.520 | 0.570 | 100 |" in md
     assert "| reward/oasst | accuracy (↑) | n/a | 0.000 | — | 0 (51 contaminated, left out) |" in md
     assert "| im_end | rate (↑) | — | 0.900 (0.850–0.940) | 1.000 (0.978–1.000) | — | +0.100 better |" in md
+    # the tool suites in their own table, each model with its tools beside without them
+    tools = md[md.index("## Tool use"):md.index("## Reward model")]
+    assert ("| products | SFT | 0.600 (0.450–0.740) | 0.050 (0.010–0.170) | 0.900 (0.770–0.960) | 1.000 (0.900–1.000) "
+            "| 0.800 (0.640–0.900) | — | — | 40 |") in tools
+    assert ("| search | RL | 0.300 (0.180–0.450) | 0.000 (0.000–0.090) | 0.000 (0.000–0.090) | — | — "
+            "| 0.000 (0.000–0.090) |") in tools
+    assert "tools/" not in md[:md.index("## Tool use")]
     assert "  - SFT ✓ 'I am Tinychat.'" in md and md.index("`id-0`") < md.index("`id-agree`")
     assert ("crawl: records **431** → crawl: pages **67** → extract: documents **64** → filter: after url **60** "
             "→ filter: after language **41** → filter: after c4 **27** → filter: kept (after dedup) **25**") in md

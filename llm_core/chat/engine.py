@@ -130,7 +130,7 @@ class Engine:
         tokenizer: Tokenizer,
         tools: Sequence[Tool] = (),
         max_calls: int = 4,
-        max_output_tokens: int = 32,
+        max_output_tokens: int = 64,
         max_batch: int = 64,
     ):
         self.model, self.tokenizer, self.max_batch = model, tokenizer, max_batch

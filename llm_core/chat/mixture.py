@@ -21,10 +21,12 @@ from llm_core.chat.synthetic import (
     keyword_conversations,
     refusal_conversations,
 )
+from llm_core.chat.tool_conversations import ToolFn, python_conversations, search_conversations
 from llm_core.config import StrictModel
 
-FILE_KINDS = ("oasst", "gsm8k", "prompt_response")
-GENERATED_KINDS = ("identity", "refusals", "arithmetic", "keyword")
+FILE_KINDS = ("oasst", "gsm8k", "prompt_response", "search_tool")
+GENERATED_KINDS = ("identity", "refusals", "arithmetic", "keyword", "python_tool", "search_tool")
+TOOL_KINDS = {"python_tool": "python", "search_tool": "search"}  # source kind -> the tool its conversations call
 
 
 class IdentityConfig(StrictModel):
@@ -36,7 +38,8 @@ class IdentityConfig(StrictModel):
 class SourceConfig(StrictModel):
     """One source of conversations: a file (`path`) or a generated set (`count`)."""
 
-    kind: Literal["oasst", "gsm8k", "prompt_response", "identity", "refusals", "arithmetic", "keyword"]
+    kind: Literal["oasst", "gsm8k", "prompt_response", "identity", "refusals", "arithmetic", "keyword", "python_tool",
+                  "search_tool"]
     path: str | None = None
     count: int = Field(0, ge=0, description="how many to generate (generated kinds)")
     weight: float = Field(1.0, ge=0, description="times each training conversation appears; fractions subsample")
@@ -47,11 +50,12 @@ class SourceConfig(StrictModel):
     hedge_share: float = Field(0.0, ge=0, le=1, description="arithmetic: share of answers that hedge instead")
     worked_sums: bool = Field(False, description="arithmetic: answers show the unit steps before `#### N`")
     keyword_share: float = Field(0.5, ge=0, le=1, description="keyword: share of answers that use the keyword")
+    direct_share: float = Field(0.2, ge=0, le=1, description="python_tool: share of questions answered without a call")
 
     @model_validator(mode="after")
     def _check(self) -> SourceConfig:
         if self.kind in FILE_KINDS and not self.path:
-            raise ValueError(f"a {self.kind} source needs a path")
+            raise ValueError(f"a {self.kind} source needs a path" + (" (its facts file)" if self.kind == "search_tool" else ""))
         if self.kind in GENERATED_KINDS and self.count <= 0:
             raise ValueError(f"a generated {self.kind} source needs count > 0")
         return self
@@ -61,8 +65,11 @@ class SourceConfig(StrictModel):
         return self.name or self.kind
 
 
-def load_source(src: SourceConfig, identity: IdentityConfig, seed: int) -> Iterator[Sample]:
-    """Every record of one source, kept or with its reject reason."""
+def load_source(
+    src: SourceConfig, identity: IdentityConfig, seed: int, tools: dict[str, ToolFn] | None = None
+) -> Iterator[Sample]:
+    """Every record of one source, kept or with its reject reason; tool sources run their tool (`tools`, by name:
+    `python`, `search`) for the output of every call."""
     if src.kind == "oasst":
         yield from load_oasst(src.path, src.label)
     elif src.kind == "gsm8k":
@@ -75,8 +82,16 @@ def load_source(src: SourceConfig, identity: IdentityConfig, seed: int) -> Itera
         yield from refusal_conversations(src.count, seed)
     elif src.kind == "arithmetic":
         yield from arithmetic_conversations(src.count, seed, src.max_operand, src.hedge_share, src.worked_sums)
-    else:
+    elif src.kind == "keyword":
         yield from keyword_conversations(src.count, seed, src.keyword_share)
+    else:
+        tool = (tools or {}).get(TOOL_KINDS[src.kind])
+        if tool is None:
+            raise ValueError(f"a {src.kind} source needs the {TOOL_KINDS[src.kind]} tool")
+        if src.kind == "python_tool":
+            yield from python_conversations(src.count, seed, tool, src.direct_share)
+        else:
+            yield from search_conversations(src.count, seed, src.path, tool)
 
 
 def is_validation(obj: object, val_fraction: float, seed: int) -> bool:

@@ -15,18 +15,16 @@ Two rates are read off all of a model's replies: `im_end` (replies that end with
 
 from __future__ import annotations
 
-import json
 import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from llm_core.chat.engine import Engine, SamplingParams
 from llm_core.chat.synthetic import heldout_sums, sum_question
 from llm_core.chat.template import render_prompt
 from llm_core.config import ConfigError
-from llm_core.data_files import resolve_data_path
+from llm_core.data_files import read_jsonl
 from llm_core.evals.contamination import ContaminationIndex
 from llm_core.evals.results import ItemOutcome, ResultRow, complement, rate_row
 from llm_core.model import GPT
@@ -58,26 +56,9 @@ class ChatItem:
 
 
 def read_eval_file(path: str, required: Sequence[str]) -> list[dict]:
-    """Rows of a JSONL eval set; a missing file, a line that is not a JSON object or lacks a field, or an empty
-    file is a ConfigError naming the file and line."""
-    try:
-        resolved: Path = resolve_data_path(path)
-    except FileNotFoundError as e:
-        raise ConfigError(f"eval file {e}") from None
-    rows = []
-    for n, line in enumerate(resolved.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"eval file {path}, line {n}: not valid JSON ({e.msg})") from None
-        missing = [f for f in required if not isinstance(row, dict) or not str(row.get(f, "")).strip()]
-        if missing:
-            raise ConfigError(f"eval file {path}, line {n}: missing field(s) {missing}")
-        rows.append(row)
-    if not rows:
-        raise ConfigError(f"eval file {path} holds no items")
+    """Rows of a JSONL eval set; a missing file, a line that is not a JSON object or lacks a field, an empty file or
+    repeated item ids are a ConfigError naming the file (and line)."""
+    rows = read_jsonl(path, required, "eval file")
     ids = [r["id"] for r in rows]
     if len(set(ids)) != len(ids):
         raise ConfigError(f"eval file {path}: item ids are not unique")

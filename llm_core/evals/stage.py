@@ -10,9 +10,11 @@ GPT suites, `reward` for preference pairs) and commits one artifact:
 
 Suites (see `chat_suites` and `lm_suites`): bits per byte per text group and multiple choice (every GPT model);
 identity, "I don't know" on made-up entities beside over-refusal on known questions, held-out sums, GSM8K, the
-`<|im_end|>` rate and special-token leaks (every GPT model, through the chat template, greedy by default); reward
-accuracy per source on held-back pairs beside "longer wins" and "shorter wins", and the share of pairs cut by the
-context; RL reward, KL, reply end rate and length on the RL stage's held-out prompts before (SFT) and after.
+`<|im_end|>` rate and special-token leaks (every GPT model, through the chat template, greedy by default); the tool
+suites, each asked with the tools and without (`tool_suites`: the chat models SFT and RL, when the tokenizer has
+the tool tokens; search needs the `index` artifact); reward accuracy per source on held-back pairs beside "longer
+wins" and "shorter wins", and the share of pairs cut by the context; RL reward, KL, reply end rate and length on the
+RL stage's held-out prompts before (SFT) and after.
 
 Decontamination (`contamination`): each item is checked against the training data of the model under test (base:
 the pretraining text; sft: + SFT conversations; rlhf: + RL prompts; reward: + SFT conversations + preference
@@ -30,6 +32,7 @@ from pydantic import Field, model_validator
 
 from llm_core.chat.engine import SamplingParams
 from llm_core.chat.loaders import load_prompts
+from llm_core.chat.tool_conversations import read_facts
 from llm_core.config import ConfigError, StageConfig, StrictModel
 from llm_core.evals.chat_suites import (
     encode_prompt,
@@ -51,6 +54,7 @@ from llm_core.evals.lm_suites import (
 )
 from llm_core.evals.pretraining_text import pretraining_pieces
 from llm_core.evals.results import ItemOutcome, ResultRow, rate_row
+from llm_core.evals.tool_suites import run_tool_suites, tool_items
 from llm_core.model import GPT
 from llm_core.post.model_io import load_gpt, load_scalar_model
 from llm_core.post.reward import longer_answer_wins
@@ -63,8 +67,12 @@ from llm_core.store import ParquetShardWriter
 from llm_core.tokenizer import load_tokenizer
 from llm_core.tokenizer.base import Tokenizer
 from llm_core.tokenizer.sources import UPSTREAM_DOCUMENTS
+from llm_core.tools.base import Tool
+from llm_core.tools.python_tool import PythonTool, SandboxLimits
+from llm_core.tools.search_tool import SearchIndex, SearchTool
 
 GPT_MODELS = {"base": "pretrain", "sft": "sft", "rlhf": "rlhf"}
+TOOL_MODELS = ("sft", "rlhf")  # the models whose training taught the tools
 RESULTS, ITEMS = "results.parquet", "items.parquet"
 
 
@@ -91,6 +99,12 @@ class EvalConfig(StageConfig):
     mc_items: int = Field(100, ge=0, description="cloze and next-sentence items each, from held-out text")
     mc_shots: int = Field(1, ge=0)
     standard_tasks: list[StandardTask] = Field(default_factory=list)
+    tool_items: int = Field(40, ge=0, description="held-out items per tool suite (0: no tool suites)")
+    facts_file: str = Field("data/tools/facts.jsonl", description="made-up facts the index holds: the search suite")
+    tool_max_tokens: int = Field(96, ge=1, description="reply length bound with tools (calls and outputs count)")
+    tool_max_calls: int = Field(2, ge=1, description="tool calls per reply")
+    tool_output_tokens: int = Field(64, ge=1, description="a tool output is cut to this many tokens")
+    python: SandboxLimits = Field(default_factory=SandboxLimits, description="limits of the Python tool")
 
     @model_validator(mode="after")
     def _check(self) -> EvalConfig:
@@ -98,6 +112,8 @@ class EvalConfig(StageConfig):
             raise ValueError("samples > 1 needs temperature > 0 (greedy replies would all be the same)")
         read_eval_file(self.identity_file, ("id", "prompt"))
         read_eval_file(self.made_up_file, ("id", "prompt", "entity"))
+        if self.tool_items:
+            read_facts(self.facts_file)
         return self
 
 
@@ -109,14 +125,20 @@ class EvalStage(Stage):
     model_stages: ClassVar[dict[str, str]] = {**GPT_MODELS, "reward": "reward"}
 
     def input_stages(self, config: EvalConfig) -> dict[str, str | Input]:
-        """Every model (and the SFT data) whose stage is enabled; the reward model's data only beside it."""
+        """Every model (and the SFT data) whose stage is enabled; the reward model's data only beside it; the search
+        index for the tool suites, when its stage is enabled."""
         models = {**self.model_stages, "sft_data": "sft_data"}
-        return {"tokenizer": "bpe", "tokens": "tokenize", "documents": UPSTREAM_DOCUMENTS,
-                **{name: Input((stage,), optional=True) for name, stage in models.items()},
-                "reward_data": Input(("reward_data",), only_with="reward")}
+        inputs: dict[str, str | Input] = {
+            "tokenizer": "bpe", "tokens": "tokenize", "documents": UPSTREAM_DOCUMENTS,
+            **{name: Input((stage,), optional=True) for name, stage in models.items()},
+            "reward_data": Input(("reward_data",), only_with="reward")}
+        if config.tool_items:
+            inputs["index"] = Input(("index",), optional=True)
+        return inputs
 
     def data_paths(self, ctx_config: EvalConfig) -> list[str]:
         paths = [ctx_config.identity_file, ctx_config.made_up_file]
+        paths += [ctx_config.facts_file] if ctx_config.tool_items else []
         return paths + [t.path for t in ctx_config.standard_tasks]
 
     def run(self, ctx: StageContext) -> StageResult:
@@ -146,7 +168,8 @@ class EvalRun:
             name = name or sft_data.manifest.config.get("identity", {}).get("name", "")
             train = [r["messages"] for r in sft_data.iter_rows("train/*.parquet", ["messages"])]
             val = list(sft_data.iter_rows("val/*.parquet", ["messages", "source"]))
-        single_turn = [_thawed(m) for m in dict.fromkeys(map(_frozen, train)) if len(m) == 2]
+        without_calls = [c for c in train if not any(m.get("parts") for m in c)]  # tool questions: the tool suites
+        single_turn = [_thawed(m) for m in dict.fromkeys(map(_frozen, without_calls)) if len(m) == 2]
         self.chat_items = (
             (identity_items(cfg.identity_file, name) if name else [])
             + made_up_items(cfg.made_up_file)
@@ -164,10 +187,14 @@ class EvalRun:
             else:
                 pretrain_index.add_texts([piece.text])
         sft_index = ContaminationIndex(cfg.ngram).add_texts(
-            m["content"] for c in train for m in c).add_prompts(c[0]["content"] for c in train)
+            t for c in train for m in c for t in message_texts(m)).add_prompts(c[0]["content"] for c in train)
         self.indexes = {"base": pretrain_index, "sft": ContaminationIndex.union([pretrain_index, sft_index], cfg.ngram)}
         if "rlhf" in ctx.inputs:
             self.indexes["rlhf"] = ContaminationIndex.union([self.indexes["sft"], self.rl_prompt_index()], cfg.ngram)
+        self.tool_items = tool_items(cfg.tool_items, cfg.facts_file if "index" in ctx.inputs else None)
+        self.search: list[Tool] = []
+        if "index" in ctx.inputs and self.tool_items:
+            self.search.append(SearchTool(SearchIndex.load(ctx.reader("index"))))
         english = [t for g, texts in sorted(self.heldout.items()) if g.endswith("_en") for t in texts]
         self.mc_items: list[MCItem] = heldout_mc_items(english, cfg.mc_items, self.seed)
         for task in cfg.standard_tasks:
@@ -203,6 +230,8 @@ class EvalRun:
                 self.rows.append(ResultRow(model_name, f"bpb/{group}", "bpb", bpb, n, higher_is_better=False))
         self.evaluate_mc(model_name, model, index)
         self.evaluate_chat(model_name, model, index)
+        if model_name in TOOL_MODELS and self.tool_items and self.tokenizer.has_tools:
+            self.evaluate_tools(model_name, model, index)
 
     def evaluate_mc(self, model_name: str, model: GPT, index: ContaminationIndex) -> None:
         rows, outcomes = run_mc_suites(model_name, model, self.tokenizer, self.mc_items, self.cfg.mc_shots, index)
@@ -214,6 +243,16 @@ class EvalRun:
         params = SamplingParams(max_tokens=cfg.max_tokens, temperature=cfg.temperature)
         rows, outcomes = run_chat_suites(model_name, model, self.tokenizer, self.chat_items, params, cfg.samples,
                                          index, self.seed, cfg.sums_max_operand)
+        self.rows += rows
+        self.outcomes += outcomes
+
+    def evaluate_tools(self, model_name: str, model: GPT, index: ContaminationIndex) -> None:
+        cfg = self.cfg
+        params = SamplingParams(max_tokens=cfg.tool_max_tokens, temperature=cfg.temperature)
+        with PythonTool(cfg.python) as python:
+            rows, outcomes = run_tool_suites(model_name, model, self.tokenizer, self.tool_items, params,
+                                             [python, *self.search], index, max_calls=cfg.tool_max_calls,
+                                             max_output_tokens=cfg.tool_output_tokens, seed=self.seed)
         self.rows += rows
         self.outcomes += outcomes
 
@@ -311,6 +350,11 @@ def results_markdown(rows: list[ResultRow]) -> str:
 
 def comparison_text(pair: dict) -> str:
     return "\n".join([pair["prompt"][-1]["content"], pair["chosen"], pair["rejected"]])
+
+
+def message_texts(message: dict) -> list[str]:
+    """The texts of a message a model trained on: its content and, for a tool-using reply, its calls and outputs."""
+    return [message["content"], *(p["text"] for p in message.get("parts") or () if p["kind"] != "text")]
 
 
 def _frozen(messages: list[dict]) -> tuple[tuple[str, str], ...]:

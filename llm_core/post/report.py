@@ -285,9 +285,10 @@ def write_charts(writer: ArtifactWriter, store: ArtifactStore, manifests: dict[s
     pngs: dict[str, tuple[str, bytes]] = {}
     if histories := training_histories(store, manifests, order):
         pngs[LOSS_PNG] = ("loss curves", plots.loss_curves_png(histories))
-    if evals.figures:
-        models = ev.generative_models(evals.figures) + [ev.REWARD_MODEL]
-        pngs[EVAL_PNG] = ("eval figures per model", plots.eval_bars_png(evals.figures, models))
+    chat, reward, _ = ev.split_figures(evals.figures)  # the tool suites have their own table, not bars
+    if chat or reward:
+        models = ev.generative_models(chat) + [ev.REWARD_MODEL]
+        pngs[EVAL_PNG] = ("eval figures per model", plots.eval_bars_png(chat + reward, models))
     if funnel:
         pngs[FUNNEL_PNG] = ("data funnel", plots.funnel_png(funnel))
     if (rl := rl_log(store, manifests)) is not None:
@@ -315,7 +316,7 @@ def render_card(run_name: str, manifests: dict[str, Manifest], order: list[str],
     total = sum(manifests[s].timings.get("seconds", 0.0) for s in order)
     out = [f"# Report card: run `{run_name}`", "",
            f"{len(order)} stages, {total:,.0f} s of stage time in all; keys and times per stage below.", ""]
-    chat, reward = ev.split_figures(evals.figures)
+    chat, reward, tools = ev.split_figures(evals.figures)
     out += ["## Before and after: base → SFT → RL on the same evals", ""]
     if chat:
         out += ["Each figure with its 95% interval; ↑ higher is better, ↓ lower is better; the change at each "
@@ -324,6 +325,11 @@ def render_card(run_name: str, manifests: dict[str, Manifest], order: list[str],
     else:
         out += ["No eval results in this run's lineage (the `eval` stage is off or wrote no rows for the "
                 "generative models): the training figures below are all there is.", ""]
+    if tools:
+        out += ["## Tool use: the same model with its tools and without", "",
+                "Held-out questions no training conversation holds, answered with the Python and search tools and "
+                "again with tool calls disabled; the answer is the reply's text outside the calls. Each figure with "
+                "its 95% interval.", "", ev.tools_markdown(tools)]
     if reward:
         out += ["## Reward model on held-out preference pairs", "", ev.reward_markdown(reward)]
     if headline := headline_markdown(manifests, order):

@@ -3,7 +3,8 @@ table beside its baselines, and a few per-item examples.
 
 Reads `results.parquet` (one row per model x suite x metric) and `items.parquet` (per-item outputs) of an `eval`
 artifact. Rows are rendered generically, in the order the eval stage wrote them; only model names get pretty labels.
-Rows of the `reward` model go to their own table; a row whose metric is `baseline:NAME` is a further baseline of the
+Rows of the `reward` model go to their own table, and so do the tool suites (`tools/...`: each model with its
+tools beside the same model without them); a row whose metric is `baseline:NAME` is a further baseline of the
 suite's first metric (e.g. "longer wins" beside "shorter wins"). Computes nothing but differences.
 """
 
@@ -23,6 +24,10 @@ REWARD_MODEL = "reward"
 BASELINE_PREFIX = "baseline:"
 MODEL_LABELS = {"base": "base", "sft": "SFT", "rlhf": "RL", "reward": "reward model"}
 MODEL_ORDER = ("base", "sft", "rlhf")
+TOOL_SUITE_PREFIX = "tools/"
+TOOL_COLUMNS = {"accuracy": "with tools", "accuracy_without_tools": "without tools", "call_rate": "calls a tool",
+                "well_formed_rate": "well-formed calls", "answer_in_output": "tool output holds the answer",
+                "retrieved_rate": "right document found"}
 
 
 def model_label(model: str) -> str:
@@ -102,11 +107,13 @@ def eval_figures(rows: list[dict[str, Any]]) -> list[Figure]:
     return list(figures.values())
 
 
-def split_figures(figures: list[Figure]) -> tuple[list[Figure], list[Figure]]:
-    """(figures of the generative models, figures of the reward model)."""
-    chat = [f for f in figures if any(m != REWARD_MODEL for m in f.rows)]
-    reward = [f for f in figures if REWARD_MODEL in f.rows]
-    return chat, reward
+def split_figures(figures: list[Figure]) -> tuple[list[Figure], list[Figure], list[Figure]]:
+    """(figures of the generative models, figures of the reward model, figures of the tool suites)."""
+    tools = [f for f in figures if f.suite.startswith(TOOL_SUITE_PREFIX)]
+    rest = [f for f in figures if not f.suite.startswith(TOOL_SUITE_PREFIX)]
+    chat = [f for f in rest if any(m != REWARD_MODEL for m in f.rows)]
+    reward = [f for f in rest if REWARD_MODEL in f.rows]
+    return chat, reward, tools
 
 
 def generative_models(figures: list[Figure]) -> list[str]:
@@ -185,6 +192,26 @@ def reward_markdown(figures: list[Figure]) -> str:
                   value_cell(fig.rows[REWARD_MODEL])] + [fmt_value(fig.baselines.get(n)) for n in names]
                  + [items_cell(fig, [REWARD_MODEL])])
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def tools_markdown(figures: list[Figure]) -> str:
+    """One row per tool suite and model: accuracy with tools beside without, chance where defined, how often the
+    model called a tool, how many of its calls were well formed, and (search) whether the answering document came
+    back."""
+    by_suite: dict[str, dict[str, Figure]] = {}
+    for f in figures:
+        by_suite.setdefault(f.suite, {})[f.metric] = f
+    head = ["suite", "model", *TOOL_COLUMNS.values(), "chance", "items"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for suite, metrics in by_suite.items():
+        for model in generative_models(list(metrics.values())):
+            cells = [value_cell(metrics[m].rows.get(model)) if m in metrics else "—" for m in TOOL_COLUMNS]
+            without = metrics.get("accuracy_without_tools")
+            chance = fmt_value(without.baselines.get("chance")) if without else "—"
+            count = items_cell(metrics["accuracy"], [model]) if "accuracy" in metrics else "—"
+            lines.append("| " + " | ".join([suite.removeprefix(TOOL_SUITE_PREFIX), model_label(model), *cells,
+                                            chance, count]) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -6,18 +6,27 @@ Layout of the artifact:
     rejected/part-00000.parquet  records that could not be used, with `reason`
 
 Every record of every source is counted: input = kept + rejected, per source and in total.
+
+Tool sources (`python_tool`, `search_tool`) run the real tools for the output of every call: the Python sandbox,
+and the search tool over the `index` artifact, which is then an input of this stage.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 from pydantic import Field
 
-from llm_core.chat.mixture import IdentityConfig, SourceConfig, load_source
+from llm_core.chat.mixture import TOOL_KINDS, IdentityConfig, SourceConfig, load_source
 from llm_core.chat.template import validate_messages
+from llm_core.chat.tool_conversations import ToolFn
 from llm_core.config import StageConfig
 from llm_core.post.splits import Mixture, MixtureStage, Records, Source
 from llm_core.schemas import CONVERSATIONS
-from llm_core.stage import StageContext
+from llm_core.stage import Input, StageContext
+from llm_core.tools.python_tool import PythonTool, SandboxLimits
+from llm_core.tools.search_tool import SearchIndex, SearchTool
 
 
 def default_sources() -> list[SourceConfig]:
@@ -45,13 +54,32 @@ class SftDataStage(MixtureStage):
     columns = {"source": "source", "weight": "weight", "input": "input", "kept": "kept", "rejected": "rejected",
                "train_unique": "train (unique)", "train": "train (weighted)", "val": "val"}
 
+    def input_stages(self, config: SftDataConfig) -> dict[str, str | Input]:
+        """The search index, when a search source asks questions the tool answers from it."""
+        return {"index": "index"} if any(src.kind == "search_tool" for src in config.sources) else {}
+
     def mixtures(self, ctx: StageContext) -> list[Mixture]:
         cfg: SftDataConfig = ctx.config
 
         def records(i: int, src: SourceConfig) -> Records:
-            for sample in load_source(src, cfg.identity, ctx.run.seed + i):
-                row = {"messages": sample.messages, "source": sample.source}
-                yield row, sample.reject or validate_messages(sample.messages), sample.messages
+            with source_tool(ctx, src) as tools:
+                for sample in load_source(src, cfg.identity, ctx.run.seed + i, tools):
+                    row = {"messages": sample.messages, "source": sample.source}
+                    yield row, sample.reject or validate_messages(sample.messages), sample.messages
 
         return [Mixture(CONVERSATIONS, [Source(src.label, src.weight, records(i, src))
                                         for i, src in enumerate(cfg.sources)])]
+
+
+@contextlib.contextmanager
+def source_tool(ctx: StageContext, src: SourceConfig) -> Iterator[dict[str, ToolFn]]:
+    """The tool a tool source calls, by name (none for other sources): the Python sandbox, whose worker process ends
+    with the source, or the search tool over the `index` input."""
+    tool = TOOL_KINDS.get(src.kind)
+    if tool == "python":
+        with PythonTool(SandboxLimits()) as python:
+            yield {"python": python}
+    elif tool == "search":
+        yield {"search": SearchTool(SearchIndex.load(ctx.reader("index")))}
+    else:
+        yield {}
