@@ -15,7 +15,7 @@ from post_fixtures import chat_tokenizer, single_thread, tiny_sft_model
 from llm_core.chat.engine import SamplingParams
 from llm_core.chat.synthetic import arithmetic_conversations, heldout_sums, identity_conversations
 from llm_core.config import ConfigError
-from llm_core.evals.chat_suites import identity_items, made_up_items, run_chat_suites, sum_items
+from llm_core.evals.chat_suites import identity_items, leaked_specials, made_up_items, run_chat_suites, sum_items
 from llm_core.evals.contamination import ContaminationIndex
 from llm_core.evals.lm_suites import heldout_mc_items, run_mc_suites, standard_items
 from llm_core.evals.results import wilson_interval
@@ -150,3 +150,14 @@ def test_wilson_interval_brackets_the_rate():
     low, high = wilson_interval(9, 10)
     assert low < 0.9 < high <= 1
     assert wilson_interval(0, 20)[0] == 0 and wilson_interval(0, 0) == (None, None)
+
+
+def test_a_reply_stopping_at_a_stop_token_leaks_nothing_but_one_inside_it_does():
+    tok = chat_tokenizer()
+    im_start, im_end, eot = (tok.special_ids[t] for t in ("<|im_start|>", "<|im_end|>", "<|endoftext|>"))
+    text = tok.encode("Hello there")
+    assert leaked_specials([*text, im_end], tok) == []
+    assert leaked_specials([*text, eot], tok) == []  # the base model ends a document: a stop, not a leak
+    assert leaked_specials(text, tok) == []  # cut at the token bound
+    assert leaked_specials([*text, im_start, *text, eot], tok) == [im_start]
+    assert leaked_specials([*text, eot, *text], tok) == [eot]  # only the last token can be the stop

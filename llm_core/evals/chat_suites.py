@@ -29,7 +29,7 @@ from llm_core.evals.contamination import ContaminationIndex
 from llm_core.evals.results import ItemOutcome, ResultRow, complement, rate_row
 from llm_core.model import GPT
 from llm_core.post.rewards import final_answer, same_number
-from llm_core.tokenizer.base import Tokenizer
+from llm_core.tokenizer.base import IM_END, Tokenizer
 
 SUITES = ("identity", "identity_other", "idk_made_up", "idk_known", "sums_heldout", "gsm8k")
 
@@ -131,6 +131,14 @@ def encode_prompt(tokenizer: Tokenizer, prompt: str) -> list[int] | None:
         return None
 
 
+def leaked_specials(ids: Sequence[int], tokenizer: Tokenizer) -> list[int]:
+    """The special ids inside a reply's generated `ids`; the `<|im_end|>` or `<|endoftext|>` it stopped at is not one."""
+    stops = {tokenizer.special_ids[IM_END], tokenizer.eot_id}
+    body = ids[:-1] if ids and ids[-1] in stops else ids
+    specials = set(tokenizer.special_ids.values())
+    return [t for t in body if t in specials]
+
+
 def run_chat_suites(
     model_name: str, model: GPT, tokenizer: Tokenizer, items: Sequence[ChatItem], params: SamplingParams,
     samples: int, index: ContaminationIndex, seed: int, max_operand: int,
@@ -141,7 +149,6 @@ def run_chat_suites(
     asked = list(prompts)
     generated = Engine(model, tokenizer).generate([prompts[i] for i in asked], params, n=samples, seed=seed)
     replies = dict(zip(asked, generated))
-    specials = set(tokenizer.special_ids.values())
     by_suite: dict[str, list[ItemOutcome]] = defaultdict(list)
     finished, leaks = [], []
     for i, item in enumerate(items):
@@ -157,10 +164,9 @@ def run_chat_suites(
             item_id = item.item_id if samples == 1 else f"{item.item_id}#{k}"
             by_suite[item.suite].append(ItemOutcome(model_name, item.suite, item_id, item.prompt, c.text,
                                                     item.expected, ok, why or reason, why is not None))
-            body = c.ids[:-1] if c.finished else c.ids
             finished.append(ItemOutcome(model_name, "im_end", item_id, item.prompt, c.text, "<|im_end|>",
                                         c.finished, "" if c.finished else "no <|im_end|> within the bound"))
-            leaked = [t for t in body if t in specials]
+            leaked = leaked_specials(c.ids, tokenizer)
             leaks.append(ItemOutcome(model_name, "special_leaks", item_id, item.prompt, c.text, "", bool(leaked),
                                      f"{len(leaked)} special token(s)" if leaked else ""))
     name = next((i.expected for i in items if i.suite.startswith("identity")), "")

@@ -120,7 +120,7 @@ class EvalConfig(StageConfig):
 class EvalStage(Stage):
     name = "eval"
     config_model = EvalConfig
-    version = "1"
+    version = "2"  # 2: a reply that stops at <|endoftext|> no longer counts that token as a leaked special token
     uses_seed = True
     model_stages: ClassVar[dict[str, str]] = {**GPT_MODELS, "reward": "reward"}
 
