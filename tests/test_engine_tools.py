@@ -17,6 +17,7 @@ from test_chat_template import tool_tokenizer
 from llm_core.chat.engine import CALL_LIMIT_OUTPUT, Engine, SamplingParams, ToolCall
 from llm_core.chat.template import render_conversation, render_prompt, validate_messages
 from llm_core.model import GPT, GPTConfig
+from llm_core.post.rollout import token_logprobs
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -219,3 +220,28 @@ def test_a_tool_that_raises_gives_the_model_an_error_output():
     c = Engine(ScriptedGPT(tok.vocab_size, CALL | ANSWER), tok, tools=[Broken()], max_output_tokens=64).reply(
         USER, GREEDY)
     assert c.calls[0].output == "error: RuntimeError: boom" and c.answer == "It is"
+
+
+def test_rl_scores_rollouts_under_the_bans_they_were_sampled_with():
+    tok = tool_tokenizer()
+    model = ScriptedGPT(tok.vocab_size, CALL).eval()  # wants to call a tool right after <|im_sep|>
+    engine = Engine(model, tok)  # no tools: the call cannot start
+    banned = engine.never_sampled
+    tool_ids = {tok.special_ids[t] for t in ("<|python_start|>", "<|python_end|>", "<|search_start|>",
+                                              "<|search_end|>", "<|output_start|>", "<|output_end|>")}
+    assert set(banned) == tool_ids
+    assert Engine(model, tok, tools=[Reverser()]).never_sampled == []  # with tools the bans depend on the state
+
+    prompt = render_prompt(tok, USER)
+    reply = engine.generate([prompt], SamplingParams(max_tokens=6, temperature=1.0), seed=0)[0][0]
+    seq = torch.tensor([prompt + reply.ids])
+    with torch.no_grad():
+        free, _ = token_logprobs(model, seq, 1.0)
+        held, entropy = token_logprobs(model, seq, 1.0, with_entropy=True, banned=banned)
+        logits = model(seq[:, :-1])[0]
+    at = len(prompt) - 1  # the position after <|im_sep|>, where the model puts almost all mass on the call
+    allowed = logits[0, at].clone()
+    allowed[banned] = float("-inf")
+    assert held[0, at] == pytest.approx(float(torch.log_softmax(allowed, -1)[seq[0, at + 1]]), abs=1e-5)
+    assert free[0, at] < held[0, at] - 10  # unbanned, the sampled token looks nearly impossible
+    assert torch.isfinite(entropy).all()

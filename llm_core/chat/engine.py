@@ -162,6 +162,14 @@ class Engine:
                 self._bans[state, banned] = True
 
     @property
+    def never_sampled(self) -> list[int]:
+        """Ids no reply of this engine can sample at any step: with no tools no call starts, so the bans outside a call
+        hold throughout (RL scores its rollouts under the same bans). Empty when calls are possible."""
+        if self._bans is None or self.tools:
+            return []
+        return self._bans[self._states.index(None)].nonzero().flatten().tolist()
+
+    @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 

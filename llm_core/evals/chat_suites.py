@@ -132,7 +132,7 @@ def encode_prompt(tokenizer: Tokenizer, prompt: str) -> list[int] | None:
 
 
 def leaked_specials(ids: Sequence[int], tokenizer: Tokenizer) -> list[int]:
-    """The special ids inside a reply's generated `ids`; the `<|im_end|>` or `<|endoftext|>` it stopped at is not one."""
+    """The special ids inside a reply's generated `ids`; the `<|im_end|>` or `<|endoftext|>` it stopped at is none."""
     stops = {tokenizer.special_ids[IM_END], tokenizer.eot_id}
     body = ids[:-1] if ids and ids[-1] in stops else ids
     specials = set(tokenizer.special_ids.values())

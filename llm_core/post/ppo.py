@@ -95,8 +95,8 @@ class Ppo(RLAlgorithm):
         """One reply per prompt, with what the updates need: old log-probs, values, advantages, returns, scores."""
         rollouts = self.rollout(prompts, 1, seed)
         batch, temp = rollouts.batch, self.sampling.temperature
-        logp, _ = token_logprobs(self.policy, batch.ids, temp)
-        ref_logp, _ = token_logprobs(self.ref, batch.ids, temp)
+        logp, _ = token_logprobs(self.policy, batch.ids, temp, banned=self.banned)
+        ref_logp, _ = token_logprobs(self.ref, batch.ids, temp, banned=self.banned)
         values = self.value.per_token(batch.ids)[:, :-1]
         scores = self.reward(rollouts) - self.cfg.missing_eos_penalty * (~batch.finished).float()
         m = batch.response_mask
@@ -123,7 +123,7 @@ class Ppo(RLAlgorithm):
             for s in range(0, len(order), cfg.minibatch_size):
                 rows = order[s:s + cfg.minibatch_size]
                 mb, m = batch.select(rows), batch.response_mask[rows]
-                logp, entropy = token_logprobs(self.policy, mb.ids, temp, with_entropy=True)
+                logp, entropy = token_logprobs(self.policy, mb.ids, temp, with_entropy=True, banned=self.banned)
                 ratio = torch.exp(logp - data["logp"][rows])
                 adv = data["adv"][rows]
                 pg = torch.max(-adv * ratio, -adv * ratio.clamp(1 - cfg.cliprange, 1 + cfg.cliprange))

@@ -64,6 +64,7 @@ class RLAlgorithm(abc.ABC):
         self.policy, self.ref, self.tokenizer = policy, ref.eval(), tokenizer
         self.sampling = SamplingParams(max_tokens=cfg.max_tokens, temperature=cfg.temperature)
         self.engine = Engine(policy, tokenizer)
+        self.banned = self.engine.never_sampled  # scored with the bans the rollouts were sampled under
         policy.requires_grad_(True)
 
     @staticmethod

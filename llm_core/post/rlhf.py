@@ -66,8 +66,8 @@ def evaluate_policy(
     kl = []
     for s in range(0, len(batch.ids), 32):
         part = batch.ids[s:s + 32]
-        diff = (token_logprobs(algorithm.policy, part, temperature)[0]
-                - token_logprobs(algorithm.ref, part, temperature)[0])
+        diff = (token_logprobs(algorithm.policy, part, temperature, banned=algorithm.banned)[0]
+                - token_logprobs(algorithm.ref, part, temperature, banned=algorithm.banned)[0])
         kl.append((diff * batch.response_mask[s:s + 32]).sum(1))
     metrics = {
         "reward": float(rewards.mean()),
@@ -113,7 +113,7 @@ def run_rl(
 class RlhfStage(TrainingStage):
     name = "rlhf"
     config_model = RlhfConfig
-    version = "3"
+    version = "4"  # 4: log-probs under the sampling bans of the rollouts (no tool tokens)
     uses_seed = True
 
     def input_stages(self, config: RlhfConfig) -> dict[str, str]:

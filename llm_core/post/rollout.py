@@ -45,13 +45,22 @@ def make_batch(prompts: Sequence[Sequence[int]], completions: Sequence[Completio
 
 
 def token_logprobs(
-    model: GPT, ids: torch.Tensor, temperature: float, with_entropy: bool = False
+    model: GPT, ids: torch.Tensor, temperature: float, with_entropy: bool = False, banned: Sequence[int] = ()
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Log-probs (B, T-1) of each next token at `temperature`, and optionally the entropies of those distributions."""
+    """Log-probs (B, T-1) of each next token at `temperature`, and optionally the entropies of those distributions.
+
+    `banned` ids get no probability, as when the rollout sampled them (`Engine.never_sampled`): the log-probs are
+    then those of the distribution the replies were drawn from."""
     logits = model(ids[:, :-1])[0] / max(temperature, 1e-6)
+    if banned:
+        logits = logits.clone()
+        logits[..., list(banned)] = float("-inf")
     logp_all = torch.log_softmax(logits, dim=-1)
     logp = logp_all.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-    entropy = -(logp_all.exp() * logp_all).sum(-1) if with_entropy else None
+    entropy = None
+    if with_entropy:
+        terms = logp_all.exp() * logp_all
+        entropy = -(terms.nan_to_num(0.0) if banned else terms).sum(-1)  # 0 * -inf of a banned id counts 0
     return logp, entropy
 
 
