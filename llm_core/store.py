@@ -225,7 +225,17 @@ class ArtifactStore:
                 problems.append(f"{shown}: {size} bytes, the manifest says {entry.size}")
             elif full and file_sha256(self.fs, path) != entry.sha256:
                 problems.append(f"{shown}: sha256 differs from the manifest (content changed)")
+        for name in self._unlisted(ref, manifest):
+            problems.append(f"{self.display_path(ref, name)}: present but not in the manifest (added after the commit)")
         return problems
+
+    def _unlisted(self, ref: ArtifactRef, manifest: Manifest) -> list[str]:
+        """Content files in the artifact's folder that its manifest does not list (bookkeeping `_*` folders, the
+        run record and another builder's temp files aside)."""
+        folder = self._dir(ref)
+        names = (posixpath.relpath(p, folder) for p in self.fs.find(folder))
+        return sorted(n for n in names if n not in manifest.files and n not in (MANIFEST, RUN_RECORD)
+                      and not n.startswith("_") and not posixpath.basename(n).startswith(TMP_PREFIX))
 
     def verify_all(self, full: bool, refs: list[ArtifactRef] | None = None) -> dict[str, list[str]]:
         """'stage/key' -> problems, for `refs` or every artifact folder holding a manifest (readable or not)."""
@@ -347,11 +357,16 @@ class _ArtifactFiles:
 
 
 class ArtifactReader(_ArtifactFiles):
-    """Read access to a committed artifact."""
+    """Read access to a committed artifact: its files are the ones its manifest lists, never a folder listing, so a
+    file dropped into the folder after the commit is never read."""
 
     @property
     def manifest(self) -> Manifest:
         return self.store.manifest(self.ref)
+
+    def files(self, pattern: str = "*") -> list[str]:
+        """Names of the files the manifest lists that match a glob, sorted."""
+        return sorted(n for n in self.manifest.files if fnmatch.fnmatch(n, pattern))
 
 
 class ArtifactWriter(_ArtifactFiles):

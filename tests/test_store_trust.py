@@ -10,6 +10,7 @@ import threading
 import time
 
 import pytest
+import torch
 
 from llm_core.pipeline import plan
 from llm_core.pipeline_config import load_config
@@ -150,19 +151,58 @@ def test_a_second_builder_waits_for_the_lock_then_finds_a_cache_hit(tmp_path):
     assert order == ["first", "second cached=True"]
 
 
-def test_a_truncated_model_file_is_named_when_loading(tmp_path):
-    from llm_core.model import GPT, WEIGHTS_FILE, GPTConfig
-    from llm_core.post.model_io import MODEL_DIR, load_gpt, save_model_files
+def tiny_model_artifact(store: ArtifactStore, poison: bool = False):
+    from llm_core.model import GPT, GPTConfig
+    from llm_core.post.model_io import save_model_files
 
-    store = ArtifactStore(str(tmp_path))
     ref = store.ref("sft", "0123456789abcdef")
     writer = store.writer(ref)
-    save_model_files(writer, GPT(GPTConfig(vocab_size=64, block_size=8, n_layer=1, n_head=2, n_embd=8)))
+    model = GPT(GPTConfig(vocab_size=64, block_size=8, n_layer=1, n_head=2, n_embd=8))
+    if poison:
+        with torch.no_grad():
+            next(model.parameters())[0, 0] = float("nan")
+    save_model_files(writer, model)
     writer.commit(version="1", config={}, inputs={})
+    return ref
+
+
+def test_a_damaged_model_file_is_refused_by_the_loader_naming_it(tmp_path):
+    from llm_core.model import WEIGHTS_FILE
+    from llm_core.post.model_io import MODEL_DIR, load_gpt
+
+    store = ArtifactStore(str(tmp_path))
+    ref = tiny_model_artifact(store)
     assert load_gpt(store.reader(ref)) is not None
     weights = os.path.join(store.root, "sft", ref.key, MODEL_DIR, WEIGHTS_FILE)
-    data = open(weights, "rb").read()
-    open(weights, "wb").write(data[: len(data) // 2])
-    with pytest.raises(ArtifactError, match=f"{os.path.dirname(weights)}/{WEIGHTS_FILE}.*cannot load the model"):
+    data = bytearray(open(weights, "rb").read())
+    data[-3] ^= 0x01  # one flipped bit in a weight: safetensors would load it
+    open(weights, "wb").write(bytes(data))
+    with pytest.raises(ArtifactError, match=f"{weights}: sha256 differs from the manifest"):
+        load_gpt(store.reader(ref))
+    open(weights, "wb").write(bytes(data[: len(data) // 2]))
+    with pytest.raises(ArtifactError, match=f"{weights}: {len(data) // 2} bytes, the manifest says {len(data)}"):
         load_gpt(store.reader(ref))
     assert "model.safetensors: " in store.verify(ref, full=False)[0]
+
+
+def test_nan_weights_are_refused_naming_the_file_and_tensor(tmp_path):
+    from llm_core.post.model_io import load_gpt
+
+    store = ArtifactStore(str(tmp_path))
+    ref = tiny_model_artifact(store, poison=True)
+    assert store.verify(ref) == [], "the manifest matches: the weights were NaN when committed"
+    with pytest.raises(ArtifactError, match=r"model/model.safetensors: tensor \S+ holds 1 NaN or inf values"):
+        load_gpt(store.reader(ref))
+
+
+def test_a_file_added_after_the_commit_is_reported_and_never_read(built):
+    ctx, manifest = built
+    store = ctx.store()
+    folder = os.path.join(store.root, "crawl", ctx.output.key)
+    listed = sorted(n for n in manifest.files if n.startswith("pages/"))
+    extra = "pages/part-99999.parquet"
+    open(os.path.join(folder, extra), "wb").write(open(os.path.join(folder, listed[0]), "rb").read())
+    reader = store.reader(ctx.output)
+    assert reader.files("pages/*") == listed and reader.count_rows("pages/*") == manifest.counts["pages"]
+    [problem] = store.verify(ctx.output, full=False)
+    assert problem.endswith(f"{extra}: present but not in the manifest (added after the commit)")
