@@ -177,20 +177,46 @@ def rate_last_reply(messages: list[Message], command: str, feedback: Path) -> No
     console.print(f"[dim]{verb[1:]} reply saved to {feedback} ({total} rows)[/dim]")
 
 
+class PromptsError(ValueError):
+    """A prompts file that cannot be used; the message names the file, the line and what is wrong."""
+
+
+def _prompt_of(item: Any, where: str) -> list[Message]:
+    """The conversation of one parsed JSONL line: a string, {"prompt": str} or {"messages": [{role, content}]}."""
+    if isinstance(item, str):
+        return [{"role": "user", "content": item}]
+    if isinstance(item, dict) and isinstance(item.get("prompt"), str):
+        return [{"role": "user", "content": item["prompt"]}]
+    if isinstance(item, dict) and isinstance(item.get("messages"), list) and item["messages"]:
+        for i, message in enumerate(item["messages"]):
+            if not (isinstance(message, dict) and isinstance(message.get("role"), str)
+                    and isinstance(message.get("content"), str)):
+                raise PromptsError(f"{where}: messages[{i}] must be {{\"role\": str, \"content\": str}}, "
+                                   f"got {json.dumps(message)[:80]}")
+        return list(item["messages"])
+    raise PromptsError(f"{where}: expected a string, {{\"prompt\": str}} or {{\"messages\": [...]}}, "
+                       f"got {json.dumps(item)[:80]}")
+
+
 def read_prompts(path: Path) -> list[list[Message]]:
-    """JSONL of strings, of {"prompt": ...} or of {"messages": [...]}; or plain text, one prompt per line."""
+    """JSONL of strings, of {"prompt": ...} or of {"messages": [...]}; or plain text, one prompt per line. A file
+    named .jsonl/.json, or with a line that opens like JSON, is JSONL: each of its lines must then parse, and a line
+    that does not is a `PromptsError` naming the file and line (never sent to the model as text)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise PromptsError(f"--prompts {path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
+    numbered = [(n, line) for n, line in enumerate(lines, 1) if line.strip()]
+    if path.suffix.lower() not in (".jsonl", ".json") and not any(line.lstrip()[:1] in "{[" for _, line in numbered):
+        return [[{"role": "user", "content": line}] for _, line in numbered]
     out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
+    for n, line in numbered:
+        where = f"--prompts {path} line {n}"
         try:
             item = json.loads(line)
-        except json.JSONDecodeError:
-            item = line
-        if isinstance(item, dict) and "messages" in item:
-            out.append(list(item["messages"]))
-        else:
-            out.append([{"role": "user", "content": item["prompt"] if isinstance(item, dict) else str(item)}])
+        except json.JSONDecodeError as e:
+            raise PromptsError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
+        out.append(_prompt_of(item, where))
     return out
 
 
@@ -211,7 +237,11 @@ def generate(
     if not prompts.is_file():
         console.print(f"[red]--prompts {prompts}: no such file[/red]", soft_wrap=True)
         raise typer.Exit(2)
-    conversations = read_prompts(prompts)
+    try:
+        conversations = read_prompts(prompts)
+    except PromptsError as e:
+        console.print(str(e), style="red", soft_wrap=True, highlight=False, markup=False)
+        raise typer.Exit(2) from None
     engine, name = _engine(model, config, set_, tools=not no_tools)
     results = engine.generate([render_prompt(engine.tokenizer, c) for c in conversations], sampling, n=n, seed=seed)
     with out.open("w", encoding="utf-8") as f:

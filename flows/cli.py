@@ -25,6 +25,7 @@ from flows.serve import serve
 from llm_core.config import ConfigError
 from llm_core.pipeline import plan, preflight, with_inputs
 from llm_core.pipeline_config import PipelineConfig
+from llm_core.registry import STAGES
 from llm_core.stage import add_progress_listener, remove_progress_listener
 from llm_core.store import ArtifactStore
 from tasks.run_summary import runs_since, slow_run_warnings
@@ -203,6 +204,10 @@ def artifacts_ls(
     set_: SetOpt = None,
 ) -> None:
     """List committed artifacts, oldest first: stage, key, created, crawl snapshot, main count, size."""
+    if stage_name is not None and stage_name not in STAGES:
+        console.print(f"[red]--stage {stage_name!r} is not a stage; stages are {', '.join(STAGES)}[/red]",
+                      highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
     console.print(ls_table(_store(config, set_), stage_name))
 
 

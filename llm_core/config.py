@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from llm_core.store import ArtifactStore
 
@@ -48,6 +48,13 @@ class RunConfig(StrictModel):
         "auto", description="what a cache hit checks against its manifest: size = every file there with its size, "
         "full = and its sha256; auto = full on a local root, size on an object store"
     )
+
+    @field_validator("artifact_root")
+    @classmethod
+    def _root_is_named(cls, root: str) -> str:
+        if not root.strip():  # an empty root would put the stages' folders in the current directory
+            raise ValueError("is empty: name a folder or a URL such as s3://bucket/prefix")
+        return root
 
     def store(self) -> ArtifactStore:
         """The artifact store of this run (its root and fsspec options)."""

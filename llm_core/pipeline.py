@@ -67,9 +67,11 @@ def with_inputs(config: PipelineConfig, name: str, given: dict[str, str]) -> Sta
             inputs[k] = store.find(given[k])
         except KeyError as e:
             raise ConfigError(f"--input {k}={given[k]}: {e.args[0]}") from None
-        problems = store.verify(inputs[k], full=False)
-        if problems:
-            raise ConfigError(f"--input {k}={given[k]}: artifact {inputs[k]} is invalid: {problems[0]}")
+        problems = store.verify(inputs[k], full=store.full_verify(config.run.verify))
+        if problems:  # a key the user chose cannot be rebuilt: move it aside (so nothing reads it) and refuse
+            where = store.move_aside(inputs[k], "\n".join(problems))
+            raise ConfigError(f"--input {k}={given[k]}: artifact {inputs[k]} is invalid (moved to {where}): "
+                              f"{problems[0]}")
     for input_name, ref in inputs.items():
         if ref.stage != expected[input_name]:
             raise ConfigError(

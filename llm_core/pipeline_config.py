@@ -17,6 +17,9 @@ from pydantic import Field, ValidationError, create_model
 from llm_core.config import ConfigError, RunConfig, StageConfig, StrictModel
 from llm_core.registry import STAGES
 
+MAX_YAML_BYTES = 1 << 20  # a config (or an override value) is a few KB; anything this large is not one
+MAX_YAML_NODES = 100_000  # values after alias expansion: the largest real config holds a few hundred
+
 
 class StageSections(StrictModel):
     """What every pipeline config can say of its stage sections, whichever stages the registry holds."""
@@ -58,10 +61,7 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     keys = [k for k in path.strip().split(".") if k]
     if not keys:
         raise ConfigError(f"override {item!r} has an empty key path")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as e:
-        raise ConfigError(f"override {item!r}: value is not valid YAML: {e}") from e
+    value = load_yaml_bounded(raw, f"override {path.strip()!r}: value") if raw.strip() else ""
     return keys, value
 
 
@@ -87,16 +87,55 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
     return out
 
 
+def _expanded_size_within(value: Any, budget: int) -> bool:
+    """Whether `value`, with every shared (aliased) node counted each time it is reached, has at most `budget`
+    nodes. Stops as soon as the budget is spent, so a billion-laughs document costs `budget` steps, not its
+    expansion."""
+    stack = [value]
+    while stack:
+        budget -= 1
+        if budget < 0:
+            return False
+        node = stack.pop()
+        if isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return True
+
+
+def load_yaml_bounded(text: str, source: str) -> Any:
+    """YAML parsed with the safe loader within `MAX_YAML_BYTES` and `MAX_YAML_NODES` (aliases expanded): an alias
+    bomb or a huge file is refused before anything walks its expansion. ConfigError names `source`."""
+    if len(text) > MAX_YAML_BYTES:
+        raise ConfigError(f"{source} is {len(text):,} characters: larger than the {MAX_YAML_BYTES:,} a config may be")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{source} is not valid YAML: {e}") from e
+    if not _expanded_size_within(data, MAX_YAML_NODES):
+        raise ConfigError(f"{source} expands to more than {MAX_YAML_NODES:,} values through its aliases "
+                          "(&anchor/*alias): refused")
+    return data
+
+
 def read_config_file(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """A YAML config as a mapping; `extends: FILE` (relative to this file) lays this file over FILE."""
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a folder, not a YAML file")
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     if path.resolve() in seen:
         raise ConfigError(f"config file {path} extends itself through {' -> '.join(str(p) for p in seen)}")
+    if path.stat().st_size > MAX_YAML_BYTES:
+        raise ConfigError(f"config file {path} is {path.stat().st_size:,} bytes: larger than the "
+                          f"{MAX_YAML_BYTES:,} a config may be")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"config file {path} is not valid YAML: {e}") from e
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {e.start}: {e.reason})") from None
+    raw = load_yaml_bounded(text, f"config file {path}") or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {path} must hold a mapping at the top level")
     base = raw.pop("extends", None)

@@ -143,3 +143,57 @@ def test_two_runs_on_one_root_at_once_both_succeed_with_the_same_artifacts(tmp_p
                                       and not p.name.startswith(".tmp-") and p.name not in (MANIFEST, "run.json")
                                       and not str(p.relative_to(m.parent)).startswith("_")}
     assert any("cache hit" in o for o in outputs), "the second run found the first run's artifacts"
+
+
+def test_an_input_artifact_with_changed_bytes_is_moved_aside_and_refused(crawled):
+    root, ctx = crawled
+    name = next(n for n in ctx.store().manifest(ctx.output).files if n.startswith("pages/"))
+    path = root / "crawl" / ctx.output.key / name
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 4] = b"XXXX"  # same size: only the sha256 sees it
+    path.write_bytes(bytes(data))
+    result = invoke("stage", "extract", "--input", f"pages={ctx.output.key}", root=root)
+    assert result.exit_code == 2 and "is invalid (moved to" in result.output and "sha256" in result.output
+    assert not (root / "crawl" / ctx.output.key).exists() and (root / "_invalid" / "crawl").is_dir()
+
+
+BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{b}: &{b} [{', '.join([f'*{a}'] * 9)}]\n" for a, b in zip("abcdefgh", "bcdefghi"))
+
+FLOW_BOMB = "[&a [x, x, x, x, x, x, x, x, x], " + ", ".join(
+    f"&{b} [{', '.join([f'*{a}'] * 9)}]" for a, b in zip("abcdefgh", "bcdefghi")) + "]"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["plan", "--set", "run.artifact_root="], "run.artifact_root: Value error, is empty"),
+    (["plan", "--set", "crawl.warc=[{tmp}/notes.txt]"], "notes.txt' is not a WARC or ARC file"),
+    (["plan", "--config", "{tmp}/bomb.yaml"], "bomb.yaml expands to more than 100,000 values"),
+    (["plan", "--config", "{tmp}"], "is a folder, not a YAML file"),
+    (["plan", "--set", "run.seed=" + FLOW_BOMB], "override 'run.seed': value expands to more than 100,000 values"),
+    (["artifacts", "ls", "--stage", "nosuch"], "--stage 'nosuch' is not a stage; stages are crawl,"),
+])
+def test_silent_or_unbounded_inputs_are_one_named_error(args, message, tmp_path):
+    (tmp_path / "notes.txt").write_text("not a WARC file\n")
+    (tmp_path / "bomb.yaml").write_text(BOMB)
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    result = runner.invoke(app, args, terminal_width=400)
+    assert result.exit_code == 2 and message in " ".join(result.output.split()), result.output
+    assert not (REPO / "crawl").exists() and not Path("crawl").exists()
+
+
+@pytest.mark.parametrize("line, message", [
+    ('{"prompt": "fine"', "line 2: not valid JSON"),
+    ('{"question": "what?"}', 'line 2: expected a string, {"prompt": str} or {"messages": [...]}'),
+    ('{"messages": [{"role": "user"}]}', 'line 2: messages[0] must be {"role": str, "content": str}'),
+    ('{"messages": ["hi"]}', "line 2: messages[0] must be"),
+])
+def test_a_malformed_prompts_line_is_named_and_never_sent_to_the_model(line, message, tmp_path):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"prompt": "What is a watermelon?"}\n' + line + "\n")
+    result = runner.invoke(app, ["generate", "-m", "abc", "-p", str(prompts), "-o", str(tmp_path / "out.jsonl")],
+                           terminal_width=400)
+    assert result.exit_code == 2 and f"--prompts {prompts} {message}" in " ".join(result.output.split())
+    prompts.write_bytes(b'{"prompt": "caf\xe9"}\n')
+    result = runner.invoke(app, ["generate", "-m", "abc", "-p", str(prompts), "-o", str(tmp_path / "out.jsonl")],
+                           terminal_width=400)
+    assert result.exit_code == 2 and f"--prompts {prompts}: not UTF-8 text" in " ".join(result.output.split())

@@ -61,8 +61,11 @@ def check_warc_location(location: str) -> str:
     """A WARC location (see `check_location`); a local folder stands for the WARC files in it and must hold some."""
     check_location(location)
     path = location.removeprefix("file://")
-    if "://" not in path and os.path.isdir(path) and not warc_files_in(path):
-        raise ValueError(f"{location!r} is a folder with no WARC file in it ({', '.join(WARC_SUFFIXES)})")
+    if "://" not in path and os.path.isdir(path):
+        if not warc_files_in(path):
+            raise ValueError(f"{location!r} is a folder with no WARC file in it ({', '.join(WARC_SUFFIXES)})")
+    elif not glob.has_magic(path) and not path.lower().endswith(WARC_SUFFIXES):
+        raise ValueError(f"{location!r} is not a WARC or ARC file: its name must end in {', '.join(WARC_SUFFIXES)}")
     return location
 
 
