@@ -325,3 +325,22 @@ def test_random_damage_never_stops_the_reader_nor_yields_a_record_twice():
         ids = [i.warc_record_id if isinstance(i, Page) else i.record_id for i in items]
         assert len(ids) <= whole + 2 and len(set(filter(None, ids))) == len(list(filter(None, ids))), (trial, name)
     assert reasons(read(gzip.compress(b"") + data)) == reasons(read(data)), "an empty gzip member holds nothing"
+
+
+@pytest.mark.parametrize("compress", [False, True])
+@pytest.mark.parametrize("lie", ["too_long", "swallows_the_next", "past_the_end", "too_short"])
+def test_a_lying_content_length_is_skipped_with_its_range_and_every_other_record_is_kept(lie, compress):
+    blocks = [real_http_block(i) for i in (1, 2, 3, 4)]
+    good = [warc_record(b, url=f"http://example.jp/{i}") for i, b in enumerate(blocks)]
+    declared = {"too_long": len(blocks[1]) + 500, "swallows_the_next": len(blocks[1]) + len(good[2]) + 100,
+                "past_the_end": 10_000_000, "too_short": len(blocks[1]) - 3000}[lie]
+    records = [good[0], warc_record(blocks[1], declared, url="http://example.jp/1"), good[2], good[3]]
+    members = [gzip.compress(r) for r in records] if compress else records
+    items = read(b"".join(members), "x.warc.gz" if compress else "x.warc", max_body_bytes=5_000_000)
+    assert [(i.url, "page" if isinstance(i, Page) else i.reason) for i in items] == [
+        ("http://example.jp/0", "page"), ("http://example.jp/1", "warc:bad_length"),
+        ("http://example.jp/2", "page"), ("http://example.jp/3", "page")]
+    whole = [read(r, "x.warc")[0] for r in good]
+    assert [items[i].body for i in (0, 2, 3)] == [whole[i].body for i in (0, 2, 3)], "kept records are intact"
+    start, end = len(members[0]), len(members[0]) + len(members[1])
+    assert items[1].detail.startswith(f"bytes {start}-{end}: Content-Length {declared} ")

@@ -5,13 +5,19 @@ memory. Kept: `response` records with an HTTP 2xx status and an HTML-like media 
 transfer encoding and content encoding (gzip, deflate, brotli). Skipped with a reason: other record types
 (`warc:request`, `warc:revisit`, `warc:metadata`, `warc:conversion` (WET), ...), `warc:not_html`, `warc:status`,
 `warc:not_http` (the block is not an HTTP response), `warc:too_large`, `warc:truncated` (the record ends before
-its HTTP headers do) and `warc:corrupt` (a stretch of the file that holds no readable record, with its byte range).
+its HTTP headers do), `warc:bad_length` (a record whose Content-Length lies, with its byte range) and `warc:corrupt`
+(a stretch of the file that holds no readable record, with its byte range).
 
 Nothing readable is lost:
 - HTTP headers that FastWARC cannot split (bare LF line ends, as some real crawls write) are parsed again by
   warcio's tolerant parser; well-formed records never take that path.
 - A record cut short (truncated file, damaged gzip member) yields the bytes present as a page marked `truncated`;
   the extract stage decides whether they hold text.
+- A Content-Length that lies is caught before the record is read: in a plain file its block must end in the
+  blank line that ends every record, in a gzip file it must fill its member. One too long (running over the next
+  record's header) or too short makes the record a `warc:bad_length` skip naming its byte range, and reading goes
+  on at the next record (the next `WARC/1.x` header, or the next gzip member), so no well-formed record is lost.
+  A block that runs past the end of the file with no record header in it is a record cut short (below).
 - After a damaged gzip member, reading resynchronises at the next gzip member that decodes to a WARC record and goes
   on; the bytes in between are one `warc:corrupt` skip naming their range. The stream stays forward-only: the
   reader keeps the bytes since the current record's start (`_SourceStream`) to go back to.
@@ -40,9 +46,12 @@ from llm_core.crawl.http_body import decode_body
 
 REASON_CORRUPT = "warc:corrupt"
 REASON_TRUNCATED = "warc:truncated"
+REASON_BAD_LENGTH = "warc:bad_length"
 GZIP_MAGIC = b"\x1f\x8b\x08"
 _WINDOW_MAX = 64 << 20  # bytes kept to go back to after a damaged member (more only while one record needs it)
 _HEADER_ALLOWANCE = 1 << 16  # WARC + HTTP header bytes decoded beyond max_body_bytes from a damaged member
+_LOOKAHEAD = 16 << 20  # the longest block whose Content-Length is checked against the bytes after it
+_RECORD_START = b"\r\n\r\nWARC/1."  # a record's end, then the next record's version line
 _PEEK_BYTES = 512  # enough for the status line, to tell CRLF from bare-LF line ends
 _HEADER_END_RE = re.compile(rb"\r?\n\r?\n")
 _HTTP_PARSER = StatusAndHeadersParser(["HTTP/1.0", "HTTP/1.1", "HTTP/2"], verify=False)
@@ -155,6 +164,15 @@ class _SourceStream(io.RawIOBase):
     def starts_with(self, prefix: bytes) -> bool:
         return self.head.startswith(prefix)
 
+    def peek(self, offset: int, size: int) -> bytes:
+        """Up to `size` bytes from `offset` (no earlier than the oldest kept byte), reading position unchanged."""
+        saved, out = self.position, bytearray()
+        self.rewind(offset)
+        while len(out) < size and (data := self.read(size - len(out))):
+            out += data
+        self.position = saved
+        return bytes(out)
+
 
 def read_archive(
     stream: IO[bytes], *, name: str, source: str, content_types: list[str], max_body_bytes: int
@@ -193,6 +211,7 @@ class _Failure:
     offset: int
     done: bool
     error: str
+    skip_to: int | None = None  # a record with a lying length was skipped: go on here (-1: at the end of input)
 
 
 @dataclass(frozen=True)
@@ -218,6 +237,11 @@ class _RecordReader:
                 return _Failure(start, last_start is not None, f"{type(e).__name__}: {e}")
             url = record.headers.get("WARC-Target-URI")
             length = record.headers.get("Content-Length")
+            lie = _length_lie(stream, record.stream_pos, int(length)) if mark and (length or "").isdigit() else None
+            if lie is not None:
+                next_start, detail = lie
+                yield Skip(url, record.record_id, REASON_BAD_LENGTH, detail)
+                return _Failure(record.stream_pos, False, "", skip_to=next_start)
             if length is None:  # FastWARC takes header lines cut short for a record
                 yield Skip(url, record.record_id, REASON_TRUNCATED, "WARC headers without Content-Length: cut short")
             elif record.record_type != WarcRecordType.response:
@@ -303,9 +327,53 @@ def _tolerant_http(block: bytes) -> tuple[int | None, _Headers, bytes] | None:
     return (int(code) if code and code.isdigit() else None), _Headers(parsed.headers), block[end.end() :]
 
 
+def _length_lie(stream: _SourceStream, start: int, declared: int) -> tuple[int, str] | None:
+    """(where the next record starts, -1 if none; why) if the record at `start` declares a Content-Length its
+    bytes do not have, else None (also when it cannot be told here: records cut short are judged later)."""
+    if declared > _LOOKAHEAD:
+        return None
+    if stream.starts_with(GZIP_MAGIC):
+        return _gzip_length_lie(stream, start, declared)
+    header_end = stream.peek(start, _HEADER_ALLOWANCE).find(b"\r\n\r\n")
+    if header_end < 0:
+        return None
+    block = start + header_end + 4
+    trailer = stream.peek(block + declared, 4)
+    if trailer == b"\r\n\r\n" or b"\r\n\r\n".startswith(trailer):  # well framed, or the file ends with it
+        if len(trailer) == 4 or _next_marker(stream, block, _RECORD_START) is None:
+            return None
+    found = _next_marker(stream, block, _RECORD_START)
+    next_start = found + 4 if found is not None else -1
+    how = "runs over the next record's header" if 0 <= next_start < block + declared else "ends before its block does"
+    end = f"the next record at byte {next_start}" if next_start >= 0 else "the end of the file"
+    return next_start, f"bytes {start}-{next_start if next_start >= 0 else 'end'}: Content-Length {declared} {how}; " \
+                       f"read on from {end}"
+
+
+def _gzip_length_lie(stream: _SourceStream, start: int, declared: int) -> tuple[int, str] | None:
+    """`_length_lie` for a gzip member per record: the record (headers, block, blank line) fills its member."""
+    saved = stream.position
+    member = _decode_member(stream, start, _HEADER_ALLOWANCE + declared + 8)
+    more = member is not None and member.complete and _has_bytes(stream, member.end)
+    stream.rewind(saved)
+    if member is None or not member.complete:
+        return None  # a damaged member: the recovery below judges it
+    header_end = member.data.find(b"\r\n\r\n")
+    expected = header_end + 4 + declared
+    if header_end < 0 or expected <= len(member.data) <= expected + 4 or (len(member.data) < expected and not more):
+        return None
+    how = "is longer than its gzip member" if len(member.data) < expected else "ends before its gzip member does"
+    return member.end, f"bytes {start}-{member.end}: Content-Length {declared} {how}; read on from the next member"
+
+
 def _read_warc(stream: _SourceStream, reader: _RecordReader) -> Iterator[Page | Skip]:
     while True:
         failure = yield from reader.records(stream)
+        if failure.skip_to is not None:
+            if failure.skip_to < 0:
+                return
+            stream.rewind(failure.skip_to)
+            continue
         if not failure.error:  # FastWARC ends quietly at a gzip member cut inside its WARC headers: look past it
             if not stream.starts_with(GZIP_MAGIC):
                 return
