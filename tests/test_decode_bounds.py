@@ -55,9 +55,10 @@ from llm_core.crawl.warc_reader import Page, read_archive
 before = peak_mb()
 with open(sys.argv[1], "rb") as f:
     items = list(read_archive(f, name="bombs", source="t", content_types=["text/html"],
-                              max_body_bytes=int(sys.argv[2])))
+                              max_body_bytes=int(sys.argv[2]), max_decoded_bytes=int(sys.argv[3])))
 print(json.dumps({"pages": sum(isinstance(i, Page) for i in items), "records": len(items),
                   "largest": max((len(i.body) for i in items if isinstance(i, Page)), default=0),
+                  "truncated": sum(i.truncated for i in items if isinstance(i, Page)),
                   "before": before, "peak": peak_mb()}))
 """
 
@@ -132,6 +133,17 @@ def test_warc_records_holding_bombs_are_read_within_the_limit(bombs, tmp_path):
     records = [warc_record(http_response(bombs[e], Content_Encoding=e)) for e in ENCODINGS]
     path = tmp_path / "bombs.warc.gz"
     path.write_bytes(gzip_members(records))
-    result = run_child(WARC_CHILD, str(path), str(LIMIT))
+    result = run_child(WARC_CHILD, str(path), str(LIMIT), str(LIMIT))
     assert result["records"] == len(ENCODINGS), result
+    assert result["peak"] - result["before"] < GROWTH_BOUND_MB + BOMB_MIB // 256, result
+
+
+def test_the_decoded_size_has_its_own_limit_and_a_cut_body_is_marked_truncated(bombs, tmp_path):
+    records = [warc_record(http_response(bombs[e], Content_Encoding=e)) for e in ENCODINGS]
+    path = tmp_path / "bombs.warc.gz"
+    path.write_bytes(gzip_members(records))
+    raised = 1 << 30  # the record limit raised far past the bombs' decoded size: the decode limit still holds
+    result = run_child(WARC_CHILD, str(path), str(raised), str(LIMIT))
+    assert result["pages"] == len(ENCODINGS) and result["largest"] == LIMIT, result
+    assert result["truncated"] == len(ENCODINGS), "a body cut at the decode limit is marked truncated"
     assert result["peak"] - result["before"] < GROWTH_BOUND_MB + BOMB_MIB // 256, result

@@ -166,6 +166,10 @@ class CrawlConfig(StageConfig):
         default_factory=lambda: list(HTML_CONTENT_TYPES), description="WARC responses kept (media types)"
     )
     max_body_bytes: int = Field(5_000_000, ge=1024, description="WARC records / HTML files above this are skipped")
+    max_decoded_bytes: int = Field(
+        5_000_000, ge=1024, description="decoded (decompressed) body bytes kept per WARC record, apart from "
+        "max_body_bytes, so raising one does not let a compression bomb grow; a body cut here is marked truncated"
+    )
     records_per_shard: int = Field(10_000, ge=1, description="rows per output Parquet file (and HTML files per shard)")
     storage_options: dict = Field(default_factory=dict, description="fsspec options for remote inputs (s3 endpoint)")
 

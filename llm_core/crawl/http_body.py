@@ -189,7 +189,14 @@ def dechunk(data: bytes) -> bytes:
     return b"".join(_tolerant(_dechunk_pieces, [data]))
 
 
+def decode_archived(
+    raw: bytes, transfer_encoding: str | None, content_encoding: str | None, limit: int
+) -> tuple[bytes, bool]:
+    """The payload of an archived HTTP response, at most `limit` bytes of it, and whether it was cut there."""
+    chunks = (raw[i : i + PIECE] for i in range(0, len(raw), PIECE))
+    return take(decoded_pieces(chunks, transfer_encoding, content_encoding), limit)
+
+
 def decode_body(raw: bytes, transfer_encoding: str | None, content_encoding: str | None, limit: int) -> bytes:
     """The payload of an archived HTTP response, at most `limit` bytes of it."""
-    chunks = (raw[i : i + PIECE] for i in range(0, len(raw), PIECE))
-    return take(decoded_pieces(chunks, transfer_encoding, content_encoding), limit)[0]
+    return decode_archived(raw, transfer_encoding, content_encoding, limit)[0]

@@ -47,7 +47,9 @@ LAYOUT = {
 class CrawlStage(ShardedStage):
     name = "crawl"
     config_model = CrawlConfig
-    version = "3"  # 2: raw pages carry `truncated`; 3: live-crawl WARC files named by shard id
+    # 2: raw pages carry `truncated`; 3: live-crawl WARC files named by shard id; 4: lying Content-Lengths are
+    # `warc:bad_length` skips, bodies cut at `max_decoded_bytes` are marked truncated
+    version = "4"
     stats_type = CrawlStats
 
     def data_paths(self, ctx_config: CrawlConfig) -> list[str]:
@@ -112,6 +114,7 @@ class CrawlStage(ShardedStage):
                 source=source,
                 content_types=config.content_types,
                 max_body_bytes=config.max_body_bytes,
+                max_decoded_bytes=config.max_decoded_bytes,
             ):
                 out.add(item, source)
 

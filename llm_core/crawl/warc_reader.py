@@ -42,7 +42,7 @@ from fastwarc.warc import ArchiveIterator as FastArchiveIterator
 from fastwarc.warc import WarcRecordType
 from warcio.statusandheaders import StatusAndHeadersParser, StatusAndHeadersParserException
 
-from llm_core.crawl.http_body import decode_body
+from llm_core.crawl.http_body import decode_archived
 
 REASON_CORRUPT = "warc:corrupt"
 REASON_TRUNCATED = "warc:truncated"
@@ -175,17 +175,22 @@ class _SourceStream(io.RawIOBase):
 
 
 def read_archive(
-    stream: IO[bytes], *, name: str, source: str, content_types: list[str], max_body_bytes: int
+    stream: IO[bytes], *, name: str, source: str, content_types: list[str], max_body_bytes: int,
+    max_decoded_bytes: int | None = None,
 ) -> Iterator[Page | Skip]:
-    """Pages and skips of one WARC/ARC stream (gzip per record or plain); `name` picks the format.
+    """Pages and skips of one WARC/ARC stream (gzip per record or plain); `name` picks the format. Records over
+    `max_body_bytes` are skipped; a body decodes to at most `max_decoded_bytes` (default: `max_body_bytes`), and
+    one cut there is a page marked `truncated`.
 
     Raises `SourceReadError` if the stream itself fails; broken data in a stream that reads fine becomes
     truncated pages and `warc:truncated` / `warc:corrupt` skips instead."""
     wrapped = _SourceStream(stream)
+    decoded = max_body_bytes if max_decoded_bytes is None else max_decoded_bytes
     if is_arc(name):
-        yield from _read_arc(wrapped, source=source, content_types=set(content_types), max_body_bytes=max_body_bytes)
+        yield from _read_arc(wrapped, source=source, content_types=set(content_types), max_body_bytes=max_body_bytes,
+                             max_decoded_bytes=decoded)
     else:
-        yield from _read_warc(wrapped, _RecordReader(source, set(content_types), max_body_bytes))
+        yield from _read_warc(wrapped, _RecordReader(source, set(content_types), max_body_bytes, decoded))
 
 
 def _classify(
@@ -219,6 +224,7 @@ class _RecordReader:
     source: str
     content_types: set[str]
     max_body_bytes: int
+    max_decoded_bytes: int
 
     def records(self, stream: IO[bytes]) -> Generator[Page | Skip, None, _Failure]:
         """Items of the records in `stream` read with FastWARC; returns where it failed (`error` empty at what
@@ -293,10 +299,11 @@ class _RecordReader:
             return Skip(url, record.record_id, *skip)
         if raw_body is None:
             raw_body = record.reader.read()
-        body = decode_body(
-            raw_body, headers.get("Transfer-Encoding"), headers.get("Content-Encoding"), self.max_body_bytes
+        body, cut = decode_archived(
+            raw_body, headers.get("Transfer-Encoding"), headers.get("Content-Encoding"), self.max_decoded_bytes
         )
-        return Page(url, record.record_date, status, mime, charset, body, record.record_id, self.source, truncated)
+        return Page(url, record.record_date, status, mime, charset, body, record.record_id, self.source,
+                    truncated or cut)
 
 
 class _Headers(dict):
@@ -502,7 +509,7 @@ def _partial_record(member: _Member, offset: int, reader: _RecordReader) -> Iter
 
 
 def _read_arc(
-    stream: IO[bytes], *, source: str, content_types: set[str], max_body_bytes: int
+    stream: IO[bytes], *, source: str, content_types: set[str], max_body_bytes: int, max_decoded_bytes: int
 ) -> Iterator[Page | Skip]:
     from warcio.archiveiterator import ArchiveIterator
 
@@ -536,7 +543,7 @@ def _read_arc(
         raw = record.raw_stream.read(max_body_bytes + 1)
         # warcio's reader counts down the declared length: bytes still owed after a short read = the file ended
         truncated = len(raw) <= max_body_bytes and getattr(record.raw_stream, "limit", 0) > 0
-        body = decode_body(
-            raw, headers.get_header("Transfer-Encoding"), headers.get_header("Content-Encoding"), max_body_bytes
+        body, cut = decode_archived(
+            raw, headers.get_header("Transfer-Encoding"), headers.get_header("Content-Encoding"), max_decoded_bytes
         )
-        yield Page(url, fetched_at, status, mime, charset, body, record_id, source, truncated)
+        yield Page(url, fetched_at, status, mime, charset, body, record_id, source, truncated or cut)
