@@ -27,6 +27,8 @@ DOCUMENTS = pa.schema(
         ("text", pa.string()),
         ("title", pa.string()),
         ("source", pa.string()),
+        # when the text's source was captured (a page's fetch time, a data file's modification time), never the
+        # wall clock of the run, so two runs write the same rows (the run's own time is in run.json)
         ("extracted_at", pa.timestamp("us", tz="UTC")),
     ]
 )

@@ -19,7 +19,6 @@ thread the shard runs.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections import Counter
 from typing import Any
 
@@ -45,7 +44,7 @@ def shard_sources(reader: ArtifactReader) -> dict[str, tuple[str, str]]:
     return {f"part-{i:05d}": source for i, source in enumerate(inputs)}
 
 
-def _rejected_row(page: dict[str, Any], rejection: Rejection, now: dt.datetime) -> dict[str, Any]:
+def _rejected_row(page: dict[str, Any], rejection: Rejection) -> dict[str, Any]:
     record = page.get("warc_record_id")
     return {
         "doc_id": doc_id(page.get("url") or "", record or ""),
@@ -53,7 +52,7 @@ def _rejected_row(page: dict[str, Any], rejection: Rejection, now: dt.datetime) 
         "text": None,
         "title": None,
         "source": page.get("source"),
-        "extracted_at": now,
+        "extracted_at": page.get("fetched_at"),
         "reason": rejection.reason,
         "detail": f"{rejection.detail}; warc_record_id={record}" if record else rejection.detail,
     }
@@ -62,7 +61,7 @@ def _rejected_row(page: dict[str, Any], rejection: Rejection, now: dt.datetime) 
 class ExtractStage(ShardedStage):
     name = "extract"
     config_model = ExtractConfig
-    version = "2"
+    version = "3"  # 3: `extracted_at` is the page's capture time, not the wall clock (the run's is in run.json)
     stats_type = ReasonCounts
 
     def input_stages(self, config: ExtractConfig) -> dict[str, str]:
@@ -93,7 +92,6 @@ class ExtractStage(ShardedStage):
     def _extract(self, ctx: StageContext, shard: str, name: str) -> ReasonCounts:
         config: ExtractConfig = ctx.config  # type: ignore[assignment]
         extractor = PageExtractor(config)
-        now = dt.datetime.now(dt.timezone.utc)
         counts: Counter[str] = Counter(input=0, kept=0, rejected=0, input_bytes=0, text_chars=0)
         reasons: Counter[str] = Counter()
         docs, rejected = self._writers(ctx, shard)
@@ -113,13 +111,13 @@ class ExtractStage(ShardedStage):
                                 "text": outcome.text,
                                 "title": outcome.title,
                                 "source": page.get("source"),
-                                "extracted_at": now,
+                                "extracted_at": page.get("fetched_at"),
                             }
                         )
                     else:
                         counts["rejected"] += 1
                         reasons[outcome.reason] += 1
-                        rejected.write(_rejected_row(page, outcome, now))
+                        rejected.write(_rejected_row(page, outcome))
         return ReasonCounts(Counts(counts), Counts(reasons))
 
     def _pass_through(self, ctx: StageContext, shard: str, name: str) -> ReasonCounts:

@@ -7,6 +7,7 @@ bytes). Output artifact:
     history.json                                 train-loss rows, evaluation rows, final samples
     loss_curve.png                               train and val loss against steps, with the unigram baseline
     result.json                                  the metrics of the finished run (the stage result is built from it)
+    _run/speed.json                              tokens/s of this run (not content: outside the manifest, in run.json)
     checkpoints/...                              while training only (see `checkpoint.py`); removed at the end
 
 A retried stage resumes from the newest checkpoint; once `result.json` exists, a retry only rebuilds the result.
@@ -39,6 +40,7 @@ from llm_core.train.report import eval_table, loss_curve_png
 from llm_core.train.trainer import LoopSettings, Trainer, TrainHistory
 
 HISTORY_FILE = "history.json"
+SPEED_FILE = "_run/speed.json"  # tokens/s of this run: bookkeeping, left out of the manifest (see write_outputs)
 MODEL_DIR = "model"
 UNIGRAM_SAMPLE_TOKENS = 10_000_000
 
@@ -137,7 +139,14 @@ def write_outputs(ctx: StageContext, model: GPT, history: TrainHistory, samples:
         model.save(tmp)
         for name in sorted(os.listdir(tmp)):
             writer.put_file(os.path.join(tmp, name), f"{MODEL_DIR}/{name}")
-    writer.write_json(HISTORY_FILE, {"train": history.train, "evals": history.evals, "samples": samples})
+    # Speed is a fact of this run, not of the model: it goes to a bookkeeping file (not in the manifest) and from
+    # there to run.json, so two runs that train the same weights write the same history.json and result.json.
+    facts = dict(facts)
+    writer.write_json(SPEED_FILE, {"tokens_per_s": facts.pop("tokens_per_s"),
+                                   "train": [{"step": r["step"], "tokens_per_s": r["tokens_per_s"]}
+                                             for r in history.train if "tokens_per_s" in r]})
+    train_rows = [{k: v for k, v in r.items() if k != "tokens_per_s"} for r in history.train]
+    writer.write_json(HISTORY_FILE, {"train": train_rows, "evals": history.evals, "samples": samples})
     writer.write_bytes("loss_curve.png", loss_curve_png(history, facts["unigram_entropy"], f"pretrain {ctx.output}"))
     final = history.evals[-1] if history.evals else {}
     result = {**facts, "final_train_loss": history.train[-1]["loss"],
@@ -147,7 +156,7 @@ def write_outputs(ctx: StageContext, model: GPT, history: TrainHistory, samples:
 
 def build_result(ctx: StageContext) -> StageResult:
     files = ctx.writer()  # the artifact being built: read back what training wrote
-    result: dict[str, Any] = files.read_json(RESULT_FILE)
+    result: dict[str, Any] = {**files.read_json(RESULT_FILE), "tokens_per_s": files.read_json(SPEED_FILE)["tokens_per_s"]}
     recorded = files.read_json(HISTORY_FILE)
     history = TrainHistory(train=recorded["train"], evals=recorded["evals"])
     samples = recorded["samples"]
@@ -175,7 +184,7 @@ def build_result(ctx: StageContext) -> StageResult:
 class PretrainStage(TrainingStage):
     name = "pretrain"
     config_model = PretrainConfig
-    version = "1"
+    version = "2"  # 2: tokens_per_s out of history.json and result.json (into run.json)
     uses_seed = True
 
     def input_stages(self, config: PretrainConfig) -> dict[str, str]:
