@@ -1,7 +1,11 @@
-"""Hostile WARC inputs read by this project's WARC reader, side by side with warcio (the peer): records read of
-records present, and peak RSS of the reading process tree.
+"""Hostile inputs, and the table that judges them.
 
-    .venv/bin/python bench/reliability.py [--reps 3] [--bomb-mib 1024] [--json out.json]
+Part `warc`: hostile WARC files read by this project's WARC reader, side by side with warcio (the peer): records
+read of records present, and peak RSS of the reading process tree. Part `cli`: bad configs, flags, prompts files,
+tampered artifacts and damaged models given to `llmpipe` and the model loader (`bench/hostile_cli.py`). Then the
+hostile table: cases tried, clear errors, tracebacks, silent successes, pages lost, peak RSS.
+
+    .venv/bin/python bench/reliability.py [--part all|warc|cli] [--reps 3] [--bomb-mib 1024] [--json out.json]
 
 Each (input, reader) pair runs in its own child process, the two readers alternating input by input; the peak RSS
 is `ru_maxrss` of the child (and its children), the median over `--reps`. "read" counts the records the reader
@@ -26,6 +30,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 from hostile import bomb, gzip_members, http_response, warc_record  # noqa: E402
+
+sys.path.insert(0, str(REPO))
+from bench.hostile_cli import as_row, run_case  # noqa: E402
+from bench.hostile_cli import cases as cli_cases  # noqa: E402
 
 HTML = http_response(b"<html><body><p>hello</p></body></html>")
 
@@ -87,6 +95,12 @@ def cases(bomb_mib: int) -> dict[str, Callable[[], tuple[bytes, int]]]:
                                                    b"".join(members[3:]), 6),
         "Content-Length longer than block": lambda: (_plain([warc_record(HTML, length=len(HTML) + 500), *six[1:]]), 6),
         "Content-Length shorter than block": lambda: (_plain([warc_record(HTML, length=10), *six[1:]]), 6),
+        "Content-Length swallows the next record": lambda: (_plain([warc_record(HTML, length=len(HTML) + 1000),
+                                                                    *six[1:]]), 6),
+        "Content-Length past the end (10 MB)": lambda: (_plain([warc_record(HTML, length=10_000_000), *six[1:]]), 6),
+        "gzip: Content-Length too long": lambda: (gzip_members([warc_record(HTML, length=len(HTML) + 1000),
+                                                                *six[1:]]), 6),
+        "gzip: Content-Length too short": lambda: (gzip_members([warc_record(HTML, length=10), *six[1:]]), 6),
         "Content-Length not a number": lambda: (_plain([warc_record(HTML).replace(
             f"Content-Length: {len(HTML)}".encode(), b"Content-Length: -x1"), *six[1:]]), 6),
         "no WARC-Type": lambda: (_plain([warc_record(HTML).replace(b"WARC-Type: response\r\n", b""), *six[1:]]), 6),
@@ -125,22 +139,17 @@ def run(script: str, path: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--bomb-mib", type=int, default=1024, help="decoded size of each bomb")
-    parser.add_argument("--json", help="write the results here too")
-    args = parser.parse_args()
+def warc_part(reps: int, bomb_mib: int) -> list[dict]:
     rows = []
     print(f"{'input':36} {'present':>7} | {'ours read':>9} {'peak MB':>8} | {'warcio read':>11} {'peak MB':>8} | "
           "ours: reasons")
     with tempfile.TemporaryDirectory() as tmp:
-        for name, make in cases(args.bomb_mib).items():
+        for name, make in cases(bomb_mib).items():
             data, present = make()
             path = os.path.join(tmp, "input.warc.gz" if data[:2] == b"\x1f\x8b" else "input.warc")
             Path(path).write_bytes(data)
             ours, peer = [], []
-            for _ in range(args.reps):  # alternate the two readers, input by input
+            for _ in range(reps):  # alternate the two readers, input by input
                 ours.append(run(OURS, path))
                 peer.append(run(PEER, path))
             o, p = ours[-1], peer[-1]
@@ -153,8 +162,55 @@ def main() -> None:
             fmt = lambda v: "-" if v is None else f"{v:.0f}"  # noqa: E731
             print(f"{name:36} {present:>7} | {str(o['read']):>9} {fmt(o_peak):>8} | {str(p['read']):>11} "
                   f"{fmt(p_peak):>8} | {json.dumps(row['ours_reasons'])[:90]}", flush=True)
+    return rows
+
+
+def pages_lost(row: dict) -> int:
+    """Records present that the reader neither yielded nor covered by a `warc:corrupt` skip naming their bytes."""
+    reasons = row["ours_reasons"] if isinstance(row["ours_reasons"], dict) else {}
+    return max(0, row["present"] - (row["ours_read"] or 0) - reasons.get("warc:corrupt", 0))
+
+
+def cli_part() -> list[dict]:
+    rows = []
+    print(f"\n{'case':40} {'exit':>4} {'verdict':>14} {'peak MB':>8} | what was printed")
+    with tempfile.TemporaryDirectory() as tmp:
+        for case in cli_cases(Path(tmp)):
+            row = as_row(run_case(case))
+            rows.append(row)
+            print(f"{row['case']:40} {row['exit']:>4} {row['verdict']:>14} {row['peak_mb']:>8.0f} | "
+                  f"{row['message']}", flush=True)
+    return rows
+
+
+def hostile_table(warc: list[dict], cli: list[dict]) -> dict:
+    verdicts = [r["verdict"] for r in cli]
+    table = {
+        "cases tried": len(warc) + len(cli),
+        "clear errors": verdicts.count("clear error"),
+        "unclear errors": verdicts.count("unclear error"),
+        "tracebacks": verdicts.count("traceback") + sum(r["ours_read"] is None for r in warc),
+        "silent successes": verdicts.count("silent success"),
+        "pages lost": sum(pages_lost(r) for r in warc),
+        "peak RSS MB": max([r["ours_peak_mb"] or 0 for r in warc] + [r["peak_mb"] for r in cli] + [0]),
+    }
+    print("\n| " + " | ".join(table) + " |\n|" + "---:|" * len(table))
+    print("| " + " | ".join(f"{v:,.0f}" for v in table.values()) + " |")
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--part", choices=["all", "warc", "cli"], default="all")
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--bomb-mib", type=int, default=1024, help="decoded size of each bomb")
+    parser.add_argument("--json", help="write the results here too")
+    args = parser.parse_args()
+    warc = warc_part(args.reps, args.bomb_mib) if args.part in ("all", "warc") else []
+    cli = cli_part() if args.part in ("all", "cli") else []
+    table = hostile_table(warc, cli)
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2))
+        Path(args.json).write_text(json.dumps({"warc": warc, "cli": cli, "table": table}, indent=2))
 
 
 if __name__ == "__main__":
