@@ -20,7 +20,7 @@ Nothing readable is lost:
   A block that runs past the end of the file with no record header in it is a record cut short (below).
 - After a damaged gzip member, reading resynchronises at the next gzip member that decodes to a WARC record and goes
   on; the bytes in between are one `warc:corrupt` skip naming their range. The stream stays forward-only: the
-  reader keeps the bytes since the current record's start (`_SourceStream`) to go back to.
+  reader keeps the bytes since the current record's start (`SourceStream`) to go back to.
 
 WARC files are parsed with FastWARC; ARC files (`.arc`, `.arc.gz`) with warcio, which converts them to WARC records
 (an ARC record cut short is kept as a `truncated` page too; a broken ARC file still ends at the break).
@@ -33,7 +33,6 @@ import io
 import itertools
 import re
 import uuid
-import zlib
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import IO
@@ -43,15 +42,22 @@ from fastwarc.warc import WarcRecordType
 from warcio.statusandheaders import StatusAndHeadersParser, StatusAndHeadersParserException
 
 from llm_core.crawl.http_body import decode_archived
+from llm_core.crawl.warc_stream import (
+    GZIP_MAGIC,
+    HEADER_ALLOWANCE,
+    Member,
+    SourceReadError,
+    SourceStream,
+    decode_member,
+    has_bytes,
+    length_lie,
+    member_end,
+    next_marker,
+)
 
 REASON_CORRUPT = "warc:corrupt"
 REASON_TRUNCATED = "warc:truncated"
 REASON_BAD_LENGTH = "warc:bad_length"
-GZIP_MAGIC = b"\x1f\x8b\x08"
-_WINDOW_MAX = 64 << 20  # bytes kept to go back to after a damaged member (more only while one record needs it)
-_HEADER_ALLOWANCE = 1 << 16  # WARC + HTTP header bytes decoded beyond max_body_bytes from a damaged member
-_LOOKAHEAD = 16 << 20  # the longest block whose Content-Length is checked against the bytes after it
-_RECORD_START = b"\r\n\r\nWARC/1."  # a record's end, then the next record's version line
 _PEEK_BYTES = 512  # enough for the status line, to tell CRLF from bare-LF line ends
 _HEADER_END_RE = re.compile(rb"\r?\n\r?\n")
 _HTTP_PARSER = StatusAndHeadersParser(["HTTP/1.0", "HTTP/1.1", "HTTP/2"], verify=False)
@@ -102,78 +108,6 @@ def is_arc(name: str) -> bool:
     return name.lower().removesuffix(".gz").endswith(".arc")
 
 
-class SourceReadError(Exception):
-    """Reading the input itself failed (network, storage): not a corrupt file, so the shard fails and is retried."""
-
-
-class _SourceStream(io.RawIOBase):
-    """The input as the parsers see it: a forward-only stream that knows its position (FastWARC asks for it, and
-    not every fsspec stream can tell), whose own read failures become `SourceReadError`.
-
-    It keeps the bytes read since the last `mark` (at most about `_WINDOW_MAX` of them), so reading can go back
-    there with `rewind` after a damaged gzip member."""
-
-    def __init__(self, raw: IO[bytes]):
-        self.raw, self.position = raw, 0
-        self.chunks: list[bytes] = []  # the bytes read since the last mark, as read (no copies)
-        self.window_start = self.window_end = 0  # offsets of the first kept byte and after the last read one
-        self.head = b""  # the first bytes of the input, to tell a gzip file
-
-    def readable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self.position
-
-    def readinto(self, buffer) -> int:
-        if self.position < self.window_end:  # after a rewind: serve the kept bytes first
-            data = self._kept(self.position, len(buffer))
-        else:
-            try:
-                data = self.raw.read(len(buffer))
-            except Exception as e:
-                raise SourceReadError(f"reading the input failed: {type(e).__name__}: {e}") from e
-            if not self.head:
-                self.head = data[:4]
-            self.chunks.append(data)
-            self.window_end += len(data)
-            if self.window_end - self.window_start > _WINDOW_MAX:
-                self.mark(self.window_end - _WINDOW_MAX // 2)
-        buffer[: len(data)] = data
-        self.position += len(data)
-        return len(data)
-
-    def _kept(self, offset: int, size: int) -> bytes:
-        start = self.window_start
-        for chunk in self.chunks:
-            if offset < start + len(chunk):
-                return chunk[offset - start : offset - start + size]
-            start += len(chunk)
-        return b""
-
-    def mark(self, offset: int) -> None:
-        """Reading will never go back before `offset`: forget the chunks that end before it."""
-        offset = min(offset, self.position)
-        while self.chunks and self.window_start + len(self.chunks[0]) <= offset:
-            self.window_start += len(self.chunks.pop(0))
-
-    def rewind(self, offset: int) -> None:
-        """Read from `offset` again (no earlier than the oldest kept byte)."""
-        self.position = max(offset, self.window_start)
-
-    def starts_with(self, prefix: bytes) -> bool:
-        return self.head.startswith(prefix)
-
-    def peek(self, offset: int, size: int) -> bytes:
-        """Up to `size` bytes from `offset` (no earlier than the oldest kept byte), reading position unchanged."""
-        saved, out = self.position, bytearray()
-        self.rewind(offset)
-        while len(out) < size and (data := self.read(size - len(out))):
-            out += data
-        self.position = saved
-        return bytes(out)
-
-
 def read_archive(
     stream: IO[bytes], *, name: str, source: str, content_types: list[str], max_body_bytes: int,
     max_decoded_bytes: int | None = None,
@@ -184,7 +118,7 @@ def read_archive(
 
     Raises `SourceReadError` if the stream itself fails; broken data in a stream that reads fine becomes
     truncated pages and `warc:truncated` / `warc:corrupt` skips instead."""
-    wrapped = _SourceStream(stream)
+    wrapped = SourceStream(stream)
     decoded = max_body_bytes if max_decoded_bytes is None else max_decoded_bytes
     if is_arc(name):
         yield from _read_arc(wrapped, source=source, content_types=set(content_types), max_body_bytes=max_body_bytes,
@@ -230,7 +164,7 @@ class _RecordReader:
         """Items of the records in `stream` read with FastWARC; returns where it failed (`error` empty at what
         FastWARC took for the end: the start of the last record)."""
         begin = stream.tell()
-        mark = stream.mark if isinstance(stream, _SourceStream) else None
+        mark = stream.mark if isinstance(stream, SourceStream) else None
         records = iter(FastArchiveIterator(stream, parse_http=False))
         last_start: int | None = None
         while True:
@@ -243,7 +177,7 @@ class _RecordReader:
                 return _Failure(start, last_start is not None, f"{type(e).__name__}: {e}")
             url = record.headers.get("WARC-Target-URI")
             length = record.headers.get("Content-Length")
-            lie = _length_lie(stream, record.stream_pos, int(length)) if mark and (length or "").isdigit() else None
+            lie = length_lie(stream, record.stream_pos, int(length)) if mark and (length or "").isdigit() else None
             if lie is not None:
                 next_start, detail = lie
                 yield Skip(url, record.record_id, REASON_BAD_LENGTH, detail)
@@ -334,46 +268,7 @@ def _tolerant_http(block: bytes) -> tuple[int | None, _Headers, bytes] | None:
     return (int(code) if code and code.isdigit() else None), _Headers(parsed.headers), block[end.end() :]
 
 
-def _length_lie(stream: _SourceStream, start: int, declared: int) -> tuple[int, str] | None:
-    """(where the next record starts, -1 if none; why) if the record at `start` declares a Content-Length its
-    bytes do not have, else None (also when it cannot be told here: records cut short are judged later)."""
-    if declared > _LOOKAHEAD:
-        return None
-    if stream.starts_with(GZIP_MAGIC):
-        return _gzip_length_lie(stream, start, declared)
-    header_end = stream.peek(start, _HEADER_ALLOWANCE).find(b"\r\n\r\n")
-    if header_end < 0:
-        return None
-    block = start + header_end + 4
-    trailer = stream.peek(block + declared, 4)
-    if trailer == b"\r\n\r\n" or b"\r\n\r\n".startswith(trailer):  # well framed, or the file ends with it
-        if len(trailer) == 4 or _next_marker(stream, block, _RECORD_START) is None:
-            return None
-    found = _next_marker(stream, block, _RECORD_START)
-    next_start = found + 4 if found is not None else -1
-    how = "runs over the next record's header" if 0 <= next_start < block + declared else "ends before its block does"
-    end = f"the next record at byte {next_start}" if next_start >= 0 else "the end of the file"
-    return next_start, f"bytes {start}-{next_start if next_start >= 0 else 'end'}: Content-Length {declared} {how}; " \
-                       f"read on from {end}"
-
-
-def _gzip_length_lie(stream: _SourceStream, start: int, declared: int) -> tuple[int, str] | None:
-    """`_length_lie` for a gzip member per record: the record (headers, block, blank line) fills its member."""
-    saved = stream.position
-    member = _decode_member(stream, start, _HEADER_ALLOWANCE + declared + 8)
-    more = member is not None and member.complete and _has_bytes(stream, member.end)
-    stream.rewind(saved)
-    if member is None or not member.complete:
-        return None  # a damaged member: the recovery below judges it
-    header_end = member.data.find(b"\r\n\r\n")
-    expected = header_end + 4 + declared
-    if header_end < 0 or expected <= len(member.data) <= expected + 4 or (len(member.data) < expected and not more):
-        return None
-    how = "is longer than its gzip member" if len(member.data) < expected else "ends before its gzip member does"
-    return member.end, f"bytes {start}-{member.end}: Content-Length {declared} {how}; read on from the next member"
-
-
-def _read_warc(stream: _SourceStream, reader: _RecordReader) -> Iterator[Page | Skip]:
+def _read_warc(stream: SourceStream, reader: _RecordReader) -> Iterator[Page | Skip]:
     while True:
         failure = yield from reader.records(stream)
         if failure.skip_to is not None:
@@ -384,14 +279,14 @@ def _read_warc(stream: _SourceStream, reader: _RecordReader) -> Iterator[Page | 
         if not failure.error:  # FastWARC ends quietly at a gzip member cut inside its WARC headers: look past it
             if not stream.starts_with(GZIP_MAGIC):
                 return
-            after = _member_end(stream, failure.offset) if failure.done else failure.offset
-            if after is None or not _has_bytes(stream, after):
+            after = member_end(stream, failure.offset) if failure.done else failure.offset
+            if after is None or not has_bytes(stream, after):
                 return
             failure = _Failure(after, False, "the file ends inside a gzip member")
         if stream.starts_with(GZIP_MAGIC):
             resume = yield from _recover(stream, failure, reader)
         else:  # an uncompressed file: go on at the next WARC header line
-            resume = _next_marker(stream, failure.offset + 1, b"WARC/1.")
+            resume = next_marker(stream, failure.offset + 1, b"WARC/1.")
             end = resume if resume is not None else stream.position
             where = f"after the record at {failure.offset}" if failure.done else f"from {failure.offset}"
             yield Skip(None, None, REASON_CORRUPT, f"bytes {where} to {end} unreadable: {failure.error}")
@@ -400,77 +295,22 @@ def _read_warc(stream: _SourceStream, reader: _RecordReader) -> Iterator[Page | 
         stream.rewind(resume)
 
 
-@dataclass(frozen=True)
-class _Member:
-    data: bytes  # decoded bytes (at most the cap asked for)
-    complete: bool
-    end: int  # offset after the member's compressed bytes (or after what was read of a damaged one)
-    error: str
-
-
-def _decode_member(stream: _SourceStream, offset: int, cap: int) -> _Member | None:
-    """The gzip member at `offset`, decoded as far as it goes (first `cap` bytes kept); None at the end of input."""
-    stream.rewind(offset)
-    decoder, out, consumed = zlib.decompressobj(16 + zlib.MAX_WBITS), bytearray(), 0
-    while not decoder.eof:
-        chunk = stream.read(1 << 16)
-        if not chunk:
-            if not consumed:
-                return None
-            return _Member(bytes(out), False, offset + consumed, "the file ends inside a gzip member")
-        consumed += len(chunk)
-        data = chunk
-        try:
-            while data and not decoder.eof:
-                piece = decoder.decompress(data, 1 << 20)
-                if len(out) < cap:
-                    out += piece[: cap - len(out)]
-                data = decoder.unconsumed_tail
-        except zlib.error as e:
-            return _Member(bytes(out), False, offset + consumed, f"gzip: {e}")
-    return _Member(bytes(out), True, offset + consumed - len(decoder.unused_data), "")
-
-
-def _member_end(stream: _SourceStream, offset: int) -> int | None:
-    member = _decode_member(stream, offset, 0)
-    return member.end if member is not None and member.complete else None
-
-
-def _has_bytes(stream: _SourceStream, offset: int) -> bool:
-    stream.rewind(offset)
-    return bool(stream.read(1))
-
-
-def _next_marker(stream: _SourceStream, offset: int, marker: bytes = GZIP_MAGIC) -> int | None:
-    """Offset of the next `marker` (a gzip member header, by default) at or after `offset`, or None."""
-    stream.rewind(offset)
-    tail, base = b"", offset
-    while chunk := stream.read(1 << 16):
-        hay = tail + chunk
-        found = hay.find(marker)
-        if found >= 0:
-            return base + found
-        tail = hay[-(len(marker) - 1) :]
-        base += len(hay) - len(tail)
-    return None
-
-
 def _recover(
-    stream: _SourceStream, failure: _Failure, reader: _RecordReader
+    stream: SourceStream, failure: _Failure, reader: _RecordReader
 ) -> Generator[Page | Skip, None, int | None]:
     """Walk the gzip members from where the fast path failed: records cut short yield what is present, stretches
     that hold none become one `warc:corrupt` skip with their byte range. Returns the offset of the next member that
     decodes in full to a WARC record (where the fast path goes on), or None at the end of the input."""
-    cap = reader.max_body_bytes + _HEADER_ALLOWANCE
+    cap = reader.max_body_bytes + HEADER_ALLOWANCE
     offset: int | None = max(failure.offset, stream.window_start)
     lost_from: int | None = None
     error = failure.error
     if failure.done:  # the record there was read and yielded already (its member's end may be what is damaged)
-        end = _member_end(stream, offset)
-        offset = end if end is not None else _next_marker(stream, offset + 1)
+        end = member_end(stream, offset)
+        offset = end if end is not None else next_marker(stream, offset + 1)
     while offset is not None:
         stream.mark(offset)
-        member = _decode_member(stream, offset, cap)
+        member = decode_member(stream, offset, cap)
         if member is None:
             break
         if member.complete and not member.data:  # an empty member: legal, holds nothing
@@ -486,14 +326,14 @@ def _recover(
             yield from _partial_record(member, offset, reader)
         elif lost_from is None:
             lost_from, error = offset, member.error or "not a WARC record"
-        offset = _next_marker(stream, offset + 1)
+        offset = next_marker(stream, offset + 1)
     if lost_from is not None:
         end = offset if offset is not None else stream.position
         yield Skip(None, None, REASON_CORRUPT, f"bytes {lost_from}-{end} unreadable: {error}")
     return offset
 
 
-def _partial_record(member: _Member, offset: int, reader: _RecordReader) -> Iterator[Page | Skip]:
+def _partial_record(member: Member, offset: int, reader: _RecordReader) -> Iterator[Page | Skip]:
     """The record(s) in the decoded bytes of the member at `offset` that the fast path could not read."""
     if b"\r\n\r\n" not in member.data:  # FastWARC would take the header lines present for a whole record
         detail = f"record at byte {offset} cut inside its WARC headers ({member.error or 'no blank line'})"
