@@ -40,7 +40,8 @@ def _download(reader: ArtifactReader, folder: str, local: str) -> str:
             raise ArtifactError(f"{shown}: {os.path.getsize(path)} bytes, the manifest says {entries[name].size}: "
                                 "the model file was changed after its commit")
         if file_sha256(_LOCAL_FS, path) != entries[name].sha256:
-            raise ArtifactError(f"{shown}: sha256 differs from the manifest: the model file was changed after its commit")
+            raise ArtifactError(f"{shown}: sha256 differs from the manifest: "
+                                "the model file was changed after its commit")
     return local
 
 
@@ -49,7 +50,8 @@ def _check_finite(model: torch.nn.Module, where: str) -> None:
     for name, tensor in model.state_dict().items():
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             bad = int((~torch.isfinite(tensor)).sum())
-            raise ArtifactError(f"{where}/{WEIGHTS_FILE}: tensor {name} holds {bad} NaN or inf values: refusing to load")
+            raise ArtifactError(f"{where}/{WEIGHTS_FILE}: tensor {name} holds {bad} NaN or inf values: "
+                                "refusing to load")
 
 
 def _load(cls: type[GPT] | type[ScalarHeadModel], reader: ArtifactReader, folder: str, device: str | torch.device):

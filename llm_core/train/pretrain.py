@@ -156,7 +156,8 @@ def write_outputs(ctx: StageContext, model: GPT, history: TrainHistory, samples:
 
 def build_result(ctx: StageContext) -> StageResult:
     files = ctx.writer()  # the artifact being built: read back what training wrote
-    result: dict[str, Any] = {**files.read_json(RESULT_FILE), "tokens_per_s": files.read_json(SPEED_FILE)["tokens_per_s"]}
+    speed = files.read_json(SPEED_FILE)["tokens_per_s"]
+    result: dict[str, Any] = {**files.read_json(RESULT_FILE), "tokens_per_s": speed}
     recorded = files.read_json(HISTORY_FILE)
     history = TrainHistory(train=recorded["train"], evals=recorded["evals"])
     samples = recorded["samples"]
