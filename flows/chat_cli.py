@@ -26,7 +26,6 @@ from llm_core.chat.stream_text import ReplyText
 from llm_core.chat.template import Message, render_prompt
 from llm_core.post.model_io import chat_tools, load_chat_model
 from llm_core.post.rankings import record_chat_feedback
-from llm_core.store import ArtifactStore
 from flows.cli_options import DEFAULT_CONFIG, ConfigOpt, SetOpt, console, load_or_exit
 
 

@@ -11,22 +11,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
-import pyarrow.parquet as pq
 import pytest
-from test_chat_template import tool_tokenizer
-from test_engine_tools import ScriptedGPT, ids
+from test_engine_tools import ids
 from typer.testing import CliRunner
-from web_fixtures import RLHF, SFT, scripted_loader, serving, web_store
+from web_fixtures import RLHF, SFT, TOOL_CALL, reward_data_counts, scripted_loader, serving, web_store
 
 from llm_core.chat.engine import Engine, SamplingParams
 from llm_core.chat.template import render_prompt
-from llm_core.config import RunConfig
-from llm_core.pipeline import make_context
-from llm_core.pipeline_config import PipelineConfig
 from llm_core.post.model_io import load_chat_model
 from llm_core.post.rankings import append_rankings, chat_feedback_row, read_rankings
-from llm_core.post.reward_data import PreferenceSourceConfig, RewardDataConfig, RewardDataStage
-from llm_core.stage import run_stage
 from llm_core.store import ArtifactStore
 from llm_core.web.arena import leaderboard
 from llm_core.web.models import default_chat_model, served_models
@@ -62,7 +55,7 @@ def test_the_default_model_is_the_newest_rlhf_else_the_newest_sft(tmp_path):
 def test_a_reply_streams_token_by_token_with_its_tool_call_and_output(tmp_path):
     store = web_store(tmp_path)
     settings = WebSettings(feedback=tmp_path / "feedback.parquet")
-    with serving(store, settings, scripted_loader(SFT)) as url, httpx.Client(base_url=url, timeout=60) as client:
+    with serving(store, settings, scripted_loader({SFT: TOOL_CALL})) as url, httpx.Client(base_url=url, timeout=60) as client:
         got = events(client, "/api/chat", {"model": SFT, "messages": HELLO, "temperature": 0, "max_tokens": 40})
     assert [e["type"] for e in got[:2]] == ["queued", "start"] and got[-1]["type"] == "done"
     segments: list[list[str]] = []
@@ -100,25 +93,17 @@ def test_eight_chats_at_once_all_finish_and_none_mixes_another_ones_tokens(tmp_p
     assert any(e["type"] == "queued" and e["ahead"] > 0 for s in streams for e in s), "4 run at once, 4 wait"
 
 
-class SlowLoop(ScriptedGPT):
-    """Writes 'It is' over and over, a little slowly: a reply that only its token bound ends."""
-
-    def forward(self, idx, targets=None, cache=None):
-        time.sleep(0.02)
-        return super().forward(idx, targets, cache)
-
-
-def looping_loader(store, name):
-    tok = tool_tokenizer()
+def looping_loader():
+    """A model that writes 'It is' over and over, a little slowly: a reply that only its token bound ends."""
     a, b = ids("It is")[:2]
-    return SlowLoop(tok.vocab_size, {ids("<|im_sep|>")[0]: a, a: b, b: a}).eval(), tok, name
+    return scripted_loader({SFT: {ids("<|im_sep|>")[0]: a, a: b, b: a}}, delay_s=0.02)
 
 
 def test_the_queue_is_bounded_and_a_client_that_goes_away_stops_its_reply(tmp_path):
     store = web_store(tmp_path)
     settings = WebSettings(feedback=tmp_path / "f.parquet", max_active=1, max_pending=1, tools=False)
     body = {"model": SFT, "messages": HELLO, "max_tokens": 100}
-    with serving(store, settings, looping_loader) as url, httpx.Client(base_url=url, timeout=60) as client:
+    with serving(store, settings, looping_loader()) as url, httpx.Client(base_url=url, timeout=60) as client:
         with client.stream("POST", "/api/chat", json=body) as first:
             lines = first.iter_lines()
             assert '"start"' in next(line for line in lines if line.startswith("data:") and "queued" not in line)
@@ -210,18 +195,10 @@ def test_thumbs_edits_and_arena_votes_become_rankings_rows_that_reward_data_read
     assert [len(v["pairs"]) for v in votes] == [1, 1, 0, 2]  # both bad with a better answer: it beats both
     assert votes[3]["rating"] == -1 and votes[3]["answers"][2] == "It is 36."
 
-    cfg = RewardDataConfig(sources=[PreferenceSourceConfig(kind="keyword", count=10),
-                                    PreferenceSourceConfig(kind="rankings", path=str(feedback.parent))])
-    ctx = make_context(PipelineConfig(run=RunConfig(artifact_root=str(tmp_path / "artifacts")), reward_data=cfg),
-                       "reward_data", {})
-    manifest, _ = run_stage(RewardDataStage(), ctx)
-    label = f"rankings:{feedback.parent}"
+    counts, kept = reward_data_counts(feedback.parent, tmp_path / "artifacts")
     # kept: the edit and the 3 votes with pairs; rejected: the tie (no pairs); the lone thumbs up pairs with nothing
-    assert manifest.counts[f"{label}:input"] == 5
-    assert manifest.counts[f"{label}:rejected:rankings:no_pairs"] == 1
-    kept = [pq.read_table(f"{ctx.output.uri}/{split}/part-00000.parquet").to_pylist()
-            for split in ("train_rankings", "val_rankings")]
-    assert sum(len(k) for k in kept) == 4
+    label = f"rankings:{feedback.parent}"
+    assert counts[f"{label}:input"] == 5 and counts[f"{label}:rejected:rankings:no_pairs"] == 1 and kept == 4
 
 
 def test_the_leaderboard_ranks_the_stronger_model_first_with_intervals():

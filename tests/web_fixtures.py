@@ -1,8 +1,8 @@
 """A store with two chat models for the web chat's tests, and the web app served on a loopback port.
 
 The models are tiny random GPTs (a tokenizer with the tool tokens in their lineage): `sft/websft000000` and the
-newer `rlhf/webrlhf00000`. `scripted_loader` stands in a scripted model for one of them, one that calls the Python
-tool (`test_engine_tools.ScriptedGPT`), as the terminal chat's tests do."""
+newer `rlhf/webrlhf00000`. `scripted_loader` stands scripted models in for them (`test_engine_tools.ScriptedGPT`),
+e.g. one that calls the Python tool, as the terminal chat's tests do."""
 
 from __future__ import annotations
 
@@ -12,13 +12,19 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import torch
 import uvicorn
 from test_chat_template import tool_tokenizer
 from test_engine_tools import ANSWER, CALL, ScriptedGPT
 
+from llm_core.config import RunConfig
 from llm_core.model import GPT, GPTConfig
+from llm_core.pipeline import make_context
+from llm_core.pipeline_config import PipelineConfig
 from llm_core.post.model_io import load_chat_model, save_model_files
+from llm_core.post.reward_data import PreferenceSourceConfig, RewardDataConfig, RewardDataStage
+from llm_core.stage import run_stage
 from llm_core.store import ArtifactStore
 from llm_core.tokenizer.artifact import save_tokenizer
 from llm_core.web.app import create_app
@@ -49,17 +55,44 @@ def web_store(root: Path) -> ArtifactStore:
     return store
 
 
-def scripted_loader(key: str) -> ModelLoader:
-    """Loads the store's models, with the model `key` replaced by one that calls python `12*3` and answers
-    'It is' after the output."""
+class SlowScripted(ScriptedGPT):
+    """A scripted model that takes `delay_s` more per forward pass: long enough to watch a reply stream in."""
+
+    def __init__(self, vocab_size: int, script: dict[int, int], delay_s: float):
+        super().__init__(vocab_size, script)
+        self.delay_s = delay_s
+
+    def forward(self, idx, targets=None, cache=None):
+        time.sleep(self.delay_s)
+        return super().forward(idx, targets, cache)
+
+
+def scripted_loader(scripts: dict[str, dict[int, int]], delay_s: float = 0.0) -> ModelLoader:
+    """Loads the store's models, with each model named in `scripts` replaced by one following its script
+    (`test_engine_tools.chain`): `CALL | ANSWER` calls python `12*3` and answers 'It is' after the output."""
 
     def load(store: ArtifactStore, name: str):
-        if name != key:
+        if name not in scripts:
             return load_chat_model(store, name)
         tok = tool_tokenizer()
-        return ScriptedGPT(tok.vocab_size, CALL | ANSWER).eval(), tok, key
+        return SlowScripted(tok.vocab_size, scripts[name], delay_s).eval(), tok, name
 
     return load
+
+
+TOOL_CALL = CALL | ANSWER
+
+
+def reward_data_counts(rankings: Path, root: Path) -> tuple[dict[str, int], int]:
+    """Run the reward_data stage on a rankings folder (and a few keyword pairs); its counts and how many rankings
+    it kept (train and val)."""
+    cfg = RewardDataConfig(sources=[PreferenceSourceConfig(kind="keyword", count=10),
+                                    PreferenceSourceConfig(kind="rankings", path=str(rankings))])
+    ctx = make_context(PipelineConfig(run=RunConfig(artifact_root=str(root)), reward_data=cfg), "reward_data", {})
+    manifest, _ = run_stage(RewardDataStage(), ctx)
+    kept = sum(len(pq.read_table(f"{ctx.output.uri}/{split}/part-00000.parquet"))
+               for split in ("train_rankings", "val_rankings"))
+    return manifest.counts, kept
 
 
 @contextlib.contextmanager

@@ -116,8 +116,8 @@ function rateControls(index) {
       status.textContent = out.saved === "ranking" ? "better answer saved" : up ? "thanks: liked" : "thanks: disliked";
     } catch (e) { status.textContent = e.message; }
   };
-  const up = el("button", "", "\u{1F44D}"); up.title = "good reply"; up.onclick = () => send(true, "");
-  const down = el("button", "", "\u{1F44E}"); down.title = "bad reply"; down.onclick = () => send(false, "");
+  const up = el("button", "", "Good"); up.title = "a good reply"; up.onclick = () => send(true, "");
+  const down = el("button", "", "Bad"); down.title = "a bad reply"; down.onclick = () => send(false, "");
   const edit = el("button", "", "Edit"); edit.title = "write a better answer";
   edit.onclick = () => {
     if (row.nextSibling && row.nextSibling.className === "edit") return;
