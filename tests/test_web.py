@@ -24,6 +24,7 @@ from llm_core.store import ArtifactStore
 from llm_core.web.arena import leaderboard
 from llm_core.web.models import default_chat_model, served_models
 from llm_core.web.requests import WebSettings
+from llm_core.web.worker import Busy, GenerationQueue, Job
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -96,7 +97,7 @@ def test_eight_chats_at_once_all_finish_and_none_mixes_another_ones_tokens(tmp_p
 def looping_loader():
     """A model that writes 'It is' over and over, a little slowly: a reply that only its token bound ends."""
     a, b = ids("It is")[:2]
-    return scripted_loader({SFT: {ids("<|im_sep|>")[0]: a, a: b, b: a}}, delay_s=0.02)
+    return scripted_loader({SFT: {ids("<|im_sep|>")[0]: a, a: b, b: a}}, delay_s=0.05)
 
 
 def test_the_queue_is_bounded_and_a_client_that_goes_away_stops_its_reply(tmp_path):
@@ -108,7 +109,8 @@ def test_the_queue_is_bounded_and_a_client_that_goes_away_stops_its_reply(tmp_pa
             lines = first.iter_lines()
             assert '"start"' in next(line for line in lines if line.startswith("data:") and "queued" not in line)
             with client.stream("POST", "/api/chat", json=body) as second:
-                assert '"ahead": 1' in next(second.iter_lines())
+                waiting = second.iter_lines()  # kept: a dropped line iterator would close the connection
+                assert '"ahead": 1' in next(waiting)
                 third = client.post("/api/chat", json=body)
                 assert third.status_code == 503 and "server busy" in third.json()["detail"]
         deadline = time.monotonic() + 30
@@ -117,6 +119,20 @@ def test_the_queue_is_bounded_and_a_client_that_goes_away_stops_its_reply(tmp_pa
         assert stats["cancelled"] == 2 and stats["done"] == 0 and stats["active"] == stats["pending"] == 0
         got = events(client, "/api/chat", {**body, "max_tokens": 5})  # the server goes on serving
         assert (got[-1]["stop"], got[-1]["tokens"]) == ("length", 5)
+
+
+def test_with_no_room_to_wait_a_free_engine_still_takes_a_reply_and_the_next_is_refused(tmp_path):
+    store = web_store(tmp_path)
+    model, tok, _ = looping_loader()(store, SFT)
+    queue = GenerationQueue(max_active=1, max_pending=0)
+    seen: list[dict] = []
+    job = Job(Engine(model, tok), render_prompt(tok, HELLO), SamplingParams(200), seen.append)
+    queue.submit([job])
+    with pytest.raises(Busy, match="at most 0 may wait"):
+        queue.submit([Job(job.engine, job.prompt, job.params, seen.append)])
+    job.cancelled.set()
+    queue.close()
+    assert seen[0] == {"type": "queued", "ahead": 0} and queue.stats()["done"] == 0
 
 
 def test_bad_requests_get_a_4xx_with_a_reason_and_the_server_stays_up(tmp_path):

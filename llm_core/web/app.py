@@ -56,7 +56,7 @@ from llm_core.web.worker import Busy, Event, GenerationQueue, Job
 STATIC = Path(__file__).with_name("static")
 COOKIE = "llmpipe_token"
 MAX_BATTLES = 1000  # battles kept in memory for their vote
-DISCONNECT_POLL_S = 1.0
+KEEPALIVE_S = 5.0
 
 
 class TokenGuard:
@@ -119,7 +119,7 @@ def create_app(store: ArtifactStore, models: Sequence[ServedModel], settings: We
             raise RequestError(404, f"unknown model {key!r}; this server serves {', '.join(served)}")
         return served[key]
 
-    async def stream(request: Request, jobs: list[Job], events: asyncio.Queue,
+    async def stream(jobs: list[Job], events: asyncio.Queue,
                      on_event: Callable[[Event], None] | None = None) -> StreamingResponse:
         """Queue the jobs (503 when full) and stream their events until each is done; a client that goes away
         cancels them."""
@@ -133,10 +133,9 @@ def create_app(store: ArtifactStore, models: Sequence[ServedModel], settings: We
             try:
                 while left:
                     try:
-                        event = await asyncio.wait_for(events.get(), DISCONNECT_POLL_S)
+                        event = await asyncio.wait_for(events.get(), KEEPALIVE_S)
                     except asyncio.TimeoutError:
-                        if await request.is_disconnected():
-                            return
+                        yield ": waiting\n\n"  # an SSE comment: writing to a client that went away ends the stream
                         continue
                     left -= event["type"] in ("done", "error")
                     if on_event:
@@ -181,7 +180,7 @@ def create_app(store: ArtifactStore, models: Sequence[ServedModel], settings: We
         engine = await run_in_threadpool(engines.get, served_model.key)
         prompt, params = fit(engine.tokenizer, served_model.block_size, messages, body, settings)
         events, emit = sink()
-        return await stream(request, [Job(engine, prompt, params, emit, body.seed)], events)
+        return await stream([Job(engine, prompt, params, emit, body.seed)], events)
 
     @app.post("/api/feedback")
     async def feedback(request: Request) -> dict[str, Any]:
@@ -220,7 +219,7 @@ def create_app(store: ArtifactStore, models: Sequence[ServedModel], settings: We
                 while len(battles) > MAX_BATTLES:
                     battles.popitem(last=False)
 
-        return await stream(request, jobs, events, record)
+        return await stream(jobs, events, record)
 
     @app.post("/api/arena/vote")
     async def vote(request: Request) -> dict[str, Any]:

@@ -73,7 +73,8 @@ class GenerationQueue:
         with self._wake:
             if self._closed:
                 raise Busy("the server is shutting down")
-            if len(self._pending) + len(jobs) > self.max_pending:
+            self._drop_cancelled()
+            if len(self._active) + len(self._pending) + len(jobs) > self.max_active + self.max_pending:
                 raise Busy(f"server busy: {len(self._active)} replies are being written and {len(self._pending)} "
                            f"wait (at most {self.max_pending} may wait); try again in a moment")
             ahead = len(self._active) + len(self._pending)
@@ -93,6 +94,12 @@ class GenerationQueue:
             self._wake.notify()
         self._thread.join(timeout=30)
 
+    def _drop_cancelled(self) -> None:
+        """Waiting jobs whose client went away give their place up (called holding the lock)."""
+        waiting = [job for job in self._pending if not job.cancelled.is_set()]
+        self.counts["cancelled"] += len(self._pending) - len(waiting)
+        self._pending = deque(waiting)
+
     def _admit(self) -> bool:
         """Move waiting jobs into the active set (blocking while there is nothing to do); False once closed."""
         with self._wake:
@@ -100,11 +107,9 @@ class GenerationQueue:
                 self._wake.wait()
             if self._closed:
                 return False
+            self._drop_cancelled()
             while self._pending and len(self._active) < self.max_active:
                 job = self._pending.popleft()
-                if job.cancelled.is_set():
-                    self.counts["cancelled"] += 1
-                    continue
                 self._active.append(_Running(job))
                 job.send({"type": "start"})
             return True
