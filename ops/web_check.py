@@ -101,6 +101,10 @@ def main(url: str, out: Path, message: str, prompt: str) -> None:
     with headless_chromium(WINDOW) as page:
         open_page(page, url)
         page.evaluate("document.getElementById('new-chat').click()")
+        # greedy, so the pictures are the same every run; no system message and short replies, so that two turns
+        # fit the tiny config's 128-token context
+        page.evaluate("document.getElementById('temperature').value = 0; document.getElementById('system').value = ''; "
+                      "document.getElementById('max_tokens').value = 40")
         for text in message.split("|"):
             print("chat:", json.dumps(chat(page, text), ensure_ascii=False))
         screenshot(page, out / "web-chat.png")

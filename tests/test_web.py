@@ -159,6 +159,8 @@ def test_bad_requests_get_a_4xx_with_a_reason_and_the_server_stays_up(tmp_path):
             "over the context": ({"model": SFT, "messages": [{"role": "user", "content": "word " * 100}]}, 413,
                                  "start a new chat"),
             "not alternating": ({"model": SFT, "messages": HELLO * 2}, 422, "alternate"),
+            "ends with a reply": ({"model": SFT, "messages": [*HELLO, {"role": "assistant", "content": "36"}]}, 422,
+                                  "end with the user's"),
         }
         for what, (body, status, reason) in cases.items():
             response = client.post("/api/chat", json=body)
@@ -171,7 +173,10 @@ def test_bad_requests_get_a_4xx_with_a_reason_and_the_server_stays_up(tmp_path):
                                                      "content": "36"}], "up": True, "name": "<script>"})
         assert bad_name.status_code == 422 and "name" in bad_name.json()["detail"]
         assert not (tmp_path / "f.parquet").exists()
-        got = events(client, "/api/chat", {"model": SFT, "messages": HELLO, "max_tokens": 4})
+        call_only = {"role": "assistant", "content": "", "parts": [{"kind": "python", "text": "12*3"},
+                                                                   {"kind": "output", "text": "36"}]}
+        turns = [*HELLO, call_only, {"role": "user", "content": "So?"}]  # a reply that was a tool call alone is fine
+        got = events(client, "/api/chat", {"model": SFT, "messages": turns, "max_tokens": 4})
         assert got[-1]["type"] == "done"
 
 

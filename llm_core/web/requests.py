@@ -12,16 +12,10 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from llm_core.chat.engine import SamplingParams
-from llm_core.chat.template import Message, render_prompt, validate_messages
+from llm_core.chat.template import Message, render_prompt
 from llm_core.tokenizer import Tokenizer
 
 NAME = re.compile(r"^[\w .@+-]{1,40}$")
-REASONS = {  # validate_messages' reasons, as a person reads them
-    "empty_message": "a message is empty: type something",
-    "turns_not_alternating": "user and assistant messages must alternate, starting with the user's",
-    "no_turns": "there is no user message",
-    "parts_not_on_assistant": "only assistant messages may have parts",
-}
 
 
 @dataclass(frozen=True)
@@ -117,11 +111,24 @@ def messages_of(body: ChatRequest | ArenaRequest | FeedbackRequest) -> list[Mess
 
 
 def check_conversation(messages: list[Message], answered: bool) -> None:
-    """422 unless `messages` is a conversation (system first if any, user and assistant alternating, none empty)
-    that ends with the user's message, or with `answered`, with the assistant's reply."""
-    reason = validate_messages(messages if answered else [*messages, {"role": "assistant", "content": "reply"}])
-    if reason:
-        raise RequestError(422, f"messages: {REASONS.get(reason, reason)}")
+    """422 unless `messages` is a conversation (an optional system message, then user and assistant alternating,
+    from the user's) that ends with the user's message, or with `answered`, with the assistant's reply. A user's
+    message may not be empty; a reply may (a model may answer with a tool call alone, or nothing)."""
+    body = messages[1:] if messages[0]["role"] == "system" else messages
+    if not body:
+        raise RequestError(422, "messages: there is no user message")
+    for i, m in enumerate(body):
+        expected = "user" if i % 2 == 0 else "assistant"
+        if m["role"] != expected:
+            raise RequestError(422, f"messages[{i + len(messages) - len(body)}]: a {m['role']} message where a "
+                                    f"{expected} message belongs (user and assistant alternate, from the user's)")
+        if m.get("parts") is not None and m["role"] != "assistant":
+            raise RequestError(422, "messages: only assistant messages may have parts")
+        if m["role"] == "user" and not m["content"].strip():
+            raise RequestError(422, "messages: a message is empty: type something")
+    last = "assistant" if answered else "user"
+    if body[-1]["role"] != last:
+        raise RequestError(422, f"messages: the conversation must end with the {last}'s message")
 
 
 def labeler(name: str) -> str:
