@@ -21,13 +21,11 @@ from typing import Annotated, Any
 
 import typer
 
-from llm_core.chat.engine import Engine, SamplingParams, reply_message, reply_parts
+from llm_core.chat.engine import Engine, SamplingParams
+from llm_core.chat.stream_text import ReplyText
 from llm_core.chat.template import Message, render_prompt
-from llm_core.post.model_io import index_for, load_chat_model
-from llm_core.post.rankings import append_rankings, chat_feedback_row
-from llm_core.store import ArtifactStore
-from llm_core.tokenizer.base import TOOL_TOKENS
-from llm_core.tools.base import Tool
+from llm_core.post.model_io import chat_tools, load_chat_model
+from llm_core.post.rankings import record_chat_feedback
 from flows.cli_options import DEFAULT_CONFIG, ConfigOpt, SetOpt, console, load_or_exit
 
 
@@ -67,20 +65,6 @@ def with_sampling_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def chat_tools(store: ArtifactStore, model: str) -> list[Tool]:
-    """The tools of a chat with `model` ('stage/key'): Python, and search over the index of its documents if built."""
-    from llm_core.tools.python_tool import PythonTool  # here, not at the top: every llmpipe command imports this file
-
-    tools: list[Tool] = [PythonTool()]
-    index = index_for(store, model)
-    if index is not None:
-        from llm_core.index.search_index import SearchIndex
-        from llm_core.tools.search_tool import SearchTool
-
-        tools.append(SearchTool(SearchIndex.load(store.reader(index))))
-    return tools
-
-
 def _engine(model: str, config: Path, overrides: list[str] | None, tools: bool = False) -> tuple[Engine, str]:
     cfg = load_or_exit(config, overrides)
     store = cfg.run.store()
@@ -95,34 +79,23 @@ def _engine(model: str, config: Path, overrides: list[str] | None, tools: bool =
 def stream_reply(engine: Engine, messages: list[Message], params: SamplingParams, seed: int | None) -> Message:
     """Print the reply as it is sampled (whole characters only; a call as `[python: ...]` and its output as
     `[-> ...]`, dim) and return it as a message."""
-    tokenizer = engine.tokenizer
-    delimiters = {tokenizer.special_ids[t] for t in TOOL_TOKENS if t in tokenizer.special_ids}
-    ids: list[int] = []
-    kinds: list[str] = []
-    segment: list[int] = []
-    shown = ""
-    for token in engine.stream(render_prompt(tokenizer, messages), params, seed):
-        if not kinds or token.kind != kinds[-1]:  # a new segment: close the call or output before it, open it
-            if kinds and kinds[-1] != "text":
+    reply = ReplyText(engine.tokenizer)
+    for token in engine.stream(render_prompt(engine.tokenizer, messages), params, seed):
+        previous = reply.kinds[-1] if reply.kinds else "text"
+        piece = reply.push(token)
+        if piece.new_segment:  # close the call or output before it, open this one
+            if previous != "text":
                 console.print("]", end="", style="dim")
-            if token.kind != "text":
-                console.print("[-> " if token.kind == "output" else f"[{token.kind}: ", end="", style="dim",
+            if piece.kind != "text":
+                console.print("[-> " if piece.kind == "output" else f"[{piece.kind}: ", end="", style="dim",
                               markup=False)
-            segment, shown = [], ""
-        ids.append(token.id)
-        kinds.append(token.kind)
-        if token.id in delimiters:
-            continue
-        segment.append(token.id)
-        text = tokenizer.decode(segment)
-        if not text.endswith("\ufffd"):  # an incomplete UTF-8 sequence: wait for its next byte
-            console.print(text[len(shown):], end="", markup=False, highlight=False,
-                          style=None if token.kind == "text" else "dim")
-            shown = text
-    if kinds and kinds[-1] != "text":
+        if piece.text:
+            console.print(piece.text, end="", markup=False, highlight=False,
+                          style=None if piece.kind == "text" else "dim")
+    if reply.kinds and reply.kinds[-1] != "text":
         console.print("]", end="", style="dim")
     console.print()
-    return reply_message(reply_parts(tokenizer, ids, kinds))
+    return reply.message()
 
 
 @with_sampling_options
@@ -172,8 +145,7 @@ def rate_last_reply(messages: list[Message], command: str, feedback: Path) -> No
         console.print("[yellow]no reply to rate yet[/yellow]")
         return
     verb, _, better = command.partition(" ")
-    row = chat_feedback_row(messages[:-1], messages[-1]["content"], verb == "/good", better or None)
-    total = append_rankings(feedback, [row])
+    total = record_chat_feedback(feedback, messages[:-1], messages[-1]["content"], verb == "/good", better or None)
     console.print(f"[dim]{verb[1:]} reply saved to {feedback} ({total} rows)[/dim]")
 
 

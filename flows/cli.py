@@ -22,6 +22,7 @@ from flows.chat_cli import chat, generate
 from flows.cli_options import DEFAULT_CONFIG, ConfigOpt, SetOpt, console, load_or_exit
 from flows.rank_cli import rank
 from flows.serve import serve
+from flows.web_cli import web
 from llm_core.config import ConfigError
 from llm_core.pipeline import plan, preflight, with_inputs
 from llm_core.pipeline_config import PipelineConfig
@@ -266,6 +267,7 @@ app.command()(serve)
 app.command()(chat)
 app.command()(generate)
 app.command()(rank)
+app.command()(web)
 
 if __name__ == "__main__":
     main()

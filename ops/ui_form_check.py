@@ -11,6 +11,7 @@ DevTools protocol (a websocket: no browser automation package needed). Chromium:
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
 import shutil
@@ -19,6 +20,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 from websockets.sync.client import connect
@@ -61,17 +63,17 @@ class Page:
             time.sleep(0.5)
 
 
-def open_resume_form(ui_url: str, flow_run_id: str, out: Path, timeout_s: float = 90) -> str:
-    """The text of the paused run's resume form; writes `resume-form.txt` and `resume-form.png` into `out`."""
+@contextlib.contextmanager
+def headless_chromium(window: str = "1440,1800") -> Iterator[Page]:
+    """A headless Chromium (its own temporary profile) and its first tab; the browser is stopped on exit."""
     browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     if browser is None:
         raise FileNotFoundError("no chromium found (apt-get install -y chromium)")
-    out.mkdir(parents=True, exist_ok=True)
     port = free_port()
     with tempfile.TemporaryDirectory() as profile:
         proc = subprocess.Popen(
             [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars",
-             f"--remote-debugging-port={port}", f"--user-data-dir={profile}", "--window-size=1440,1800",
+             f"--remote-debugging-port={port}", f"--user-data-dir={profile}", f"--window-size={window}",
              "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             targets_url = f"http://127.0.0.1:{port}/json"
@@ -79,19 +81,33 @@ def open_resume_form(ui_url: str, flow_run_id: str, out: Path, timeout_s: float 
             target = next(t for t in json.load(urllib.request.urlopen(targets_url)) if t["type"] == "page")
             page = Page(target["webSocketDebuggerUrl"])
             page.call("Page.enable")
-            page.call("Page.navigate", url=f"{ui_url.rstrip('/')}/runs/flow-run/{flow_run_id}")
-            page.wait_for(CLICK_RESUME, "the Resume button", timeout_s)
-            page.wait_for("document.body.innerText.includes('Prompt 1: ranking')", "the ranking form", timeout_s)
-            time.sleep(1)  # let the form's markdown settle before the screenshot
-            text = page.evaluate("document.body.innerText")
-            shot = page.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
-            (out / "resume-form.png").write_bytes(base64.b64decode(shot["data"]))
-            (out / "resume-form.txt").write_text(text, encoding="utf-8")
-            page.ws.close()
-            return text
+            try:
+                yield page
+            finally:
+                page.ws.close()
         finally:
             proc.terminate()
             proc.wait(15)
+
+
+def screenshot(page: Page, path: Path) -> None:
+    """The whole page as a PNG."""
+    shot = page.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+    path.write_bytes(base64.b64decode(shot["data"]))
+
+
+def open_resume_form(ui_url: str, flow_run_id: str, out: Path, timeout_s: float = 90) -> str:
+    """The text of the paused run's resume form; writes `resume-form.txt` and `resume-form.png` into `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    with headless_chromium() as page:
+        page.call("Page.navigate", url=f"{ui_url.rstrip('/')}/runs/flow-run/{flow_run_id}")
+        page.wait_for(CLICK_RESUME, "the Resume button", timeout_s)
+        page.wait_for("document.body.innerText.includes('Prompt 1: ranking')", "the ranking form", timeout_s)
+        time.sleep(1)  # let the form's markdown settle before the screenshot
+        text = page.evaluate("document.body.innerText")
+        screenshot(page, out / "resume-form.png")
+        (out / "resume-form.txt").write_text(text, encoding="utf-8")
+        return text
 
 
 if __name__ == "__main__":

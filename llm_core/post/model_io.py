@@ -21,6 +21,7 @@ from llm_core.model import CONFIG_FILE, GPT, WEIGHTS_FILE
 from llm_core.post.reward_model import ScalarHeadModel
 from llm_core.store import ArtifactError, ArtifactReader, ArtifactRef, ArtifactStore, ArtifactWriter, file_sha256
 from llm_core.tokenizer import Tokenizer, load_tokenizer
+from llm_core.tools.base import Tool
 
 MODEL_DIR = "model"
 _LOCAL_FS = fsspec.filesystem("file")
@@ -105,3 +106,17 @@ def index_for(store: ArtifactStore, model: str) -> ArtifactRef | None:
     lineage = {f"{m.stage}/{m.key}" for _, m in store.lineage(store.find(model))}
     built = [m for m in store.list("index") if set(m.inputs.values()) & lineage]
     return store.ref("index", built[-1].key) if built else None
+
+
+def chat_tools(store: ArtifactStore, model: str) -> list[Tool]:
+    """The tools of a chat with `model` ('stage/key'): Python, and search over the index of its documents if built."""
+    from llm_core.tools.python_tool import PythonTool  # here, not at the top: the CLI imports this module at start
+
+    tools: list[Tool] = [PythonTool()]
+    index = index_for(store, model)
+    if index is not None:
+        from llm_core.index.search_index import SearchIndex
+        from llm_core.tools.search_tool import SearchTool
+
+        tools.append(SearchTool(SearchIndex.load(store.reader(index))))
+    return tools

@@ -15,6 +15,7 @@ to the same prompt are paired when the reward data is built (`rated_groups`).
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import hashlib
 import json
 import re
@@ -44,7 +45,7 @@ RANKINGS = pa.schema(
         ("pairs", pa.list_(pa.struct([("chosen", pa.int32()), ("rejected", pa.int32())]))),
         ("rating", pa.int8()),  # chat thumbs: +1 / -1 on answers[0]; null for rankings
         ("status", pa.string()),  # ranked | skipped | timeout | rated
-        ("labeler", pa.string()),  # ui:<person> | cli | model:<judge> | chat
+        ("labeler", pa.string()),  # ui:<person> | cli | model:<judge> | chat | web:<person>
         ("comment", pa.string()),
         ("ranked_at", pa.timestamp("us", tz="UTC")),
         ("source", pa.string()),
@@ -204,9 +205,15 @@ def read_rankings(path: str | Path) -> list[dict[str, Any]]:
 
 
 def append_rankings(path: str | Path, rows: Sequence[dict[str, Any]]) -> int:
-    """Add rows to a rankings file (rewritten atomically: chat feedback files are small); returns the new total."""
-    old = read_rankings(path) if Path(path).exists() else []
-    return write_rankings(path, [*old, *rows])
+    """Add rows to a rankings file (rewritten atomically: chat feedback files are small); returns the new total.
+    Writers take the file's lock (`.NAME.lock` beside it) in turn, so concurrent appends, from threads or processes
+    (a terminal chat and a web chat), all land."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(f".{path.name}.lock"), "a") as lock:  # each open is its own flock holder
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        old = read_rankings(path) if path.exists() else []
+        return write_rankings(path, [*old, *rows])
 
 
 def rated_groups(rows: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -235,11 +242,19 @@ def usable_rankings(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return ranked + list(rated_groups(rows))
 
 
-def chat_feedback_row(prompt: Sequence[Message], reply: str, thumbs_up: bool, better: str | None = None) -> dict:
+def chat_feedback_row(prompt: Sequence[Message], reply: str, thumbs_up: bool, better: str | None = None,
+                      labeler: str = "chat", source: str = "chat") -> dict:
     """A RANKINGS row for a thumbs up/down on a chat reply: a rating, or with a better answer written by the person,
     a ranking of two (the better answer first)."""
     rating = 1 if thumbs_up else -1
     if better and better.strip() and better.strip() != reply:
-        item = RankItem(list(prompt), [reply, better.strip()], "chat")
-        return ranking_row(item, Judgement("ranked", [[1], [0]], "chat", rating=rating))
-    return ranking_row(RankItem(list(prompt), [reply], "chat"), Judgement("rated", [[0]], "chat", rating=rating))
+        item = RankItem(list(prompt), [reply, better.strip()], source)
+        return ranking_row(item, Judgement("ranked", [[1], [0]], labeler, rating=rating))
+    return ranking_row(RankItem(list(prompt), [reply], source), Judgement("rated", [[0]], labeler, rating=rating))
+
+
+def record_chat_feedback(path: str | Path, prompt: Sequence[Message], reply: str, thumbs_up: bool,
+                         better: str | None = None, labeler: str = "chat", source: str = "chat") -> int:
+    """Append the row of a thumbs up/down (and any better answer) on a chat reply to the rankings file at `path`:
+    what `/good` and `/bad` in the terminal and the thumbs and edits of the web chat do. Returns the file's rows."""
+    return append_rankings(path, [chat_feedback_row(prompt, reply, thumbs_up, better, labeler, source)])
