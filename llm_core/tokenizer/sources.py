@@ -5,9 +5,9 @@ A curated file is cut into documents by a regex (`split_on`; none = the whole fi
 for fortune files or blank lines for plays. Paths are fsspec paths or globs, relative to the working directory.
 A `.parquet` file is a table of documents in FineWeb's layout (FineWeb, FineWeb-edu: one document per row in a
 `text` column, other columns ignored), read through Hugging Face `datasets` in streaming mode (one row group at
-a time), `split_on` unused. With `split_on`, a text file is read in chunks (memory bounded by the chunk and the longest document) and cut exactly as
-`re.split` would cut the whole text, provided a separator's lookahead needs at most 4,096 characters and the
-regex has no capturing groups or lookbehind.
+a time), `split_on` unused. With `split_on`, a text file is read in chunks (memory bounded by the chunk and the
+longest document) and cut exactly as `re.split` would cut the whole text, provided a separator's lookahead needs
+at most 4,096 characters and the regex has no capturing groups or lookbehind.
 """
 
 from __future__ import annotations
