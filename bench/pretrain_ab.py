@@ -45,19 +45,11 @@ from llm_core.train import DistEnv, LoopSettings, OptimSection, Trainer
 from llm_core.train.data import RandomWindowBatches, TokenWindows
 from llm_core.train.pretrain import next_token_loss
 
-SHAKESPEARE = Path(__file__).resolve().parents[1] / "data/tinyshakespeare/input.txt"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pretrain_throughput import shakespeare_chars  # noqa: E402  (nanoGPT's prepare.py split of the same file)
+
 N_LAYER, N_HEAD, N_EMBD, BLOCK, BATCH = 4, 4, 128, 64, 12
 LR, MIN_LR, WARMUP, DECAY, BETAS, WEIGHT_DECAY, CLIP = 1e-3, 1e-4, 100, 2000, (0.9, 0.99), 0.1, 1.0
-
-
-def shakespeare_chars() -> tuple[np.ndarray, np.ndarray, str]:
-    """nanoGPT's prepare.py: sorted characters as the vocabulary, uint16 ids, first 90% train, the rest val."""
-    text = SHAKESPEARE.read_text(encoding="utf-8")
-    chars = "".join(sorted(set(text)))
-    lookup = {c: i for i, c in enumerate(chars)}
-    ids = np.array([lookup[c] for c in text], dtype=np.uint16)
-    cut = int(0.9 * len(ids))
-    return ids[:cut], ids[cut:], chars
 
 
 def load_nanogpt_model(checkout: Path):

@@ -43,7 +43,8 @@ from llm_core.train.pretrain import next_token_loss
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pretrain_ab import (  # noqa: E402
-    BATCH, BETAS, BLOCK, CLIP, LR, MIN_LR, N_EMBD, N_HEAD, N_LAYER, WARMUP, WEIGHT_DECAY, shakespeare_chars)
+    BATCH, BETAS, BLOCK, CLIP, LR, MIN_LR, N_EMBD, N_HEAD, N_LAYER, WARMUP, WEIGHT_DECAY)
+from pretrain_throughput import shakespeare_chars  # noqa: E402
 from pretrain_reference import NANOGPT_CPU_ARGS, write_nanogpt_data  # noqa: E402
 
 EVAL_LINE = re.compile(r"^step (\d+):.*val loss ([\d.]+)")
