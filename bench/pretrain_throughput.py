@@ -7,8 +7,8 @@ Without `--reference` the tokens are uniform random ids (throughput does not dep
 model and schedule are nanoGPT's CPU shakespeare-char baseline (configs/shakespeare_char.yaml) on the character
 ids of data/tinyshakespeare, and the final validation loss over the whole val split is printed beside nanoGPT's
 published 1.88. It needs only torch, numpy and the model and training modules (no pipeline stages), so it runs on
-a bare GPU machine. MFU uses the dense bf16 peak of the GPU (H100/H200 SXM: 989 TFLOP/s) and the FLOP count of
-`GPT.flops_per_token` (6 N + 12 L C T).
+a bare GPU machine. MFU uses the dense bf16 peak of the GPU (H100/H200 SXM: 989 TFLOP/s, H100 PCIe: 756) and
+the FLOP count of `GPT.flops_per_token` (6 N + 12 L C T).
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from llm_core.train.data import RandomWindowBatches, TokenWindows
 from llm_core.train.evaluation import LMEvaluator
 from llm_core.train.pretrain import next_token_loss
 
-PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
+# dense bf16 peaks (no sparsity), the most specific name first: PCIe H100s are clocked lower than SXM ones
+PEAK_BF16_TFLOPS = {"H100 PCIe": 756.0, "H100": 989.0, "H200": 989.0, "GH200": 989.0, "A100": 312.0}
 SHAKESPEARE = Path(__file__).resolve().parents[1] / "data/tinyshakespeare/input.txt"
 
 

@@ -72,6 +72,40 @@ class GPTConfig:
         return 4 * self.n_embd
 
 
+class _RMSNormCPU(torch.autograd.Function):
+    """RMSNorm with a hand-written backward. On CPU, `F.rms_norm` is a composite of five kernels whose autograd
+    backward runs about a dozen full-size kernels; this one runs seven, and a small step is bound by kernel count."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor | None, eps: float) -> torch.Tensor:
+        # the norm in one pass over x; the rest is per row (B * T values)
+        rstd = torch.linalg.vector_norm(x, dim=-1, keepdim=True).square_().div_(x.size(-1)).add_(eps).rsqrt_()
+        y = x * rstd
+        ctx.save_for_backward(y, rstd, weight)
+        return y if weight is None else y * weight
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:
+        y, rstd, weight = ctx.saved_tensors
+        grad_weight = None
+        if weight is not None and ctx.needs_input_grad[1]:
+            grad_weight = (grad * y).flatten(0, -2).sum(0)
+        grad_y = grad if weight is None else grad * weight
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            dot = (grad_y * y).mean(-1, keepdim=True)
+            grad_x = torch.addcmul(grad_y, y, dot, value=-1.0).mul_(rstd)
+        return grad_x, grad_weight, None
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor | None, eps: float) -> torch.Tensor:
+    """RMS-normalise the last dimension of x (times `weight` if given): `F.rms_norm`, with `_RMSNormCPU` when a
+    CPU graph is being recorded (CUDA has a fused kernel; a traced graph fuses the composite itself)."""
+    if x.device.type == "cpu" and torch.is_grad_enabled() and not torch.compiler.is_compiling():
+        return _RMSNormCPU.apply(x, weight, eps)
+    return F.rms_norm(x, (x.size(-1),), weight, eps)
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float):
         super().__init__()
@@ -79,25 +113,30 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.rms_norm(x, (x.size(-1),), self.weight, self.eps)
+        return rms_norm(x, self.weight, self.eps)
 
 
 def rotary_tables(head_dim: int, length: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Tables (length, head_dim) for rotary embeddings: channel i and i + head_dim/2 form a pair rotated by
     angle pos * theta^(-2i/head_dim). Returns [cos, cos] and [-sin, sin], so that `apply_rotary` is
-    x * cos + swap_halves(x) * sin: four kernels instead of seven."""
+    x * cos + swap_halves(x) * sin."""
     inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
     angles = torch.outer(torch.arange(length, dtype=torch.float32), inv_freq)
     cos, sin = angles.cos(), angles.sin()
     return torch.cat([cos, cos], dim=-1), torch.cat([-sin, sin], dim=-1)
 
 
+def swap_halves(x: torch.Tensor) -> torch.Tensor:
+    """[x2, x1] for x = [x1, x2] on the last dimension: a roll by half, one kernel forward and backward (a `cat`
+    of slices costs a zero-filled copy per slice in backward)."""
+    return x.roll(x.size(-1) // 2, dims=-1)
+
+
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate channel pairs (i, i + D/2) of x (B, T, ..., D) by the angles of each position T."""
-    d = x.size(-1) // 2
-    shape = (1, x.size(1), *([1] * (x.dim() - 3)), 2 * d)
-    swapped = torch.cat([x[..., d:], x[..., :d]], dim=-1)
-    return x * cos.view(shape).to(x.dtype) + swapped * sin.view(shape).to(x.dtype)
+    """Rotate channel pairs (i, i + D/2) of x (B, T, ..., D) by the angles of each position T; `cos` and `sin`
+    are (T, D) tables, or (T, ..., D) ones that broadcast over x's middle dimensions."""
+    shape = (1, x.size(1), *([1] * (x.dim() - cos.dim() - 1)), *cos.shape[1:])
+    return torch.addcmul(x * cos.view(shape).to(x.dtype), swap_halves(x), sin.view(shape).to(x.dtype))
 
 
 class KVCache:
@@ -167,11 +206,15 @@ class CausalSelfAttention(nn.Module):
         mask: torch.Tensor | None, causal: bool,
     ) -> torch.Tensor:
         B, T, C = x.shape
-        qkv = self.c_attn(x).view(B, T, 3, self.n_head, self.head_dim)
-        # QK-norm and rotary on queries and keys together (one kernel each instead of two: CPU time is per kernel)
-        qk = F.rms_norm(qkv[:, :, :2], (self.head_dim,), eps=self.eps) * self.qk_gain
-        q, k = apply_rotary(qk, cos, sin).transpose(1, 3).unbind(2)  # (B, H, T, D) each
-        v = qkv[:, :, 2].transpose(1, 2)
+        qk, v = self.c_attn(x).split([2 * C, C], dim=-1)  # split: one `cat` in backward, not a copy per slice
+        # QK-norm's gains folded into the rotary tables: (x * g) * cos + swap(x * g) * sin
+        # = x * (g * cos) + swap(x) * (swap(g) * sin), so the full-size tensor is multiplied twice, not three times
+        cos, sin = cos[:, None, None, :], sin[:, None, None, :]  # (T, 1, 1, D)
+        gain = self.qk_gain.to(x.dtype)  # (2, 1, D): queries, keys
+        qk = rms_norm(qk.view(B, T, 2, self.n_head, self.head_dim), None, self.eps)
+        qk = apply_rotary(qk, cos * gain, sin * swap_halves(gain))
+        q, k = qk.transpose(1, 3).unbind(2)  # (B, H, T, D) each
+        v = v.view(B, T, self.n_head, self.head_dim).transpose(1, 2)
         if cache is not None:
             k, v = cache.update(self.layer, k, v)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal,

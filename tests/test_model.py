@@ -125,3 +125,47 @@ def test_save_load_roundtrip(tmp_path):
 def test_bad_config_is_explained():
     with pytest.raises(AssertionError, match="divisible by n_head"):
         GPTConfig(vocab_size=10, n_embd=30, n_head=4)
+
+
+def test_cpu_rmsnorm_backward_matches_autograd_of_the_composite():
+    from llm_core.model import rms_norm
+
+    torch.manual_seed(0)
+    x = torch.randn(3, 5, 16, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(16, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: rms_norm(a, b, 1e-6), (x, w))
+    assert torch.autograd.gradcheck(lambda a: rms_norm(a, None, 1e-6), (x,))
+    out = rms_norm(x, w, 1e-6)
+    grad = torch.randn_like(out)
+    gx, gw = torch.autograd.grad(out, (x, w), grad)
+    ref = torch.nn.functional.rms_norm(x, (16,), w, 1e-6)
+    rx, rw = torch.autograd.grad(ref, (x, w), grad)
+    torch.testing.assert_close(out, ref)
+    torch.testing.assert_close(gx, rx)
+    torch.testing.assert_close(gw, rw)
+
+
+def test_attention_equals_the_unfolded_qk_norm_and_rotary(model):
+    """The folded form (gains inside the rotary tables, roll for the half swap) computes the textbook one:
+    RMS-normalise q and k per head, multiply by their gains, rotate pairs (i, i + D/2), causal attention."""
+    torch.manual_seed(1)
+    attn = model.blocks[0].attn
+    with torch.no_grad():
+        attn.qk_gain.copy_(torch.rand_like(attn.qk_gain) + 0.5)
+    B, T, C, H, D = 2, 7, model.config.n_embd, attn.n_head, attn.head_dim
+    x = torch.randn(B, T, C)
+    cos, sin = model.rope_cos[:T], model.rope_sin[:T]
+    got = attn(x, cos, sin, None, None, True)
+
+    q, k, v = attn.c_attn(x).view(B, T, 3, H, D).unbind(2)
+    q = torch.nn.functional.rms_norm(q, (D,), eps=attn.eps) * attn.qk_gain[0]
+    k = torch.nn.functional.rms_norm(k, (D,), eps=attn.eps) * attn.qk_gain[1]
+
+    def rotate(t):
+        swapped = torch.cat([t[..., D // 2:], t[..., :D // 2]], dim=-1)
+        return t * cos[None, :, None] + swapped * sin[None, :, None]
+
+    q, k, v = (t.transpose(1, 2) for t in (rotate(q), rotate(k), v))
+    y = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+    want = attn.c_proj(y.transpose(1, 2).reshape(B, T, C))
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)

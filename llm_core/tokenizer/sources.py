@@ -3,9 +3,11 @@ curated text files configured by path (`TextSource`), and the deterministic hash
 
 A curated file is cut into documents by a regex (`split_on`; none = the whole file is one document), e.g. `\\n%\\n`
 for fortune files or blank lines for plays. Paths are fsspec paths or globs, relative to the working directory.
-With `split_on`, a file is read in chunks (memory bounded by the chunk and the longest document) and cut exactly as
-`re.split` would cut the whole text, provided a separator's lookahead needs at most 4,096 characters and the
-regex has no capturing groups or lookbehind.
+A `.parquet` file is a table of documents in FineWeb's layout (FineWeb, FineWeb-edu: one document per row in a
+`text` column, other columns ignored), read through Hugging Face `datasets` in streaming mode (one row group at
+a time), `split_on` unused. With `split_on`, a text file is read in chunks (memory bounded by the chunk and the
+longest document) and cut exactly as `re.split` would cut the whole text, provided a separator's lookahead needs
+at most 4,096 characters and the regex has no capturing groups or lookbehind.
 """
 
 from __future__ import annotations
@@ -67,11 +69,26 @@ class TextSource(StrictModel):
     def documents(self) -> Iterator[str]:
         fs = fsspec.get_fs_token_paths(self.path)[0]
         for path in self.files():
+            if path.endswith(".parquet"):
+                yield from parquet_texts(path, self.name)
+                continue
             with fs.open(path, "rt", encoding="utf-8", errors="replace") as f:
                 if self.split_on is None:
                     yield f.read()
                 else:
                     yield from split_stream(iter(lambda: f.read(CHUNK_CHARS), ""), re.compile(self.split_on))
+
+
+def parquet_texts(path: str, source: str) -> Iterator[str]:
+    """The `text` column of a Parquet file of documents, row by row; a null text is an empty document."""
+    import datasets  # a heavy import, needed only by Parquet sources
+
+    rows = datasets.load_dataset("parquet", data_files=[path], split="train", streaming=True)
+    columns = rows.column_names or []
+    if "text" not in columns:
+        raise ValueError(f"text source {source!r}: {path} has no 'text' column (columns: {columns})")
+    for row in rows.select_columns(["text"]):
+        yield row["text"] or ""
 
 
 CHUNK_CHARS = 1 << 22

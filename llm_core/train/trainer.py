@@ -82,7 +82,10 @@ class TrainHistory:
 
 
 def to_device(batch: Any, device: torch.device) -> Any:
+    """Tensors of a batch onto the device; to CUDA through pinned memory, so the copy overlaps the running step."""
     if isinstance(batch, torch.Tensor):
+        if device.type == "cuda" and not batch.is_pinned():
+            batch = batch.pin_memory()
         return batch.to(device, non_blocking=True)
     if isinstance(batch, dict):
         return {k: to_device(v, device) for k, v in batch.items()}
@@ -166,7 +169,9 @@ class Trainer:
             sync = contextlib.nullcontext() if last or not self.env.is_distributed else self.train_model.no_sync()
             with sync:
                 with self.autocast():
-                    loss = self.loss_fn(self.train_model, batch) / s.grad_accum
+                    loss = self.loss_fn(self.train_model, batch)
+                    if s.grad_accum > 1:
+                        loss = loss / s.grad_accum
                 loss.backward()
             total += loss.detach()
         if self.grad_clip:
