@@ -313,7 +313,8 @@ def build_result(result: dict[str, Any]) -> StageResult:
              "longer_answer_baseline": round(result[f"length_baseline/{s}"], 4)} for s in sources]
     md = (
         f"### Reward model\n\n{result['steps']} steps on {result['train_pairs']} pairs "
-        f"({result.get('train_pairs_cut', 0)} cut by its {result.get('context', '?')}-token context); held-back pairwise accuracy "
+        f"({result.get('train_pairs_cut', 0)} cut by its {result.get('context', '?')}-token context); held-back "
+        "pairwise accuracy "
         f"on {result['val_pairs']} pairs, beside the always-pick-the-longer-answer baseline:\n\n"
         "| source | accuracy | longer-answer baseline |\n|---|---|---|\n"
         + "".join(f"| {r['source']} | {r['accuracy']:.3f} | {r['longer_answer_baseline']:.3f} |\n" for r in rows)

@@ -133,4 +133,4 @@ def ranking_records(ctx: StageContext, src: PreferenceSourceConfig, too_long: Le
             yield row, "rankings:no_pairs", row["prompt"]
     for row in usable_rankings(rows):
         reason = too_long(row["prompt"], row["answers"])
-        yield row, reason and f"rankings:{reason}", row["prompt"]  # split by prompt, as the pairs are: a prompt is on one side only
+        yield row, reason and f"rankings:{reason}", row["prompt"]  # split by prompt, as the pairs are

@@ -135,7 +135,7 @@ def run_rl(
 class RlhfStage(TrainingStage):
     name = "rlhf"
     config_model = RlhfConfig
-    version = "5"  # 5: PPO's reward and the reward-model score apart, per kind of prompt; value warm-up; keyword prompts
+    version = "5"  # 5: PPO's reward and the reward-model score apart, per kind of prompt; value warm-up; keywords
     uses_seed = True
 
     def input_stages(self, config: RlhfConfig) -> dict[str, str]:
@@ -177,9 +177,9 @@ class RlhfStage(TrainingStage):
         after, after_samples = evaluate_policy(algorithm, held, cfg.eval_samples, seed)
         save_model_files(writer, policy)
         writer.write_json(HISTORY_FILE, log)
-        writer.write_json(SAMPLES_FILE, [{"prompt": b["prompt"], **{f"sft_{k}": v for k, v in b.items() if k != "prompt"},
-                                          **{f"rl_{k}": v for k, v in a.items() if k != "prompt"}}
-                                         for b, a in zip(before_samples, after_samples)])
+        writer.write_json(SAMPLES_FILE, [
+            {"prompt": b["prompt"], **{f"sft_{k}": v for k, v in b.items() if k != "prompt"},
+             **{f"rl_{k}": v for k, v in a.items() if k != "prompt"}} for b, a in zip(before_samples, after_samples)])
         writer.write_json(RESULT_FILE, {
             "algorithm": cfg.algorithm, "iterations": cfg.iterations, "train_prompts": len(train),
             "prompts_too_long": len(prompts) - len(fitting),
@@ -223,6 +223,7 @@ def build_result(result: dict[str, Any], samples: list[dict], log: list[dict] | 
 def iteration_markdown(log: list[dict]) -> str:
     """The training figures of each iteration (on that iteration's own prompts), as a table."""
     keys = [k for k in ITERATION_KEYS if k in log[0]]
-    return ("\n\nPer iteration (its own training prompts):\n\n| iteration | " + " | ".join(SCORE_LABELS[k] for k in keys)
+    return ("\n\nPer iteration (its own training prompts):\n\n| iteration | "
+            + " | ".join(SCORE_LABELS[k] for k in keys)
             + " |\n|---|" + "---|" * len(keys) + "\n"
             + "".join(f"| {row['iteration']} | " + " | ".join(f"{row[k]:.3f}" for k in keys) + " |\n" for row in log))
