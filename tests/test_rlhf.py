@@ -10,17 +10,21 @@ import torch
 from post_fixtures import (
     HELD_BACK_SEED,
     MAX_OPERAND,
+    chat_tokenizer,
     single_thread,
     tiny_reward_model,
     tiny_sft_model,
 )
 
 from llm_core.post.grpo import Grpo, group_advantages
+from llm_core.model import GPT, GPTConfig
 from llm_core.post.ppo import Ppo, gae
+from llm_core.post.reward_model import ScalarHeadModel
 from llm_core.post.rewards import arithmetic_task, keyword_task
 from llm_core.post.rlhf import (
     ALGORITHMS,
     RlhfConfig,
+    balanced,
     evaluate_policy,
     run_rl,
     split_prompts,
@@ -55,6 +59,42 @@ def test_ppo_without_a_reward_model_says_so():
     sft, tok = tiny_sft_model()
     with pytest.raises(ValueError, match="needs a reward model"):
         Ppo(RlhfConfig(), copy.deepcopy(sft), sft, tok, None)
+
+
+def test_held_back_prompts_take_every_kind_in_turn():
+    prompts = [("a", None), ("b", None), ("c", None), ("k1", "w"), ("k2", "w")]
+    assert balanced(prompts, 4, Ppo.prompt_kind) == [("a", None), ("k1", "w"), ("b", None), ("k2", "w")]
+    assert balanced(prompts[:3], 2, Ppo.prompt_kind) == prompts[:2]
+
+
+@single_thread()
+def test_ppo_reports_its_reward_and_the_reward_model_score_apart_and_warms_the_value_model_first():
+    """PPO's reward is the reward-model score less the missing-EOS penalty; the evaluation reports both, per kind of
+    prompt; during `value_warmup` iterations only the value model moves."""
+    tok = chat_tokenizer()
+    torch.manual_seed(0)
+    policy = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=64, n_layer=1, n_head=2, n_embd=32))
+    cfg = RlhfConfig.model_validate({"iterations": 2, "max_tokens": 6, "ppo": {
+        "prompts_per_iteration": 4, "minibatch_size": 2, "missing_eos_penalty": 2.5, "value_warmup": 1,
+        "keyword_prompts": 6}})
+    ppo = Ppo(cfg, copy.deepcopy(policy), policy, tok, ScalarHeadModel.from_sft(policy))
+    prompts = Ppo.prompts(cfg.model_copy(update={"prompts_path": "data/oasst/prompt_lottery_en_250_text.jsonl"}), 0)
+    assert sum(Ppo.prompt_kind(p) == "keyword" for p in prompts) == 6
+    held = balanced(prompts, 4, Ppo.prompt_kind)
+    metrics, samples = evaluate_policy(ppo, held, n=2, seed=0)
+    assert metrics["reward"] == pytest.approx(metrics["score"] - 2.5 * (1 - metrics["finished"]), abs=1e-5)
+    for kind in ("keyword", "chat"):
+        assert metrics[f"reward/{kind}"] == pytest.approx(
+            metrics[f"score/{kind}"] - 2.5 * (1 - metrics[f"finished/{kind}"]), abs=1e-5)
+    assert {"reward", "score"} <= set(samples[0])
+    weights = [p.detach().clone() for p in ppo.policy.parameters()]
+    value = [p.detach().clone() for p in ppo.value.parameters()]
+    first = ppo.step(prompts[:4], seed=1)
+    assert first["policy_trained"] == 0.0 and first["reward"] <= first["score"]
+    assert all(torch.equal(a, b) for a, b in zip(weights, ppo.policy.parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(value, ppo.value.parameters()))
+    assert ppo.step(prompts[:4], seed=2)["policy_trained"] == 1.0
+    assert not all(torch.equal(a, b) for a, b in zip(weights, ppo.policy.parameters()))
 
 
 def ppo_config(iterations: int) -> RlhfConfig:

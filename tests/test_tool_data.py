@@ -9,7 +9,7 @@ import re
 import pytest
 from conftest import DATA
 
-from llm_core.chat.made_up_facts import generate_facts, is_clean_name
+from llm_core.chat.made_up_facts import FACT_COUNT, generate_facts, is_clean_name
 from llm_core.chat.synthetic import refusal_conversations
 from llm_core.chat.template import render_conversation, validate_messages
 from llm_core.chat.tool_conversations import (
@@ -39,9 +39,9 @@ FACTS = DATA / "tools" / "facts.jsonl"
 def test_the_facts_file_is_what_its_generator_writes_and_stays_small():
     lines = FACTS.read_text(encoding="utf-8").splitlines()
     assert [json.loads(line) for line in lines] == generate_facts()
-    assert FACTS.stat().st_size < 60_000
+    assert FACTS.stat().st_size < 400_000
     facts = read_facts(str(FACTS))
-    assert len({f["url"] for f in facts}) == len({f["entity"] for f in facts}) == len(facts) == 160
+    assert len({f["url"] for f in facts}) == len({f["entity"] for f in facts}) == len(facts) == FACT_COUNT
     for f in facts:
         for q in f["questions"]:
             assert q["answer"] in f["text"] and q["answer"] in q["reply"]
@@ -69,7 +69,7 @@ def test_training_conversations_never_hold_an_item_the_eval_asks():
     assert len(questions) > 1500 and not questions & heldout
     facts = read_facts(str(FACTS))
     asked = {fq.entity for fq in fact_questions(facts, heldout=True)}
-    assert 20 <= len(asked) <= 60 and all(is_heldout("fact", e) for e in asked)
+    assert 0.15 * len(facts) <= len(asked) <= 0.35 * len(facts) and all(is_heldout("fact", e) for e in asked)
     searched = search_conversations(500, 0, str(FACTS), echo)
     by_question = {q["question"]: f["entity"] for f in facts for q in f["questions"]}
     assert not {by_question[c.messages[0]["content"]] for c in searched} & asked

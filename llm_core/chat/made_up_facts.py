@@ -8,7 +8,8 @@ line per fact with the `url` and `text` the `index` stage reads, the `entity` it
 Names are built from syllables of their own and a name containing a syllable of the "I don't know" eval set
 (`data/eval/idk.jsonl`) or of the refusal generator (`synthetic.SYLLABLES`) is never made, so a fact can never
 answer, or contaminate, a question the model should refuse. Passages are kept to about 20 tokens: with the search
-call and the answer they fit the tiny model's 128-token context.
+call and the answer they fit the tiny model's 128-token context. There are many of them (`FACT_COUNT`) for the reason
+given there.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ IDK_SYLLABLES = ["plix", "quon", "nemb", "carv", "zund", "ulth", "brax", "drim",
                  "irsk"]
 FOREIGN_SYLLABLES = tuple(SYLLABLES) + tuple(IDK_SYLLABLES)
 BASE_URL = "https://atlas.example/"
+# Enough facts that a small model cannot learn each training fact's numbers by heart in a few epochs of SFT: its
+# search conversations then only pay off by copying the number out of the tool's output.
+FACT_COUNT = 1000
 
 # kind -> (entity format, passage, [(question, answer field, reply)]); fields: e (name), y (year), n (number)
 KINDS: dict[str, tuple[str, str, list[tuple[str, str, str]]]] = {
@@ -57,16 +61,16 @@ def is_clean_name(name: str) -> bool:
 
 
 def fact_name(rng: random.Random, words: int, taken: set[str]) -> str:
-    """A new name of `words` words of 2 syllables, clean (see `is_clean_name`) and not used before."""
+    """A new name of `words` words of 2 or 3 syllables, clean (see `is_clean_name`) and not used before."""
     while True:
-        name = " ".join("".join(rng.choice(FACT_SYLLABLES) for _ in range(2)).capitalize()
+        name = " ".join("".join(rng.choice(FACT_SYLLABLES) for _ in range(rng.randint(2, 3))).capitalize()
                         for _ in range(words))
         if name not in taken and is_clean_name(name):
             taken.add(name)
             return name
 
 
-def generate_facts(count: int = 160, seed: int = 16) -> list[dict]:
+def generate_facts(count: int = FACT_COUNT, seed: int = 16) -> list[dict]:
     """`count` facts, the kinds in turn; each with url, text, entity and its questions with answers."""
     rng = random.Random(seed)
     taken: set[str] = set()

@@ -205,5 +205,8 @@ def search_conversations(count: int, seed: int, facts_path: str, search: ToolFn)
     if not pool:
         raise ConfigError(f"facts file {facts_path}: every fact is held out for the eval")
     rng = random.Random(seed)
+    order: list[FactQuestion] = []
+    while len(order) < count:  # every question once before any twice: copying pays, remembering does not
+        order += rng.sample(pool, len(pool))
     return [Sample([msg("user", fq.question.question), tool_reply(fq.question, "search", search)], "search_tool")
-            for fq in (rng.choice(pool) for _ in range(count))]
+            for fq in order[:count]]

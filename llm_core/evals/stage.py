@@ -23,6 +23,7 @@ pairs). Contaminated items stay in `items.parquet`, flagged with the reason, and
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import defaultdict
 from typing import ClassVar
@@ -120,7 +121,7 @@ class EvalConfig(StageConfig):
 class EvalStage(Stage):
     name = "eval"
     config_model = EvalConfig
-    version = "2"  # 2: a reply that stops at <|endoftext|> no longer counts that token as a leaked special token
+    version = "3"  # 3: reward accuracy on the pairs the reward model reads whole (`reward/.../uncut`)
     uses_seed = True
     model_stages: ClassVar[dict[str, str]] = {**GPT_MODELS, "reward": "reward"}
 
@@ -282,29 +283,37 @@ class EvalRun:
             self.outcomes.append(outcome)
         for group, entries in sorted(groups.items()):
             suite = f"reward/{group}"
-            outcomes = [e[0] for e in entries]
-            clean = [e for e in entries if not e[0].contaminated]
-            longer = sum(e[1] for e in clean) / max(len(clean), 1)
-            shorter = sum(e[2] for e in clean) / max(len(clean), 1)
-            self.rows.append(rate_row("reward", suite, "accuracy", outcomes, baseline=longer,
-                                      baseline_name="longer wins"))
-            self.rows.append(ResultRow("reward", suite, "baseline:longer_wins", longer, len(clean)))
-            self.rows.append(ResultRow("reward", suite, "baseline:shorter_wins", shorter, len(clean)))
+            self.reward_rows(suite, entries)
             self.rows.append(ResultRow("reward", suite, "truncated_share", sum(e[3] for e in entries) / len(entries),
                                        len(entries), higher_is_better=False))
+            self.reward_rows(f"{suite}/uncut", [e for e in entries if not e[3]])  # the comparisons read whole
+
+    def reward_rows(self, suite: str, entries: list[tuple[ItemOutcome, float, float, bool]]) -> None:
+        """Accuracy beside "longer wins" and "shorter wins"."""
+        if not entries:
+            return
+        outcomes = [e[0] for e in entries]
+        clean = [e for e in entries if not e[0].contaminated]
+        longer = sum(e[1] for e in clean) / max(len(clean), 1)
+        shorter = sum(e[2] for e in clean) / max(len(clean), 1)
+        self.rows.append(rate_row("reward", suite, "accuracy", outcomes, baseline=longer, baseline_name="longer wins"))
+        self.rows.append(ResultRow("reward", suite, "baseline:longer_wins", longer, len(clean)))
+        self.rows.append(ResultRow("reward", suite, "baseline:shorter_wins", shorter, len(clean)))
 
     def evaluate_rl(self) -> None:
         m = self.ctx.reader("rlhf").manifest
         n = int(m.metrics.get("eval_prompts", m.counts.get("eval_prompts", 0)))
         algorithm = m.config.get("algorithm", "ppo")
         target = "pass@1" if algorithm == "grpo" else "reward"
-        for model_name, when in (("sft", "before"), ("rlhf", "after")):
-            for key, metric, better in (("reward", target, True), ("finished", "im_end", True),
+        kinds = [""] + sorted({"/" + k.split("/", 1)[1] for k in m.metrics if k.startswith("before_reward/")})
+        for kind, (model_name, when) in itertools.product(kinds, (("sft", "before"), ("rlhf", "after"))):
+            for key, metric, better in (("reward", target, True), ("score", "reward_model_score", True),
+                                        ("finished", "im_end", True),
                                         ("length", "length", None), ("kl", "kl", False)):
-                value = m.metrics.get(f"{when}_{key}")
+                value = m.metrics.get(f"{when}_{key}{kind}")
                 if value is not None and not (key == "kl" and when == "before"):
-                    self.rows.append(ResultRow(model_name, f"rl/{algorithm}_heldout", metric, float(value), n,
-                                               higher_is_better=better))
+                    self.rows.append(ResultRow(model_name, f"rl/{algorithm}_heldout{kind}", metric, float(value),
+                                               int(m.metrics.get(f"eval_prompts{kind}", n)), higher_is_better=better))
 
     # -- output ------------------------------------------------------------------------------------------------
     def finish(self) -> StageResult:

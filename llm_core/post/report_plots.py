@@ -94,6 +94,8 @@ def rl_history_png(log: list[dict[str, Any]], reward_key: str, title: str) -> by
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6), dpi=100)
     its = [r["iteration"] for r in log]
     left.plot(its, [r[reward_key] for r in log], "o-", lw=1.5, label=REWARD_LABELS.get(reward_key, reward_key))
+    if reward_key == "score" and all("reward" in r for r in log):  # PPO's reward: the score less its penalties
+        left.plot(its, [r["reward"] for r in log], "^-", lw=1.5, label="PPO reward (score less missing-EOS penalty)")
     if all("finished" in r for r in log):
         left.plot(its, [r["finished"] for r in log], "s--", lw=1, label="replies that end (share)")
     left.set_title(f"{title}: reward per iteration")

@@ -40,6 +40,7 @@ from llm_core.config import StageConfig
 from llm_core.post.model_io import MODEL_DIR, load_gpt, save_model_files
 from llm_core.post.reward_model import (
     ScalarHeadModel,
+    comparison_tokens,
     encode_answer,
     normalise,
     pad_rows,
@@ -64,6 +65,9 @@ def reward_optim() -> OptimSection:
 
 class RewardConfig(StageConfig):
     max_steps: int = Field(200, ge=1)
+    block_size: int | None = Field(
+        None, ge=16, description="tokens the reward model reads (rotary positions: it may exceed the SFT model's "
+        "context); None = the SFT model's. A comparison longer than this is cut from the left")
     batch_size: int = Field(16, ge=1, description="comparisons (pairs, or whole rankings) per step")
     ranking_loss: Literal["pairs", "all_pairs", "plackett_luce"] = Field(
         "all_pairs", description="how a ranking of K answers is learnt (see the module docstring)")
@@ -255,7 +259,7 @@ def normalise_on_samples(
 class RewardStage(TrainingStage):
     name = "reward"
     config_model = RewardConfig
-    version = "3"
+    version = "4"  # 4: a context of its own (block_size), the count of training pairs cut by it
     uses_seed = True
 
     def input_stages(self, config: RewardConfig) -> dict[str, str]:
@@ -270,7 +274,8 @@ class RewardStage(TrainingStage):
         torch.manual_seed(seed)
         tokenizer = load_tokenizer(ctx.reader("tokenizer"))
         sft = load_gpt(ctx.reader("sft"))
-        model = ScalarHeadModel.from_sft(sft)
+        model = ScalarHeadModel.from_sft(sft, cfg.block_size)
+        block = model.gpt.config.block_size
         data = ctx.reader("data")
         train = list(data.iter_rows("train/*.parquet"))
         val = list(data.iter_rows("val/*.parquet"))
@@ -291,7 +296,10 @@ class RewardStage(TrainingStage):
         save_model_files(writer, model)
         writer.write_json(HISTORY_FILE, {"train": history.train, "evals": history.evals})
         writer.write_json(RESULT_FILE, {**final, "steps": cfg.max_steps, "train_pairs": len(train),
-                                        "val_pairs": min(len(val), cfg.eval_pairs),
+                                        "val_pairs": min(len(val), cfg.eval_pairs), "context": block,
+                                        "train_pairs_cut": sum(
+                                            comparison_tokens(tokenizer, p["prompt"], (p["chosen"], p["rejected"]))
+                                            > block for p in train),
                                         "rankings_train": len(train_rankings),
                                         "ranking_pairs_train": sum(len(r["pairs"]) for r in train_rankings),
                                         "rankings_val": min(len(val_rankings), cfg.eval_rankings),
@@ -304,7 +312,9 @@ def build_result(result: dict[str, Any]) -> StageResult:
     rows = [{"source": s, "accuracy": round(result[f"accuracy/{s}"], 4),
              "longer_answer_baseline": round(result[f"length_baseline/{s}"], 4)} for s in sources]
     md = (
-        f"### Reward model\n\n{result['steps']} steps on {result['train_pairs']} pairs; held-back pairwise accuracy "
+        f"### Reward model\n\n{result['steps']} steps on {result['train_pairs']} pairs "
+        f"({result.get('train_pairs_cut', 0)} cut by its {result.get('context', '?')}-token context); held-back "
+        "pairwise accuracy "
         f"on {result['val_pairs']} pairs, beside the always-pick-the-longer-answer baseline:\n\n"
         "| source | accuracy | longer-answer baseline |\n|---|---|---|\n"
         + "".join(f"| {r['source']} | {r['accuracy']:.3f} | {r['longer_answer_baseline']:.3f} |\n" for r in rows)

@@ -16,7 +16,7 @@ import copy
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import torch
 import torch.nn as nn
@@ -63,8 +63,14 @@ class ScalarHeadModel(nn.Module):
         return model.to(device)
 
     @classmethod
-    def from_sft(cls, sft: GPT) -> ScalarHeadModel:
-        return cls(copy.deepcopy(sft))
+    def from_sft(cls, sft: GPT, block_size: int | None = None) -> ScalarHeadModel:
+        """A reward model on a copy of the SFT trunk, reading up to `block_size` tokens (None: the SFT model's
+        context). Rotary positions have no table to outgrow, so a longer context is the same weights."""
+        if block_size is None or block_size == sft.config.block_size:
+            return cls(copy.deepcopy(sft))
+        gpt = GPT(replace(sft.config, block_size=block_size))
+        gpt.load_state_dict(sft.state_dict())
+        return cls(gpt)
 
 
 def bradley_terry_loss(
@@ -79,6 +85,11 @@ def bradley_terry_loss(
 def answer_ids(tokenizer: Tokenizer, prompt: Sequence[Message], answer: str) -> list[int]:
     """Prompt + answer + `<|im_end|>`, whole (longer than the context when the conversation is)."""
     return render_prompt(tokenizer, prompt) + render_completion(tokenizer, answer)
+
+
+def comparison_tokens(tokenizer: Tokenizer, prompt: Sequence[Message], answers: Sequence[str]) -> int:
+    """Tokens the reward model must read to see a comparison whole: prompt + its longest answer."""
+    return max(len(answer_ids(tokenizer, prompt, a)) for a in answers)
 
 
 def encode_answer(tokenizer: Tokenizer, prompt: Sequence[Message], answer: str, block_size: int) -> list[int]:

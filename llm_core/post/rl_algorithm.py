@@ -8,7 +8,9 @@ same way whichever it is:
 - `step(prompts, seed)`, once per iteration: rollouts, rewards, updates; returns the iteration's log row, of which
   `progress_metrics` are shown as progress;
 - `reward(rollouts)`: the reward it learns from, which the stage also measures the policy with before and after
-  training (`reward_name` says what it is, in the report);
+  training (`reward_name` says what it is, in the report); `scores(rollouts)`: further figures reported beside it
+  (PPO: the reward model's score without the missing-EOS penalty); `prompt_kind(prompt)`: the group a prompt is
+  reported in, when its prompts are of several kinds;
 - `state_dict()` / `load_state_dict()`: all a resumed run needs beyond the policy's weights.
 
 Every algorithm is built the same way, `Algorithm(cfg, policy, ref, tokenizer, reward_model)` (`reward_model` is the
@@ -80,6 +82,15 @@ class RLAlgorithm(abc.ABC):
     @abc.abstractmethod
     def reward(self, rollouts: Rollouts) -> torch.Tensor:
         """The reward of each rollout row, (B,)."""
+
+    def scores(self, rollouts: Rollouts) -> dict[str, torch.Tensor]:
+        """Further per-row figures reported beside the reward, by name (none by default)."""
+        return {}
+
+    @staticmethod
+    def prompt_kind(prompt: Prompt) -> str:
+        """The group a prompt's figures are reported in (one group by default)."""
+        return "all"
 
     @abc.abstractmethod
     def step(self, prompts: Sequence[Prompt], seed: int) -> dict[str, float]:

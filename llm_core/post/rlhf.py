@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import copy
 import random
+from collections import Counter
 from collections.abc import Callable, Sequence
+from itertools import zip_longest
 from typing import Any
 
 import torch
@@ -54,28 +56,48 @@ def split_prompts(items: Sequence[Prompt], eval_fraction: float, seed: int) -> t
     return [p for p in unique if p not in set(held)], held
 
 
+def balanced(prompts: Sequence[Prompt], count: int, kind: Callable[[Prompt], str]) -> list[Prompt]:
+    """Up to `count` prompts taken from each kind in turn, so every kind is evaluated (in order within a kind)."""
+    groups: dict[str, list[Prompt]] = {}
+    for p in prompts:
+        groups.setdefault(kind(p), []).append(p)
+    order = [p for turn in zip_longest(*groups.values()) for p in turn if p is not None]
+    return order[:count]
+
+
+def prompt_counts(prompts: Sequence[Prompt], kind: Callable[[Prompt], str]) -> dict[str, int]:
+    """`eval_prompts/KIND` for each kind, when there are several."""
+    counts = Counter(kind(p) for p in prompts)
+    return {f"eval_prompts/{k}": v for k, v in sorted(counts.items())} if len(counts) > 1 else {}
+
+
 @torch.no_grad()
 def evaluate_policy(
     algorithm: RLAlgorithm, prompts: Sequence[Prompt], n: int, seed: int
 ) -> tuple[dict[str, float], list[dict[str, Any]]]:
-    """On `n` replies per prompt: mean reward (the algorithm's), KL(policy || ref) per reply (k1 summed over its
-    tokens), share of replies that end, mean length; plus one sample per prompt."""
+    """On `n` replies per prompt: mean reward (the algorithm's) and its other scores, KL(policy || ref) per reply (k1
+    summed over its tokens), share of replies that end, mean length; each also per kind of prompt (`name/kind`)
+    when there are several; plus one sample per prompt."""
     algorithm.policy.eval()
     rollouts = algorithm.rollout(prompts, n, seed)
-    batch, rewards, temperature = rollouts.batch, algorithm.reward(rollouts), algorithm.sampling.temperature
+    batch, temperature = rollouts.batch, algorithm.sampling.temperature
     kl = []
     for s in range(0, len(batch.ids), 32):
         part = batch.ids[s:s + 32]
         diff = (token_logprobs(algorithm.policy, part, temperature, banned=algorithm.banned)[0]
                 - token_logprobs(algorithm.ref, part, temperature, banned=algorithm.banned)[0])
         kl.append((diff * batch.response_mask[s:s + 32]).sum(1))
-    metrics = {
-        "reward": float(rewards.mean()),
-        "kl": float(torch.cat(kl).mean()),
-        "finished": float(batch.finished.float().mean()),
-        "length": float(batch.response_mask.sum(1).mean()),
-    }
-    samples = [{"prompt": rollouts.prompts[i], "reply": rollouts.replies[i], "reward": round(float(rewards[i]), 4)}
+    extra = algorithm.scores(rollouts)
+    rows = {"reward": algorithm.reward(rollouts), **extra, "kl": torch.cat(kl),
+            "finished": batch.finished.float(), "length": batch.response_mask.sum(1).float()}
+    metrics = {k: float(v.mean()) for k, v in rows.items()}
+    kinds = [algorithm.prompt_kind(p) for p in prompts for _ in range(n)]
+    if len(set(kinds)) > 1:
+        for kind in sorted(set(kinds)):
+            mask = torch.tensor([k == kind for k in kinds])
+            metrics.update({f"{k}/{kind}": float(v[mask].mean()) for k, v in rows.items()})
+    samples = [{"prompt": rollouts.prompts[i], "reply": rollouts.replies[i],
+                **{k: round(float(rows[k][i]), 4) for k in ("reward", *extra)}}
                for i in range(0, len(batch.ids), n)]
     return metrics, samples
 
@@ -113,7 +135,7 @@ def run_rl(
 class RlhfStage(TrainingStage):
     name = "rlhf"
     config_model = RlhfConfig
-    version = "4"  # 4: log-probs under the sampling bans of the rollouts (no tool tokens)
+    version = "5"  # 5: PPO's reward and the reward-model score apart, per kind of prompt; value warm-up; keywords
     uses_seed = True
 
     def input_stages(self, config: RlhfConfig) -> dict[str, str]:
@@ -127,7 +149,8 @@ class RlhfStage(TrainingStage):
 
     def result(self, ctx: StageContext) -> StageResult:
         writer = ctx.writer()
-        return build_result(writer.read_json(RESULT_FILE), writer.read_json(SAMPLES_FILE))
+        return build_result(writer.read_json(RESULT_FILE), writer.read_json(SAMPLES_FILE),
+                            writer.read_json(HISTORY_FILE))
 
     def train(self, ctx: StageContext) -> None:
         cfg: RlhfConfig = ctx.config
@@ -143,7 +166,7 @@ class RlhfStage(TrainingStage):
         prompts = algorithm.prompts(cfg, seed)
         fitting = [p for p in prompts if len(user_prompt_ids(tokenizer, p[0])) <= room]
         train, held = split_prompts(fitting, cfg.eval_fraction, seed)
-        held = held[: cfg.eval_prompts]
+        held = balanced(held, cfg.eval_prompts, algorithm.prompt_kind)
         assert train and held, (
             f"{len(fitting)} of {len(prompts)} prompts fit the context ({room} tokens before the reply): too few to "
             "train and evaluate; lower rlhf.max_tokens or use a model with a longer block_size")
@@ -154,29 +177,39 @@ class RlhfStage(TrainingStage):
         after, after_samples = evaluate_policy(algorithm, held, cfg.eval_samples, seed)
         save_model_files(writer, policy)
         writer.write_json(HISTORY_FILE, log)
-        writer.write_json(SAMPLES_FILE, [{"prompt": b["prompt"], "sft_reply": b["reply"], "sft_reward": b["reward"],
-                                          "rl_reply": a["reply"], "rl_reward": a["reward"]}
-                                         for b, a in zip(before_samples, after_samples)])
+        writer.write_json(SAMPLES_FILE, [
+            {"prompt": b["prompt"], **{f"sft_{k}": v for k, v in b.items() if k != "prompt"},
+             **{f"rl_{k}": v for k, v in a.items() if k != "prompt"}} for b, a in zip(before_samples, after_samples)])
         writer.write_json(RESULT_FILE, {
             "algorithm": cfg.algorithm, "iterations": cfg.iterations, "train_prompts": len(train),
             "prompts_too_long": len(prompts) - len(fitting),
-            "eval_prompts": len(held), **{f"before_{k}": v for k, v in before.items()},
+            "eval_prompts": len(held), **prompt_counts(held, algorithm.prompt_kind),
+            **{f"before_{k}": v for k, v in before.items()},
             **{f"after_{k}": v for k, v in after.items()},
         })
 
 
-def build_result(result: dict[str, Any], samples: list[dict]) -> StageResult:
+SCORE_LABELS = {"reward": "reward", "score": "reward-model score", "kl": "KL to SFT (nats/reply)",
+                "finished": "replies that end", "length": "length"}
+ITERATION_KEYS = ("reward", "score", "kl", "finished", "length")
+
+
+def build_result(result: dict[str, Any], samples: list[dict], log: list[dict] | None = None) -> StageResult:
     reward_name = ALGORITHMS[result["algorithm"]].reward_name
-    keys = ("reward", "kl", "finished", "length")
+    keys = [k for k in SCORE_LABELS if f"before_{k}" in result]
+    kinds = sorted({k.split("/", 1)[1] for k in result if k.startswith("before_reward/")})
+    groups = [("", "all")] + [(f"/{kind}", kind) for kind in kinds]
+    table = (f"| prompts | | {' | '.join(SCORE_LABELS[k] for k in keys)} |\n|---|---|" + "---|" * len(keys) + "\n"
+             + "".join(f"| {name} | {when} | " + " | ".join(
+                 "—" if k == "kl" and when == "before" else f"{result[f'{when}_{k}{suffix}']:.3f}" for k in keys)
+                 + " |\n" for suffix, name in groups for when in ("before", "after")))
     md = (
         f"### RL ({result['algorithm'].upper()})\n\n{result['iterations']} iterations on {result['train_prompts']} "
         f"prompts ({result['prompts_too_long']} left out: too long for the context); {result['eval_prompts']} "
-        f"held-back prompts, {reward_name}:\n\n"
-        "| | reward | KL to SFT (nats/reply) | replies that end | length |\n|---|---|---|---|---|\n"
-        + "".join(f"| {when} | " + " | ".join(f"{result[f'{when}_{k}']:.3f}" for k in keys) + " |\n"
-                  for when in ("before", "after"))
+        f"held-back prompts; reward: {reward_name}:\n\n" + table
         + "\n" + "\n".join(f"- **user:** {s['prompt'][:160]!r}\n  **SFT:** {s['sft_reply'][:200]!r}\n"
                             f"  **RL:** {s['rl_reply'][:200]!r}" for s in samples[:4])
+        + (iteration_markdown(log) if log else "")
     )
     return StageResult(
         counts={k: int(result[k]) for k in ("iterations", "train_prompts", "eval_prompts", "prompts_too_long")},
@@ -185,3 +218,12 @@ def build_result(result: dict[str, Any], samples: list[dict]) -> StageResult:
         markdown=md,
         extra={"model_dir": MODEL_DIR, "algorithm": result["algorithm"]},
     )
+
+
+def iteration_markdown(log: list[dict]) -> str:
+    """The training figures of each iteration (on that iteration's own prompts), as a table."""
+    keys = [k for k in ITERATION_KEYS if k in log[0]]
+    return ("\n\nPer iteration (its own training prompts):\n\n| iteration | "
+            + " | ".join(SCORE_LABELS[k] for k in keys)
+            + " |\n|---|" + "---|" * len(keys) + "\n"
+            + "".join(f"| {row['iteration']} | " + " | ".join(f"{row[k]:.3f}" for k in keys) + " |\n" for row in log))

@@ -29,6 +29,10 @@ class PpoConfig(StrictModel):
     cliprange_value: float = Field(0.2, gt=0)
     vf_coef: float = Field(0.1, ge=0)
     missing_eos_penalty: float = Field(1.0, ge=0, description="subtracted from the score of a reply that never ends")
+    keyword_prompts: int = Field(0, ge=0, description="generated keyword-sentence requests drawn into the prompts: "
+                                 "the preference a small reward model does learn (its keyword pairs show it)")
+    value_warmup: int = Field(0, ge=0, description="first iterations that train the value model alone, the policy "
+                              "frozen: a value head read off the reward model's trunk knows nothing of the reply yet")
     max_grad_norm: float = Field(1.0, gt=0)
 
 
