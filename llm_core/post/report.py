@@ -71,7 +71,8 @@ def lineage_manifests(store: ArtifactStore, refs: list) -> dict[str, Manifest]:
 def stage_order(manifests: dict[str, Manifest]) -> list[str]:
     """Stages in a topological order of their manifests' inputs; among stages whose inputs are all placed, the
     earlier-made artifact comes first."""
-    deps = {s: {ref.split("/", 1)[0] for ref in m.inputs.values()} & manifests.keys() for s, m in manifests.items()}
+    chosen = {f"{m.stage}/{m.key}" for m in manifests.values()}  # a refresh's lineage holds older nights' artifacts
+    deps = {s: {ref.split("/", 1)[0] for ref in m.inputs.values() if ref in chosen} for s, m in manifests.items()}
     ready = [(manifests[s].created_at, s) for s, d in deps.items() if not d]
     heapq.heapify(ready)
     order: list[str] = []
