@@ -23,6 +23,8 @@ import typer
 
 from llm_core.chat.engine import Engine, SamplingParams, reply_message, reply_parts
 from llm_core.chat.template import Message, render_prompt
+from llm_core.corpus.champion import champion_key
+from llm_core.corpus.state import corpus_name
 from llm_core.post.model_io import index_for, load_chat_model
 from llm_core.post.rankings import append_rankings, chat_feedback_row
 from llm_core.store import ArtifactStore
@@ -32,7 +34,8 @@ from flows.cli_options import DEFAULT_CONFIG, ConfigOpt, SetOpt, console, load_o
 
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m",
-                                       help="artifact key, key prefix or stage/key (pretrain, sft, rlhf)")]
+                                       help="artifact key, key prefix or stage/key (pretrain, sft, rlhf), or "
+                                            "'champion': the champion of the config's corpus")]
 SeedOpt = Annotated[int | None, typer.Option(help="fix the sampling")]
 NoToolsOpt = Annotated[bool, typer.Option("--no-tools", help="the model answers without calling tools")]
 FeedbackOpt = Annotated[Path, typer.Option(help="rankings file (Parquet) that /good and /bad add to")]
@@ -84,6 +87,12 @@ def chat_tools(store: ArtifactStore, model: str) -> list[Tool]:
 def _engine(model: str, config: Path, overrides: list[str] | None, tools: bool = False) -> tuple[Engine, str]:
     cfg = load_or_exit(config, overrides)
     store = cfg.run.store()
+    if model == "champion":
+        model = champion_key(store, corpus_name(cfg)) or ""
+        if not model:
+            console.print(f"[red]corpus {corpus_name(cfg)!r} has no champion under {store.root}: run a train first, "
+                          "or `llmpipe promote KEY`[/red]")
+            raise typer.Exit(2)
     try:
         gpt, tokenizer, name = load_chat_model(store, model)
     except (KeyError, ValueError) as e:

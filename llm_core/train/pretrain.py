@@ -100,6 +100,10 @@ def _pretrain(ctx: StageContext, cfg: PretrainConfig, env: DistEnv) -> None:
     seed = ctx.run.seed
     torch.manual_seed(seed)
     base = BaseModel.of(ctx.reader("champion_pretrain")) if "champion_pretrain" in ctx.inputs else None
+    if base is not None and shards.num_tokens("train") == 0:
+        if env.is_main:
+            keep_base(ctx, base)
+        return
     model = base.load(env.device) if base else GPT(cfg.model.gpt_config(tokenizer.vocab_size)).to(env.device)
     model_config = model.config
     grad_accum = cfg.grad_accum(env.world_size)
@@ -154,6 +158,18 @@ def _pretrain(ctx: StageContext, cfg: PretrainConfig, env: DistEnv) -> None:
         })
 
 
+def keep_base(ctx: StageContext, base: BaseModel) -> None:
+    """A refresh that brought no new tokens trains nothing: the artifact holds the champion's base model as it is
+    (its files, history and result), and its result says so."""
+    writer = ctx.writer()
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in base.reader.files(f"{MODEL_DIR}/*") + [HISTORY_FILE, "loss_curve.png"]:
+            writer.put_file(base.reader.get_file(name, os.path.join(tmp, os.path.basename(name))), name)
+    result = base.reader.read_json(RESULT_FILE)
+    writer.write_json(RESULT_FILE, {**result, "train_tokens_seen": 0, "tokens_per_s": 0.0, "start_step": base.steps,
+                                    "no_new_tokens": 1})
+
+
 def write_outputs(ctx: StageContext, model: GPT, history: TrainHistory, samples: list[dict], facts: dict) -> None:
     writer = ctx.writer()
     with tempfile.TemporaryDirectory() as tmp:
@@ -183,6 +199,8 @@ def build_result(ctx: StageContext) -> StageResult:
         f"Validation loss **{result.get('val_loss', float('nan')):.4f}** nats/token "
         f"({result.get('val_bpb', float('nan')):.4f} bits/byte); unigram baseline "
         f"{result['unigram_entropy']:.4f}.\n\n"
+        + ("No new tokens in this snapshot: nothing was trained, this is the champion's base model unchanged.\n\n"
+           if result.get("no_new_tokens") else "")
         + (f"Continued from the champion's base model at step {result['start_step']:,}, {result['replay']:.0%} of "
            "every batch replayed from the corpus's earlier snapshots.\n\n" if result.get("start_step") else "")
         + "\n".join(f"- `{s['prompt']!r}` → {s['continuation']!r}" for s in samples)
