@@ -43,6 +43,15 @@ def input_sources(config: PipelineConfig, name: str) -> dict[str, str]:
     return sources
 
 
+def with_corpus_only_when_crawled(config: PipelineConfig) -> PipelineConfig:
+    """A corpus grows by crawl snapshots: with the `crawl` stage off (a run on curated text alone) the `corpus`
+    stage, and `promote`, which moves a corpus's champion, are off too."""
+    if config.is_enabled("crawl") or not config.is_enabled("corpus"):
+        return config
+    off = {name: config.section(name).model_copy(update={"enabled": False}) for name in ("corpus", "promote")}
+    return config.model_copy(update=off)
+
+
 def corpus_state(config: PipelineConfig, store: ArtifactStore) -> CorpusState | None:
     """What this night carries over from earlier nights of its corpus (None with the `corpus` stage off: every run
     then stands alone)."""
@@ -66,6 +75,7 @@ def make_context(
 
 def with_inputs(config: PipelineConfig, name: str, given: dict[str, str]) -> StageContext:
     """The context of one stage reading explicitly named artifacts ('input=KEY'), e.g. an older snapshot."""
+    config = with_corpus_only_when_crawled(config)
     store = config.run.store()
     expected = input_sources(config, name)
     unknown = sorted(set(given) - set(expected))
@@ -125,6 +135,7 @@ def preflight(config: PipelineConfig, contexts: dict[str, StageContext]) -> None
 
 def plan(config: PipelineConfig, targets: list[str] | None = None) -> dict[str, StageContext]:
     """Contexts of `targets` and everything upstream of them (all enabled stages if None), in run order."""
+    config = with_corpus_only_when_crawled(config)
     unknown = [t for t in targets or [] if t not in STAGES]
     if unknown:
         raise ConfigError(f"unknown stage(s) {unknown}; stages are {list(STAGES)}")
