@@ -129,6 +129,11 @@ def test_champion_cli_prints_the_key_and_why(nights):
     result = CliRunner().invoke(app, ["champion", "--set", f"run.artifact_root={root}"], terminal_width=200)
     assert result.exit_code == 0, result.output
     assert champion_key(ArtifactStore(str(root)), "tiny") in result.output and "champion of corpus" in result.output
+    corpus = str(nights[1]["night-3"][1]["corpus"].output)
+    shown = CliRunner().invoke(app, ["artifacts", "show", corpus, "--set", f"run.artifact_root={root}"],
+                               terminal_width=200)
+    assert shown.exit_code == 0, shown.output
+    assert all(n in shown.output for n in NIGHTS) and "cross-snapshot duplicates" in shown.output
 
 
 def test_pinned_tokenizer_lacking_a_needed_token_is_an_error(nights):
@@ -160,3 +165,26 @@ def test_same_sources_under_a_new_label_bring_nothing_new(nights):
     assert counts["kept"] + counts["rejected"] == counts["input"]
     corpus = store.manifest(contexts["corpus"].output)
     assert corpus.counts["new_documents"] == 0 and corpus.counts["snapshots"] == 4
+
+
+@pytest.mark.slow
+def test_cli_run_on_a_new_snapshot_is_a_refresh_and_a_train(nights, prefect_harness):
+    """`llmpipe run --set crawl.snapshot=S` on a root holding earlier snapshots of the corpus, through Prefect."""
+    from flows.cli import app
+
+    root, runs = nights
+    args = [a for o in night_overrides(root, "night-cli", "data/html/zh") for a in ("--set", o)]
+    result = CliRunner().invoke(app, ["run", *args], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    cfg = load_config("configs/tiny.yaml", night_overrides(root, "night-cli", "data/html/zh"))
+    contexts = plan(cfg)
+    store = ArtifactStore(str(root))
+    assert all(store.is_committed(ctx.output) for ctx in contexts.values())
+    corpus = store.reader(contexts["corpus"].output).read_json("corpus.json")
+    assert corpus["snapshots"][-1]["snapshot"] == "night-cli" and corpus["snapshots"][0]["snapshot"] == "night-1"
+    assert contexts["bpe"].output == runs["night-1"][1]["bpe"].output
+    assert "champion_pretrain" in contexts["pretrain"].inputs and "previous" in contexts["filter"].inputs
+    decision = decisions(store, "tiny")[-1]
+    assert decision["snapshot"] == "night-cli" and decision["models"]["pretrain"] == str(contexts["pretrain"].output)
+    shown = CliRunner().invoke(app, ["champion", "--set", f"run.artifact_root={root}"], terminal_width=200)
+    assert shown.exit_code == 0 and champion_key(store, "tiny") in shown.output

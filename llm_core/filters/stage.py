@@ -65,6 +65,7 @@ DUPLICATES = "dedup/duplicates.parquet"
 DEDUP_SUMMARY = "dedup/summary.json"
 DEDUP_TIME = "_timings/dedup.json"
 CROSS_DUPLICATES = "dedup/cross_snapshot.parquet"
+CROSS_TIME = "_timings/cross_snapshot.json"
 CROSS_SCHEMA = pa.schema(
     [("shard", pa.string()), ("row", pa.int64()), ("doc_id", pa.string()), ("duplicate_of", pa.string()),
      ("kind", pa.string()), ("snapshot", pa.string()), ("url", pa.string())]
@@ -253,7 +254,9 @@ class FilterStage(ShardedStage):
             exact.append(keys.exact[rows])
             bands.append(keys.bands[rows])
         near = ctx.config.dedup.across_snapshots == "near"
+        t0 = time.perf_counter()
         matches = find_in_corpus(segments, np.concatenate(exact), np.concatenate(bands), near) if where else []
+        writer.write_json(CROSS_TIME, {"seconds": round(time.perf_counter() - t0, 4), "snapshots": len(segments)})
         found = [{"shard": where[m.row][0], "row": where[m.row][1], "doc_id": where[m.row][2],
                   "duplicate_of": m.doc_id, "kind": f"cross_snapshot_{m.kind}", "snapshot": m.snapshot,
                   "url": m.url} for m in matches]
@@ -347,7 +350,9 @@ class FilterStage(ShardedStage):
         return StageResult(
             counts=counts,
             metrics={"kept_fraction": round(kept / max(1, total.input), 4),
-                     "dedup_seconds": dedup.seconds if dedup is not None else 0.0, **timings},
+                     "dedup_seconds": dedup.seconds if dedup is not None else 0.0,
+                     "cross_snapshot_dedup_seconds": writer.read_json(CROSS_TIME)["seconds"]
+                     if writer.exists(CROSS_TIME) else 0.0, **timings},
             tables={"filters": filter_rows, "rejections": reason_rows},
             markdown=_markdown(counts, filter_rows, reason_rows),
         )
