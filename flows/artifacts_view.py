@@ -68,6 +68,17 @@ def _values_table(title: str, values: dict, limit: int | None = None) -> Table:
     return table
 
 
+def _corpus_table(snapshots: list[dict]) -> Table:
+    """A corpus artifact's snapshots: documents and tokens per snapshot, and the total."""
+    columns = ("kept_documents", "cross_snapshot_duplicates", "train_tokens", "val_tokens")
+    table = Table("snapshot", "documents", "cross-snapshot duplicates", "train tokens", "val tokens",
+                  title="corpus", title_justify="left")
+    for s in snapshots:
+        table.add_row(s["snapshot"], *(f"{s[c]:,}" for c in columns))
+    table.add_row("total", *(f"{sum(s[c] for s in snapshots):,}" for c in columns), style="bold")
+    return table
+
+
 def show_summary(store: ArtifactStore, ref: ArtifactRef, with_config: bool = False) -> RenderableType:
     """One artifact: where and when, counts, metrics, lineage back to the sources, files (and its config)."""
     m = store.manifest(ref)
@@ -80,6 +91,8 @@ def show_summary(store: ArtifactStore, ref: ArtifactRef, with_config: bool = Fal
         parts.append(_values_table("counts", m.counts, MAX_COUNTS_SHOWN))
     if m.metrics:
         parts.append(_values_table("metrics", m.metrics, MAX_COUNTS_SHOWN))
+    if m.stage == "corpus":
+        parts.append(_corpus_table(m.extra.get("tables", {}).get("snapshots", [])))
     tree = Tree("lineage")
     nodes = {0: tree}
     for depth, parent in store.lineage(ref):

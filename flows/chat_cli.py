@@ -24,13 +24,16 @@ import typer
 from llm_core.chat.engine import Engine, SamplingParams
 from llm_core.chat.stream_text import ReplyText
 from llm_core.chat.template import Message, render_prompt
+from llm_core.corpus.champion import champion_key
+from llm_core.corpus.state import corpus_name
 from llm_core.post.model_io import chat_tools, load_chat_model
 from llm_core.post.rankings import record_chat_feedback
 from flows.cli_options import DEFAULT_CONFIG, ConfigOpt, SetOpt, console, load_or_exit
 
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m",
-                                       help="artifact key, key prefix or stage/key (pretrain, sft, rlhf)")]
+                                       help="artifact key, key prefix or stage/key (pretrain, sft, rlhf), or "
+                                            "'champion': the champion of the config's corpus")]
 SeedOpt = Annotated[int | None, typer.Option(help="fix the sampling")]
 NoToolsOpt = Annotated[bool, typer.Option("--no-tools", help="the model answers without calling tools")]
 FeedbackOpt = Annotated[Path, typer.Option(help="rankings file (Parquet) that /good and /bad add to")]
@@ -68,6 +71,12 @@ def with_sampling_options(command: Callable[..., Any]) -> Callable[..., Any]:
 def _engine(model: str, config: Path, overrides: list[str] | None, tools: bool = False) -> tuple[Engine, str]:
     cfg = load_or_exit(config, overrides)
     store = cfg.run.store()
+    if model == "champion":
+        model = champion_key(store, corpus_name(cfg)) or ""
+        if not model:
+            console.print(f"[red]corpus {corpus_name(cfg)!r} has no champion under {store.root}: run a train first, "
+                          "or `llmpipe promote KEY`[/red]")
+            raise typer.Exit(2)
     try:
         gpt, tokenizer, name = load_chat_model(store, model)
     except (KeyError, ValueError) as e:

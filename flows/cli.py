@@ -18,6 +18,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 
 from flows.artifacts_view import ls_table, show_summary
+from flows.champion_cli import promote, show_champion
 from flows.chat_cli import chat, generate
 from flows.cli_options import DEFAULT_CONFIG, ConfigOpt, SetOpt, console, load_or_exit
 from flows.rank_cli import rank
@@ -149,7 +150,7 @@ def run(config: ConfigOpt = DEFAULT_CONFIG, set_: SetOpt = None) -> None:
 @app.command()
 def refresh(config: ConfigOpt = DEFAULT_CONFIG, set_: SetOpt = None,
             snapshot: Annotated[str | None, typer.Option(help="snapshot label (default: today)")] = None) -> None:
-    """Crawl a new snapshot and carry it through to token shards (what the nightly schedule runs)."""
+    """Crawl a new snapshot and add it to its corpus, through to token shards (what the nightly schedule runs)."""
     from flows.pipeline import DATA_REFRESH_TARGET, data_refresh
     from flows.run_options import RunOptions
 
@@ -268,6 +269,8 @@ app.command()(chat)
 app.command()(generate)
 app.command()(rank)
 app.command()(web)
+app.command("champion")(show_champion)
+app.command()(promote)
 
 if __name__ == "__main__":
     main()

@@ -1,8 +1,8 @@
 """The pipeline's flows. Each reads like the diagram: resolve the config, plan the stages, run them in order.
 
 - `full_pipeline`: every enabled stage, crawl to report.
-- `data_refresh`: a new crawl snapshot through extraction, filtering and tokenization (the nightly schedule);
-  the snapshot label is part of the crawl key, so nothing older is overwritten. When it completes it emits
+- `data_refresh`: a new crawl snapshot through extraction, filtering, tokenization and into its corpus (the nightly
+  schedule); the snapshot label is part of the crawl key, so nothing older is overwritten. When it completes it emits
   `llm-pipeline.refresh.completed` carrying the snapshot and config it built, which starts `train` (flows/train.py).
 - `one_stage`: one stage by name, its missing upstream stages first, or reading explicitly named artifacts.
 
@@ -21,6 +21,8 @@ from prefect import flow, get_run_logger
 from prefect.events import emit_event
 
 from flows.run_options import ConfigJSON, RunOptions, StageName, resolve_config, today
+from llm_core.corpus.lock import refresh_lock
+from llm_core.corpus.state import corpus_name
 from llm_core.pipeline import plan, with_inputs
 from llm_core.pipeline_config import PipelineConfig
 from llm_core.stage import StageContext
@@ -28,8 +30,17 @@ from tasks.publish import publish_run_summary
 from tasks.run_summary import StageRun, slow_run_warnings
 from tasks.stage_flow import run_stage_flow
 
-DATA_REFRESH_TARGET = "tokenize"
+DATA_REFRESH_TARGET = "corpus"
 REFRESH_COMPLETED = "llm-pipeline.refresh.completed"
+
+
+def run_planned(config: PipelineConfig, targets: list[str] | None = None) -> dict[str, str]:
+    """Plan `targets` (all enabled stages if None) and run them; a run that adds a snapshot to a corpus holds the
+    corpus's refresh lock from planning to its last stage, so two refreshes of one corpus never interleave."""
+    if "corpus" not in plan(config, targets):
+        return run_plan(plan(config, targets), config)
+    with refresh_lock(config.run.store(), corpus_name(config)):
+        return run_plan(plan(config, targets), config)
 
 
 def run_plan(contexts: dict[str, StageContext], config: PipelineConfig) -> dict[str, str]:
@@ -58,7 +69,7 @@ def full_pipeline(options: RunOptions = RunOptions(), config: ConfigJSON = {}) -
         config: advanced: the whole pipeline config as JSON; empty uses the config file
     """
     cfg = resolve_config(options, config)
-    return run_plan(plan(cfg, options.stages or None), cfg)
+    return run_planned(cfg, options.stages or None)
 
 
 @flow(name="data-refresh", log_prints=True)
@@ -70,7 +81,7 @@ def data_refresh(options: RunOptions = RunOptions(), config: ConfigJSON = {}) ->
         config: advanced: the whole pipeline config as JSON; empty uses the config file
     """
     cfg = resolve_config(options, config, default_snapshot=today())
-    done = run_plan(plan(cfg, options.stages or [DATA_REFRESH_TARGET]), cfg)
+    done = run_planned(cfg, options.stages or [DATA_REFRESH_TARGET])
     announce_refresh(options, config, cfg.crawl.snapshot)
     return done
 
@@ -102,4 +113,4 @@ def one_stage(stage: StageName, options: RunOptions = RunOptions(), config: Conf
     cfg = resolve_config(options, config)
     if inputs:
         return run_plan({stage: with_inputs(cfg, stage, inputs)}, cfg)
-    return run_plan(plan(cfg, [stage]), cfg)
+    return run_planned(cfg, [stage])

@@ -2,7 +2,9 @@
 
 Its trigger (flows/deployments.py, prefect.yaml) fires on the event a completed `data-refresh` emits and passes that
 refresh's form on, with the snapshot it resolved: `train` then plans the same config and snapshot, so the data stages
-are exactly the refresh's artifacts (cache hits) and only the training stages (and what follows them) do work. A
+are exactly the refresh's artifacts (cache hits) and only the training stages (and what follows them) do work: on
+a later night of a corpus, continued pretraining from the champion, the evals and `promote`, which moves the
+champion only when the gated metrics allow it. A
 refresh that failed emits nothing, so it starts no training. Run by hand, the snapshot defaults to today's UTC date.
 """
 
@@ -10,9 +12,8 @@ from __future__ import annotations
 
 from prefect import flow
 
-from flows.pipeline import run_plan
+from flows.pipeline import run_planned
 from flows.run_options import ConfigJSON, RunOptions, resolve_config, today
-from llm_core.pipeline import plan
 
 
 @flow(name="train", log_prints=True)
@@ -24,4 +25,4 @@ def train(options: RunOptions = RunOptions(), config: ConfigJSON = {}) -> dict[s
         config: advanced: the whole pipeline config as JSON; empty uses the config file
     """
     cfg = resolve_config(options, config, default_snapshot=today())
-    return run_plan(plan(cfg, options.stages or None), cfg)
+    return run_planned(cfg, options.stages or None)

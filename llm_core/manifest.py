@@ -35,6 +35,13 @@ def parse_ref(text: str) -> tuple[str, str]:
     return match.group(1), match.group(2)
 
 
+def is_carried_input(name: str) -> bool:
+    """An input a night of a corpus carries over from earlier nights (the previous corpus, the champion's models):
+    part of the artifact's key, but not of this run's lineage, which would otherwise reach back through every
+    earlier night."""
+    return name == "previous" or name.startswith("champion_")
+
+
 def is_run_metric(name: str) -> bool:
     """A metric of the run (time, throughput), kept in run.json rather than in the content manifest."""
     return bool(_RUN_METRIC_RE.search(name))

@@ -4,6 +4,8 @@ it; the top of llm_core/stage.py says how to add a stage."""
 
 from __future__ import annotations
 
+from llm_core.corpus.promote import PromoteStage
+from llm_core.corpus.stage import CorpusStage
 from llm_core.crawl import CrawlStage
 from llm_core.evals import EvalStage
 from llm_core.extract import ExtractStage
@@ -30,6 +32,7 @@ STAGES: dict[str, Stage] = {
         IndexStage(),
         BpeStage(),
         TokenizeStage(),
+        CorpusStage(),
         PretrainStage(),
         SftDataStage(),
         SftStage(),
@@ -38,6 +41,7 @@ STAGES: dict[str, Stage] = {
         RewardStage(),
         RlhfStage(),
         EvalStage(),
+        PromoteStage(),
         ReportStage(),
     ]
 }

@@ -49,6 +49,7 @@ from llm_core.manifest import (
     FileEntry,
     Manifest,
     RunRecord,
+    is_carried_input,
     parse_ref,
 )
 
@@ -183,14 +184,16 @@ class ArtifactStore:
         return self.ref(stage, manifests[-1].key) if manifests else None
 
     def lineage(self, ref: ArtifactRef) -> list[tuple[int, Manifest]]:
-        """The artifact and its inputs, recursively, as (depth, manifest), depth-first."""
+        """The artifact and its inputs, recursively, as (depth, manifest), depth-first; inputs carried over from
+        earlier nights of a corpus are not followed (`is_carried_input`)."""
         out: list[tuple[int, Manifest]] = []
 
         def walk(r: ArtifactRef, depth: int) -> None:
             m = self.manifest(r)
             out.append((depth, m))
-            for parent in m.inputs.values():
-                walk(self.ref(*parse_ref(parent)), depth + 1)
+            for name, parent in m.inputs.items():
+                if not is_carried_input(name):
+                    walk(self.ref(*parse_ref(parent)), depth + 1)
 
         walk(ref, 0)
         return out

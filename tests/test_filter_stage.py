@@ -117,7 +117,7 @@ def test_counts_add_up_and_files_match_input_shards(finished, shards):
     assert manifest.counts["input"] == total == len(kept) + len(rejected)
     assert manifest.counts["kept"] == len(kept) and manifest.counts["rejected"] == len(rejected)
     assert sorted(n for n in manifest.files if n.endswith(".parquet")) == [
-        "dedup/duplicates.parquet", "documents/part-00000.parquet", "documents/part-00001.parquet",
+        "dedup/duplicates.parquet", "dedup/index/docs.parquet", "documents/part-00000.parquet", "documents/part-00001.parquet",
         "rejected/part-00000.parquet", "rejected/part-00001.parquet",
     ]
     assert not any(n.startswith("_pending") for n in manifest.files)

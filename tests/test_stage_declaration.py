@@ -46,7 +46,7 @@ def test_alternatives_fall_back_to_the_next_enabled_stage_or_are_left_out():
     assert input_sources(tiny(), "bpe") == {"documents": "filter"}
     assert input_sources(tiny("filter.enabled=false"), "bpe") == {"documents": "extract"}
     assert input_sources(tiny("filter.enabled=false", "extract.enabled=false"), "bpe") == {}
-    assert input_sources(tiny("rlhf.enabled=false", "eval.enabled=false"), "report") == {
+    assert input_sources(tiny("rlhf.enabled=false", "eval.enabled=false", "promote.enabled=false"), "report") == {
         "pretrain": "pretrain", "sft": "sft", "reward": "reward"}
 
 

@@ -10,6 +10,16 @@ is rejected with the first failing reason. Kept documents, rejected ones and the
                                    `quality:gopher:word_count`, `dedup:near_duplicate_of:<doc_id>`, ...) + detail
     dedup/duplicates.parquet       every duplicate with the doc_id of its kept copy and the kind (exact / near)
     dedup/summary.json             counts of the dedup step (its completion marker; its time is in the run record)
+    dedup/cross_snapshot.parquet   on a refresh: the documents an earlier snapshot of the corpus already holds
+                                   (`dedup:cross_snapshot_exact_duplicate_of:<doc_id>`, detail: its snapshot and URL)
+    dedup/index/                   this snapshot's segment of the corpus's dedup index (`dedup_index.py`)
+
+Across snapshots (`dedup.across_snapshots`, on a refresh: input `previous`, the corpus so far) the default is
+`exact`: FineWeb deduplicated each Common Crawl dump on its own because global MinHash dedup across dumps made
+models worse (what survives it in old dumps is the low-quality residue, while the content that recurs across dumps
+is what people keep linking to). A verbatim re-crawl of a page already in the corpus brings no new text, so
+dropping it costs nothing and keeps a page seen on Monday from being trained on again on Tuesday; `near` follows
+the global policy FineWeb found harmful, `none` checks each snapshot on its own.
 
 A retry skips finished shards (framework markers), reuses the dedup result if it was written, and rewrites only
 the final files that are missing, so a run killed at any point ends with the same output. `kept + rejected =
@@ -23,7 +33,9 @@ import functools
 import json
 import posixpath
 import time
-from typing import Any
+from typing import Any, Literal
+
+import numpy as np
 
 import pyarrow as pa
 from pydantic import Field, create_model, model_validator
@@ -32,6 +44,7 @@ from llm_core.config import StageConfig
 from llm_core.filters.base import DocFilter, Document, FilterSettings, FilterShardStats, FilterStats
 from llm_core.filters.c4 import C4Config, C4QualityFilter
 from llm_core.filters.dedup import Duplicate, ShardKeys, find_duplicates, shard_keys
+from llm_core.filters.dedup_index import DOCS_FILE, Segment, find_in_corpus, write_segment
 from llm_core.filters.fineweb import FineWebConfig, FineWebQualityFilter
 from llm_core.filters.gopher import (
     GopherQualityConfig,
@@ -51,6 +64,12 @@ PENDING = "_pending"
 DUPLICATES = "dedup/duplicates.parquet"
 DEDUP_SUMMARY = "dedup/summary.json"
 DEDUP_TIME = "_timings/dedup.json"
+CROSS_DUPLICATES = "dedup/cross_snapshot.parquet"
+CROSS_TIME = "_timings/cross_snapshot.json"
+CROSS_SCHEMA = pa.schema(
+    [("shard", pa.string()), ("row", pa.int64()), ("doc_id", pa.string()), ("duplicate_of", pa.string()),
+     ("kind", pa.string()), ("snapshot", pa.string()), ("url", pa.string())]
+)
 DUPLICATES_SCHEMA = pa.schema(
     [("shard", pa.string()), ("row", pa.int64()), ("doc_id", pa.string()), ("duplicate_of", pa.string()),
      ("kind", pa.string())]
@@ -64,6 +83,9 @@ class DedupConfig(FilterSettings):
     num_perm: int = Field(112, ge=1)
     bands: int = Field(14, ge=1)
     seed: int = Field(1, description="seed of the MinHash permutations")
+    across_snapshots: Literal["none", "exact", "near"] = Field(
+        "exact", description="on a refresh, also drop documents an earlier snapshot of the corpus holds: none, exact "
+                             "copies only (default: FineWeb found near-dedup across dumps hurt), or near ones too")
 
     @model_validator(mode="after")
     def _bands_divide_perms(self) -> DedupConfig:
@@ -138,7 +160,7 @@ def _read_document(row: dict[str, Any]) -> Document | None:
 class FilterStage(ShardedStage):
     name = "filter"
     config_model = FilterConfig
-    version = "3"  # 3: dedup/summary.json without its time (now in _timings/)
+    version = "4"  # 3: dedup/summary.json without its time (now in _timings/); 4: the dedup index segment
     stats_type = FilterShardStats
 
     def input_stages(self, config: FilterConfig) -> dict[str, str]:
@@ -197,10 +219,65 @@ class FilterStage(ShardedStage):
         by_shard: dict[str, dict[int, dict]] = {}
         for d in duplicates:
             by_shard.setdefault(d["shard"], {})[d["row"]] = d
+        if config.dedup.enabled and "previous" in ctx.inputs:
+            for d in self._cross_snapshot(ctx, shards, by_shard):
+                by_shard.setdefault(d["shard"], {})[d["row"]] = d
         for shard in shards:
             self._write_final_shard(writer, shard, by_shard.get(shard, {}))
+        if config.dedup.enabled and not writer.exists(DOCS_FILE):
+            self._write_index_segment(writer, shards, by_shard)
         writer.remove(PENDING)
         return self._result(ctx, total, dedup)
+
+    def _pending_keys(self, writer: ArtifactWriter, shard: str) -> ShardKeys:
+        with writer.open(f"{PENDING}/keys/{shard}.npz") as f:
+            return ShardKeys.from_bytes(f.read())
+
+    def _cross_snapshot(self, ctx: StageContext, shards: list[str],
+                        dropped: dict[str, dict[int, dict]]) -> list[dict[str, Any]]:
+        """Documents kept so far that an earlier snapshot of the corpus holds (`dedup.across_snapshots`), once (a
+        retry reads the result back)."""
+        writer = ctx.writer()
+        if writer.exists(CROSS_DUPLICATES):
+            return list(writer.iter_rows(CROSS_DUPLICATES))
+        store = ctx.store()
+        segments = []
+        for entry in ctx.reader("previous").read_json("corpus.json")["snapshots"]:
+            reader = store.reader(store.find(entry["documents"]))
+            if Segment.exists(reader):
+                segments.append(Segment(reader, entry["snapshot"]))
+        where, exact, bands = [], [], []
+        for shard in shards:
+            keys = self._pending_keys(writer, shard)
+            rows = [i for i in range(len(keys.exact)) if i not in dropped.get(shard, {})]
+            where += [(shard, i, str(keys.doc_ids[i])) for i in rows]
+            exact.append(keys.exact[rows])
+            bands.append(keys.bands[rows])
+        near = ctx.config.dedup.across_snapshots == "near"
+        t0 = time.perf_counter()
+        matches = find_in_corpus(segments, np.concatenate(exact), np.concatenate(bands), near) if where else []
+        writer.write_json(CROSS_TIME, {"seconds": round(time.perf_counter() - t0, 4), "snapshots": len(segments)})
+        found = [{"shard": where[m.row][0], "row": where[m.row][1], "doc_id": where[m.row][2],
+                  "duplicate_of": m.doc_id, "kind": f"cross_snapshot_{m.kind}", "snapshot": m.snapshot,
+                  "url": m.url} for m in matches]
+        writer.write_table(CROSS_DUPLICATES, pa.Table.from_pylist(found, schema=CROSS_SCHEMA))
+        return found
+
+    def _write_index_segment(self, writer: ArtifactWriter, shards: list[str],
+                             dropped: dict[str, dict[int, dict]]) -> None:
+        """The dedup index segment of the documents this snapshot keeps (llm_core/filters/dedup_index.py)."""
+        doc_ids, urls, exact, bands = [], [], [], []
+        for shard in shards:
+            keys = self._pending_keys(writer, shard)
+            rows = [i for i in range(len(keys.exact)) if i not in dropped.get(shard, {})]
+            exact.append(keys.exact[rows])
+            bands.append(keys.bands[rows])
+            for row in writer.iter_rows(f"documents/{shard}.parquet", columns=["doc_id", "url"]):
+                doc_ids.append(row["doc_id"])
+                urls.append(row["url"] or "")
+        n_bands = bands[0].shape[1] if bands else 0
+        write_segment(writer, doc_ids, urls, np.concatenate(exact) if exact else np.empty(0, np.uint64),
+                      np.concatenate(bands) if bands else np.empty((0, n_bands), np.uint64))
 
     def _dedup(self, writer: ArtifactWriter, shards: list[str], config: DedupConfig,
                documents: int) -> tuple[FilterStats, list[dict[str, Any]]]:
@@ -239,7 +316,8 @@ class FilterStage(ShardedStage):
                 if i in duplicates:
                     d = duplicates[i]
                     reason = f"dedup:{d['kind']}_duplicate_of:{d['duplicate_of']}"
-                    rejected.write(rejected_row(row, reason, json.dumps({"kind": d["kind"]})))
+                    detail = {k: d[k] for k in ("kind", "snapshot", "url") if d.get(k) is not None}
+                    rejected.write(rejected_row(row, reason, json.dumps(detail, ensure_ascii=False)))
         with ParquetShardWriter(writer, f"documents/{shard}.parquet", FILTERED_DOCUMENTS) as kept:
             for i, row in enumerate(writer.iter_rows(f"{PENDING}/documents/{shard}.parquet")):
                 if i not in duplicates:
@@ -272,7 +350,9 @@ class FilterStage(ShardedStage):
         return StageResult(
             counts=counts,
             metrics={"kept_fraction": round(kept / max(1, total.input), 4),
-                     "dedup_seconds": dedup.seconds if dedup is not None else 0.0, **timings},
+                     "dedup_seconds": dedup.seconds if dedup is not None else 0.0,
+                     "cross_snapshot_dedup_seconds": writer.read_json(CROSS_TIME)["seconds"]
+                     if writer.exists(CROSS_TIME) else 0.0, **timings},
             tables={"filters": filter_rows, "rejections": reason_rows},
             markdown=_markdown(counts, filter_rows, reason_rows),
         )

@@ -27,12 +27,14 @@ from pydantic import Field
 from llm_core.config import StageConfig
 from llm_core.post import report_eval as ev
 from llm_core.post import report_plots as plots
+from llm_core.post.report_champion import with_champion
 from llm_core.stage import Input, Stage, StageContext, StageResult
 from llm_core.store import ArtifactReader, ArtifactStore, ArtifactWriter, Manifest
 from llm_core.train.trainer import TrainHistory
 
 MODEL_STAGES = ("rlhf", "reward", "sft", "pretrain")
 EVAL_STAGE = "eval"
+PROMOTE_STAGE = "promote"
 REPORT_FILE, FIGURES_FILE = "report.md", "report.json"
 HISTORY_FILE = "history.json"
 LOSS_CURVE_STAGES = ("pretrain", "sft")  # language-model losses in nats/token (the reward model's loss is not)
@@ -71,7 +73,8 @@ def lineage_manifests(store: ArtifactStore, refs: list) -> dict[str, Manifest]:
 def stage_order(manifests: dict[str, Manifest]) -> list[str]:
     """Stages in a topological order of their manifests' inputs; among stages whose inputs are all placed, the
     earlier-made artifact comes first."""
-    deps = {s: {ref.split("/", 1)[0] for ref in m.inputs.values()} & manifests.keys() for s, m in manifests.items()}
+    chosen = {f"{m.stage}/{m.key}" for m in manifests.values()}  # a refresh's lineage holds older nights' artifacts
+    deps = {s: {ref.split("/", 1)[0] for ref in m.inputs.values() if ref in chosen} for s, m in manifests.items()}
     ready = [(manifests[s].created_at, s) for s, d in deps.items() if not d]
     heapq.heapify(ready)
     order: list[str] = []
@@ -248,10 +251,10 @@ def appendix_markdown(manifests: dict[str, Manifest], order: list[str], evals: e
 class ReportStage(Stage):
     name = "report"
     config_model = ReportConfig
-    version = "2"
+    version = "3"  # 3: the champion section (promote decision, forgetting table)
 
     def input_stages(self, config: ReportConfig) -> dict[str, str | Input]:
-        return {s: Input((s,), optional=True) for s in (*MODEL_STAGES, EVAL_STAGE)}
+        return {s: Input((s,), optional=True) for s in (*MODEL_STAGES, EVAL_STAGE, PROMOTE_STAGE)}
 
     def run(self, ctx: StageContext) -> StageResult:
         cfg: ReportConfig = ctx.config
@@ -269,6 +272,8 @@ class ReportStage(Stage):
         changed = changes(previous[1], record) if previous is not None else ([], [])
         md = render_card(ctx.run.name, manifests, order, evals, cfg.sample_chats, charts, funnel,
                          changes_markdown(previous[0], *changed) if previous is not None else [])
+        if PROMOTE_STAGE in ctx.inputs:
+            md = with_champion(md, ctx.reader(PROMOTE_STAGE).manifest)
         writer.write_bytes(REPORT_FILE, md.encode())
         writer.write_json(FIGURES_FILE, record)
         return StageResult(

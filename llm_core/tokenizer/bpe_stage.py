@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from itertools import chain
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import fsspec
 from pydantic import Field, field_validator, model_validator
@@ -59,6 +59,12 @@ class BpeConfig(StageConfig):
     reference_text: str | None = Field(
         "data/wikitext2/test.txt.gz", description="fixed public text (WikiText format) measured beside held-back text"
     )
+    reuse: str = Field(
+        "latest", pattern=r"^(latest|never|[A-Za-z0-9_/-]{1,80})$",
+        description="a refresh keeps its corpus's tokenizer (latest), uses the bpe artifact KEY, or trains a new one "
+                    "(never: a new corpus lineage)")
+
+    runtime_fields: ClassVar[frozenset[str]] = frozenset({"reuse"})  # which artifact is used, not what it holds
 
     @field_validator("special_tokens")
     @classmethod

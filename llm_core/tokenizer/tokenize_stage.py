@@ -5,13 +5,18 @@ val token streams (`_parts/`), streaming in batches of documents, `<|endoftext|>
 are done, `finalize` cuts the streams, in shard order, into `shard_tokens`-sized `train/` and `val/` shards and
 removes `_parts/`. A killed run keeps its finished input shards; a rerun does only the rest.
 
+On a refresh of a corpus (input `previous`, the corpus so far) only the new snapshot's documents are tokenized:
+the curated text is already in the corpus's first snapshot. The hash split is then drawn per piece of about 2,000
+characters (cut at line ends) instead of per document, so that even a small snapshot holds back some of its text:
+the promotion gate and the forgetting table measure each snapshot on its own held-out text.
+
 Split (`split`):
 - `document_hash` (default): a document goes to val when its text hash falls under `val_fraction`, so the split
   is the same whatever the order or sharding of the input, and duplicate documents land on the same side.
 - `tail`: the last `val_fraction` of every document's characters goes to val (nanoGPT's 90/10 split of a file).
 
 Counts: `documents` = `train_documents` + `val_documents` + `empty_documents` + `unencodable_documents` for the
-hash split (with `tail`, a document contributes a piece to each side).
+hash split (with `tail`, or on a refresh, a document contributes pieces to either side).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from llm_core.stage import Input, ShardedStage, StageContext, StageResult
 from llm_core.stats import Counts
 from llm_core.tokenizer.artifact import load_tokenizer
 from llm_core.tokenizer.base import Tokenizer
+from llm_core.tokenizer.bpe_stage import pieces
 from llm_core.tokenizer.sources import (
     DOCUMENTS_GLOB,
     UPSTREAM_DOCUMENTS,
@@ -92,7 +98,8 @@ class TokenizeStage(ShardedStage):
         if "documents" in ctx.inputs:
             for name in ctx.reader("documents").files(DOCUMENTS_GLOB):
                 shards.append(DOC_SHARD_PREFIX + name.removeprefix("documents/").removesuffix(".parquet"))
-        shards += [SOURCE_SHARD_PREFIX + s.name for s in ctx.config.sources]
+        if "previous" not in ctx.inputs:  # a refresh tokenizes its new documents only: the corpus has the rest
+            shards += [SOURCE_SHARD_PREFIX + s.name for s in ctx.config.sources]
         return shards
 
     def _texts(self, ctx: StageContext, shard: str) -> Iterator[str]:
@@ -102,22 +109,25 @@ class TokenizeStage(ShardedStage):
         source = {s.name: s for s in ctx.config.sources}[shard.removeprefix(SOURCE_SHARD_PREFIX)]
         return source.documents()
 
-    def _pieces(self, cfg: TokenizeConfig, text: str) -> list[tuple[str, str]]:
+    def _pieces(self, cfg: TokenizeConfig, text: str, refresh: bool) -> list[tuple[str, str]]:
         """(split, text) pieces of one document."""
         if cfg.split == "tail":
             cut = int(len(text) * (1 - cfg.val_fraction))
             return [(s, t) for s, t in (("train", text[:cut]), ("val", text[cut:])) if t]
+        if refresh:
+            return [("val" if hash_fraction(p, VAL_SALT) < cfg.val_fraction else "train", p) for p in pieces(text)]
         return [("val" if hash_fraction(text, VAL_SALT) < cfg.val_fraction else "train", text)]
 
     def _encode(
-        self, cfg: TokenizeConfig, tokenizer: Tokenizer, texts: list[str | None], counts: dict[str, int]
+        self, cfg: TokenizeConfig, tokenizer: Tokenizer, texts: list[str | None], counts: dict[str, int],
+        refresh: bool = False,
     ) -> Iterator[tuple[str, list[int]]]:
         """(split, ids) of every piece of a batch of documents; counts the empty and unencodable ones."""
         counts["documents"] += len(texts)
         docs = []
         for text in texts:
             if text and text.strip():
-                docs.append(self._pieces(cfg, text))
+                docs.append(self._pieces(cfg, text, refresh))
             else:
                 counts["empty_documents"] += 1
         encoded = iter(encode_or_none(tokenizer, [t for doc in docs for _, t in doc]))
@@ -137,7 +147,7 @@ class TokenizeStage(ShardedStage):
         with contextlib.ExitStack() as stack:
             files = {split: stack.enter_context(writer.open_atomic(part_name(split, shard))) for split in SPLITS}
             for batch in batched(self._texts(ctx, shard), cfg.batch_documents):
-                for split, ids in self._encode(cfg, tokenizer, batch, counts):
+                for split, ids in self._encode(cfg, tokenizer, batch, counts, "previous" in ctx.inputs):
                     tokens = np.asarray([*ids, tokenizer.eot_id], dtype=dtype)
                     files[split].write(tokens.tobytes())
                     counts[f"{split}_documents"] += 1

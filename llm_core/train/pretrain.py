@@ -1,7 +1,8 @@
 """The `pretrain` stage: train a GPT on token shards, write the base model and its training record.
 
 Inputs: `tokens` (a `tokenize` artifact) and `tokenizer` (its `bpe` artifact, for decoding samples and counting
-bytes). Output artifact:
+bytes); on a refresh of a corpus also `corpus` and `champion_pretrain`: the run continues from the champion's base
+model on the new tokens with a replay of the older ones (`continued.py`). Output artifact:
 
     model/model.safetensors, model/config.json   the final weights (load with `GPT.load`)
     history.json                                 train-loss rows, evaluation rows, final samples
@@ -28,9 +29,16 @@ import torch
 import torch.distributed as dist
 
 from llm_core.model import GPT
-from llm_core.stage import StageContext, StageResult
+from llm_core.stage import Input, StageContext, StageResult
 from llm_core.tokenizer import TokenShards, load_tokenizer
 from llm_core.train.checkpoint import CheckpointStore
+from llm_core.train.continued import (
+    BaseModel,
+    ReplayBatches,
+    continue_trainer,
+    corpus_token_shards,
+    corpus_windows,
+)
 from llm_core.train.training_stage import RESULT_FILE, TrainingStage
 from llm_core.train.data import RandomWindowBatches, TokenWindows
 from llm_core.train.distributed import DistEnv, init_distributed, launch_torchrun, shutdown_distributed, under_torchrun
@@ -93,27 +101,44 @@ def _pretrain(ctx: StageContext, cfg: PretrainConfig, env: DistEnv) -> None:
         f"token shards were made with a vocabulary of {shards.vocab_size}, the tokenizer has {tokenizer.vocab_size}")
     seed = ctx.run.seed
     torch.manual_seed(seed)
-    model_config = cfg.model.gpt_config(tokenizer.vocab_size)
-    model = GPT(model_config).to(env.device)
+    base = BaseModel.of(ctx.reader("champion_pretrain")) if "champion_pretrain" in ctx.inputs else None
+    if base is not None and shards.num_tokens("train") == 0:
+        if env.is_main:
+            keep_base(ctx, base)
+        return
+    model = base.load(env.device) if base else GPT(cfg.model.gpt_config(tokenizer.vocab_size)).to(env.device)
+    model_config = model.config
     grad_accum = cfg.grad_accum(env.world_size)
     block = model_config.block_size
-    batches = RandomWindowBatches(train_windows(shards, block), cfg.batch_size, grad_accum, env.rank,
-                                  env.world_size, seed)
+    steps = cfg.max_steps if base is None else base.steps + (cfg.continue_steps or cfg.max_steps)
+    if base is None:
+        batches = RandomWindowBatches(train_windows(shards, block), cfg.batch_size, grad_accum, env.rank,
+                                      env.world_size, seed)
+    else:
+        old = corpus_windows(ctx.reader("corpus"), block) if "corpus" in ctx.inputs else None
+        batches = ReplayBatches(train_windows(shards, block), old, cfg.replay, cfg.batch_size, grad_accum,
+                                env.rank, env.world_size, seed)
+    val = read_stream(shards, "val", cfg.eval_tokens + 1) if shards.num_tokens("val") > block else None
+    if val is None and "corpus" in ctx.inputs:  # a small snapshot: its few val tokens, then the earlier ones'
+        val = np.concatenate([read_stream(s, "val", cfg.eval_tokens + 1)
+                              for s in [shards, *corpus_token_shards(ctx.reader("corpus"))] if s.num_tokens("val")])
     evaluator = LMEvaluator(
-        read_stream(shards, "val", cfg.eval_tokens + 1), block, cfg.eval_tokens, cfg.eval_batch_size,
+        val, block, cfg.eval_tokens, cfg.eval_batch_size,
         special_ids=list(tokenizer.special_ids.values()), decode=tokenizer.decode,
         prompts=[tokenizer.encode(p) for p in cfg.sample_prompts], sample_tokens=cfg.sample_tokens,
         stop_token=tokenizer.eot_id, seed=seed,
     )
     tokens_per_step = cfg.batch_size * block * grad_accum * env.world_size
     settings = LoopSettings(
-        max_steps=cfg.max_steps, grad_accum=grad_accum, eval_every=cfg.eval_every,
+        max_steps=steps, grad_accum=grad_accum, eval_every=cfg.eval_every,
         checkpoint_every=cfg.checkpoint_every, log_every=cfg.log_every, seed=seed,
         tokens_per_step=tokens_per_step, compile=cfg.compile, bf16=cfg.bf16,
     )
     checkpoints = CheckpointStore(ctx.writer(), keep=cfg.keep_checkpoints)
     trainer = Trainer(model, cfg.optim, batches, next_token_loss, settings, env, checkpoints,
                       evaluate=evaluator, on_progress=lambda step, total, m: ctx.progress(step, total, **m))
+    if base is not None:
+        continue_trainer(trainer, base, cfg.optim, steps - base.steps)
     history = trainer.fit()
     if env.is_main:
         samples = evaluator.samples or evaluator.sample(model.eval(), trainer.step)
@@ -126,11 +151,25 @@ def _pretrain(ctx: StageContext, cfg: PretrainConfig, env: DistEnv) -> None:
             "tokens_per_step": tokens_per_step,
             "grad_accum": grad_accum,
             "world_size": env.world_size,
-            "train_tokens_seen": tokens_per_step * cfg.max_steps,
+            "train_tokens_seen": tokens_per_step * (steps - (base.steps if base else 0)),
+            "start_step": base.steps if base else 0,
+            "replay": cfg.replay if base else 0.0,
             "train_tokens_available": int(shards.num_tokens("train")),
             "val_tokens_scored": evaluator.num_targets,
             "device": str(env.device),
         })
+
+
+def keep_base(ctx: StageContext, base: BaseModel) -> None:
+    """A refresh that brought no new tokens trains nothing: the artifact holds the champion's base model as it is
+    (its files, history and result), and its result says so."""
+    writer = ctx.writer()
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in base.reader.files(f"{MODEL_DIR}/*") + [HISTORY_FILE, "loss_curve.png"]:
+            writer.put_file(base.reader.get_file(name, os.path.join(tmp, os.path.basename(name))), name)
+    result = base.reader.read_json(RESULT_FILE)
+    writer.write_json(RESULT_FILE, {**result, "train_tokens_seen": 0, "tokens_per_s": 0.0, "start_step": base.steps,
+                                    "no_new_tokens": 1})
 
 
 def write_outputs(ctx: StageContext, model: GPT, history: TrainHistory, samples: list[dict], facts: dict) -> None:
@@ -170,6 +209,10 @@ def build_result(ctx: StageContext) -> StageResult:
         f"Validation loss **{result.get('val_loss', float('nan')):.4f}** nats/token "
         f"({result.get('val_bpb', float('nan')):.4f} bits/byte); unigram baseline "
         f"{result['unigram_entropy']:.4f}.\n\n"
+        + ("No new tokens in this snapshot: nothing was trained, this is the champion's base model unchanged.\n\n"
+           if result.get("no_new_tokens") else "")
+        + (f"Continued from the champion's base model at step {result['start_step']:,}, {result['replay']:.0%} of "
+           "every batch replayed from the corpus's earlier snapshots.\n\n" if result.get("start_step") else "")
         + "\n".join(f"- `{s['prompt']!r}` → {s['continuation']!r}" for s in samples)
     )
     return StageResult(
@@ -185,11 +228,13 @@ def build_result(ctx: StageContext) -> StageResult:
 class PretrainStage(TrainingStage):
     name = "pretrain"
     config_model = PretrainConfig
-    version = "2"  # 2: tokens_per_s out of history.json and result.json (into run.json)
+    version = "3"  # 2: tokens_per_s moved to run.json; 3: continued pretraining from the champion on a refresh, start_step and replay in the result
     uses_seed = True
 
-    def input_stages(self, config: PretrainConfig) -> dict[str, str]:
-        return {"tokens": "tokenize", "tokenizer": "bpe"}
+    def input_stages(self, config: PretrainConfig) -> dict[str, str | Input]:
+        """On a refresh the corpus (its earlier snapshots: the replay) and, carried over by the planner,
+        `champion_pretrain` (the base model the run continues from)."""
+        return {"tokens": "tokenize", "tokenizer": "bpe", "corpus": Input(("corpus",), optional=True)}
 
     def train(self, ctx: StageContext) -> None:
         cfg: PretrainConfig = ctx.config

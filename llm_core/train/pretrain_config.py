@@ -50,6 +50,10 @@ class PretrainConfig(StageConfig):
     model: ModelSection = Field(default_factory=ModelSection)
     optim: OptimSection = Field(default_factory=OptimSection)
     max_steps: int = Field(1000, ge=1)
+    continue_steps: int | None = Field(None, ge=1, description="on a refresh: steps of continued pretraining from the "
+                                       "champion's base model (None: max_steps)")
+    replay: float = Field(0.25, ge=0, lt=1, description="on a refresh: share of each batch drawn from the corpus's "
+                                                         "earlier snapshots (llm_core/train/continued.py)")
     batch_size: int = Field(12, ge=1, description="sequences per process per micro-step")
     tokens_per_step: int | None = Field(None, ge=1, description="global batch in tokens; None = one micro-batch")
     eval_every: int = Field(250, ge=0, description="0 = only at the end")
