@@ -22,7 +22,8 @@ DEFAULT_WEB_FEEDBACK = Path("feedback/web-rankings.parquet")
 def web(
     model: Annotated[list[str] | None, typer.Option(
         "--model", "-m", help="artifact key, key prefix or stage/key to serve (repeatable; the first is the default). "
-                              "Without: the newest rlhf model, else the newest sft model, then every other one")] = None,
+                              "Without: the corpus's champion, else the newest rlhf model, else the newest sft "
+                              "model, then every other one")] = None,
     host: Annotated[str, typer.Option(help="address to bind; other than loopback it needs a token")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535)] = 8000,
     token: Annotated[str | None, typer.Option(help=f"a secret every request must carry (or ${TOKEN_ENV})")] = None,
@@ -45,12 +46,14 @@ def web(
     import uvicorn  # here, not at the top: every llmpipe command imports this module
 
     from llm_core.web.app import create_app
+    from llm_core.corpus.state import corpus_name
     from llm_core.web.models import served_models
     from llm_core.web.requests import WebSettings
 
-    store = load_or_exit(config, set_).run.store()
+    cfg = load_or_exit(config, set_)
+    store = cfg.run.store()
     try:
-        models = served_models(store, model or [])
+        models = served_models(store, model or [], corpus_name(cfg))
     except (KeyError, ValueError) as e:
         console.print(f"[red]{e.args[0] if e.args else e}[/red]", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None

@@ -18,6 +18,7 @@ from web_fixtures import RLHF, SFT, TOOL_CALL, reward_data_counts, scripted_load
 
 from llm_core.chat.engine import Engine, SamplingParams
 from llm_core.chat.template import render_prompt
+from llm_core.corpus.champion import promote_by_hand
 from llm_core.post.model_io import load_chat_model
 from llm_core.post.rankings import append_rankings, chat_feedback_row, read_rankings
 from llm_core.store import ArtifactStore
@@ -51,6 +52,15 @@ def test_the_default_model_is_the_newest_rlhf_else_the_newest_sft(tmp_path):
         default_chat_model(ArtifactStore(str(tmp_path / "empty")))
     with pytest.raises(ValueError, match="chat serves one of"):
         served_models(store, ["bpe/webtok000000"])
+
+
+def test_the_champion_of_the_corpus_is_served_first_once_there_is_one(tmp_path):
+    store = web_store(tmp_path)
+    assert default_chat_model(store, "nightly") == RLHF  # no decision yet: the newest rlhf model
+    promote_by_hand(store, "nightly", SFT, "the RL policy regressed on identity")
+    assert default_chat_model(store, "nightly") == SFT
+    assert default_chat_model(store, "other") == RLHF  # another corpus's champion is not this one's
+    assert [m.key for m in served_models(store, corpus="nightly")] == [SFT, RLHF]
 
 
 def test_a_reply_streams_token_by_token_with_its_tool_call_and_output(tmp_path):

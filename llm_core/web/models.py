@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from llm_core.chat.engine import Engine
+from llm_core.corpus.champion import champion_key
 from llm_core.model import CONFIG_FILE, GPT
 from llm_core.post.model_io import CHAT_MODEL_STAGES, MODEL_DIR, chat_tools, load_chat_model
 from llm_core.store import ArtifactStore
@@ -23,8 +24,12 @@ DEFAULT_STAGES = ("rlhf", "sft")  # newest first within each; rlhf models are th
 ModelLoader = Callable[[ArtifactStore, str], tuple[GPT, Tokenizer, str]]
 
 
-def default_chat_model(store: ArtifactStore) -> str:
-    """The model served when none is named ('stage/key'): the newest rlhf model, else the newest sft model."""
+def default_chat_model(store: ArtifactStore, corpus: str | None = None) -> str:
+    """The model served when none is named ('stage/key'): the champion of `corpus` when it has one (the model the
+    nightly refresh promoted), else the newest rlhf model, else the newest sft model."""
+    champion = champion_key(store, corpus) if corpus else None
+    if champion is not None:
+        return champion
     for stage in DEFAULT_STAGES:
         ref = store.latest(stage)
         if ref is not None:
@@ -56,11 +61,11 @@ def describe(store: ArtifactStore, name: str) -> ServedModel:
     return ServedModel(f"{ref.stage}/{ref.key}", ref.stage, snapshot, lineage[0].created_at, block_size)
 
 
-def served_models(store: ArtifactStore, names: Sequence[str] = ()) -> list[ServedModel]:
-    """The models named (in that order), or with none the default model first, then every other rlhf and sft model
-    of the store, newest first."""
+def served_models(store: ArtifactStore, names: Sequence[str] = (), corpus: str | None = None) -> list[ServedModel]:
+    """The models named (in that order), or with none the default model first (see `default_chat_model`), then every
+    other rlhf and sft model of the store, newest first."""
     if not names:
-        default = default_chat_model(store)
+        default = default_chat_model(store, corpus)
         others = [f"{m.stage}/{m.key}" for stage in DEFAULT_STAGES for m in reversed(store.list(stage))]
         names = [default, *(k for k in others if k != default)]
     models = [describe(store, n) for n in names]
