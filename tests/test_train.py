@@ -64,6 +64,21 @@ def test_windows_are_a_function_of_the_step_and_split_across_ranks(shakespeare):
     assert not torch.equal(one.batch(3, 0)[0], one.batch(4, 0)[0])
 
 
+def test_replay_mixes_the_earlier_windows_in_at_its_rate_and_leaves_the_rest_alone(shakespeare):
+    train, _, _ = shakespeare
+    new = TokenWindows.from_arrays([train[:5000]], 16)
+    old = TokenWindows.from_arrays([np.full(400, 9999, dtype=train.dtype)], 16)  # a token the new text never has
+    plain = RandomWindowBatches(new, 64, grad_accum=1, seed=1)
+    none = RandomWindowBatches(new, 64, grad_accum=1, seed=1, replay_windows=old, replay=0.0)
+    quarter = RandomWindowBatches(new, 64, grad_accum=1, seed=1, replay_windows=old, replay=0.25)
+    assert torch.equal(none.batch(2, 0)[0], plain.batch(2, 0)[0])
+    replayed = [(quarter.batch(step, 0)[0] == 9999).all(dim=1) for step in range(20)]
+    assert 0.18 < torch.cat(replayed).float().mean().item() < 0.32
+    kept = ~replayed[0]
+    assert torch.equal(quarter.batch(0, 0)[0][kept], plain.batch(0, 0)[0][kept])
+    assert torch.equal(quarter.batch(0, 0)[0], quarter.batch(0, 0)[0])
+
+
 @pytest.mark.slow
 def test_loss_goes_down_on_shakespeare(shakespeare):
     train, val, chars = shakespeare

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from llm_core.manifest import parse_ref
@@ -29,42 +28,6 @@ from llm_core.tokenizer import TokenShards
 from llm_core.train.data import TokenWindows
 from llm_core.train.optim import LRSchedule, OptimSection
 from llm_core.train.trainer import Trainer, TrainHistory
-
-
-@dataclass
-class ReplayBatches:
-    """Training batches mixing two window sources: each row comes from `old` with probability `replay`, else from
-    `new`; a pure function of (seed, step), like `RandomWindowBatches`."""
-
-    new: TokenWindows
-    old: TokenWindows | None
-    replay: float
-    batch_size: int
-    grad_accum: int
-    rank: int = 0
-    world_size: int = 1
-    seed: int = 0
-
-    def batch(self, step: int, micro_step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        rng = np.random.default_rng([self.seed, step])
-        rows = self.batch_size * self.grad_accum * self.world_size
-        from_old = rng.random(rows) < (self.replay if self.old is not None else 0.0)
-        new_pos = rng.integers(0, self.new.num_windows, size=rows)
-        old_pos = rng.integers(0, self.old.num_windows, size=rows) if self.old is not None else new_pos
-        first = (micro_step * self.world_size + self.rank) * self.batch_size
-        mine = slice(first, first + self.batch_size)
-        x, y = self.new.gather(new_pos[mine])
-        old_rows = np.flatnonzero(from_old[mine])
-        if len(old_rows):
-            ox, oy = self.old.gather(old_pos[mine][old_rows])
-            x[old_rows], y[old_rows] = ox, oy
-        return x, y
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        return None
 
 
 @dataclass(frozen=True)

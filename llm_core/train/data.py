@@ -61,7 +61,9 @@ class TokenWindows:
 class RandomWindowBatches:
     """Training batches for one rank: `batch(step, micro_step)` -> (inputs, targets) of `batch_size` windows.
 
-    Implements the trainer's batch-source protocol; it has no state to checkpoint (see the module docstring)."""
+    With `replay_windows` (continued pretraining: the corpus's earlier snapshots) each row comes from them with
+    probability `replay`, else from `windows`. Implements the trainer's batch-source protocol; it has no state to
+    checkpoint: a batch is a pure function of (seed, step) (see the module docstring)."""
 
     windows: TokenWindows
     batch_size: int
@@ -69,13 +71,22 @@ class RandomWindowBatches:
     rank: int = 0
     world_size: int = 1
     seed: int = 0
+    replay_windows: TokenWindows | None = None
+    replay: float = 0.0
 
     def batch(self, step: int, micro_step: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng = np.random.default_rng([self.seed, step])
         global_rows = self.batch_size * self.grad_accum * self.world_size
         positions = rng.integers(0, self.windows.num_windows, size=global_rows)
         first = (micro_step * self.world_size + self.rank) * self.batch_size
-        return self.windows.gather(positions[first:first + self.batch_size])
+        mine = slice(first, first + self.batch_size)
+        x, y = self.windows.gather(positions[mine])
+        if self.replay_windows is not None and self.replay > 0:
+            replayed = np.flatnonzero(rng.random(global_rows)[mine] < self.replay)
+            replay_positions = rng.integers(0, self.replay_windows.num_windows, size=global_rows)[mine]
+            if len(replayed):
+                x[replayed], y[replayed] = self.replay_windows.gather(replay_positions[replayed])
+        return x, y
 
     def state_dict(self) -> dict:
         return {}

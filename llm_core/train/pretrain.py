@@ -34,7 +34,6 @@ from llm_core.tokenizer import TokenShards, load_tokenizer
 from llm_core.train.checkpoint import CheckpointStore
 from llm_core.train.continued import (
     BaseModel,
-    ReplayBatches,
     continue_trainer,
     corpus_token_shards,
     corpus_windows,
@@ -111,13 +110,9 @@ def _pretrain(ctx: StageContext, cfg: PretrainConfig, env: DistEnv) -> None:
     grad_accum = cfg.grad_accum(env.world_size)
     block = model_config.block_size
     steps = cfg.max_steps if base is None else base.steps + (cfg.continue_steps or cfg.max_steps)
-    if base is None:
-        batches = RandomWindowBatches(train_windows(shards, block), cfg.batch_size, grad_accum, env.rank,
-                                      env.world_size, seed)
-    else:
-        old = corpus_windows(ctx.reader("corpus"), block) if "corpus" in ctx.inputs else None
-        batches = ReplayBatches(train_windows(shards, block), old, cfg.replay, cfg.batch_size, grad_accum,
-                                env.rank, env.world_size, seed)
+    replayed = corpus_windows(ctx.reader("corpus"), block) if base is not None and "corpus" in ctx.inputs else None
+    batches = RandomWindowBatches(train_windows(shards, block), cfg.batch_size, grad_accum, env.rank,
+                                  env.world_size, seed, replayed, cfg.replay)
     val = read_stream(shards, "val", cfg.eval_tokens + 1) if shards.num_tokens("val") > block else None
     if val is None and "corpus" in ctx.inputs:  # a small snapshot: its few val tokens, then the earlier ones'
         val = np.concatenate([read_stream(s, "val", cfg.eval_tokens + 1)
