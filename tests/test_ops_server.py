@@ -36,7 +36,6 @@ from prefect.client.schemas.filters import (
 from flows.serve import served_ui_api_url, ui_api_mismatch
 from llm_core.pipeline import plan
 from llm_core.pipeline_config import load_config
-from llm_core.store import ArtifactStore
 from ops.local_stack import REPO, LocalStack, postgres_available
 from ops.micro import TINY, micro_overrides
 
@@ -115,8 +114,16 @@ def artifacts_of(client, run_id):
     return client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])))
 
 
-def plan_names(options: dict) -> list[str]:
-    return list(plan(load_config(TINY, options["overrides"])))
+def bucket_config(stack, overrides: list[str]):
+    """The tiny config with `overrides`, reading the bucket with the test's credentials (serve has its own): planning
+    a corpus run reads the corpus's earlier nights from the store."""
+    config = load_config(TINY, overrides)
+    run = config.run.model_copy(update={"storage_options": stack.s3["storage_options"]})
+    return config.model_copy(update={"run": run})
+
+
+def plan_names(stack, options: dict) -> list[str]:
+    return list(plan(bucket_config(stack, options["overrides"])))
 
 
 def summary_rows(client, run_id) -> dict[str, dict[str, str]]:
@@ -158,15 +165,14 @@ def test_refresh_triggers_train_on_the_refreshed_snapshot(stack, client, micro_o
     assert train.parameters["options"]["overrides"] == micro_options["overrides"]
 
     refreshed, trained = summary_rows(client, refresh.id), summary_rows(client, train.id)
-    assert list(refreshed) == ["crawl", "extract", "filter", "bpe", "tokenize"]
+    assert list(refreshed) == ["crawl", "extract", "filter", "bpe", "tokenize", "corpus"]
     for name, row in refreshed.items():
         assert trained[name]["key"] == row["key"], f"train planned another {name} than the refresh built"
         assert trained[name]["cache hit"] == "yes", f"train rebuilt {name}"
     assert {"pretrain", "sft", "report"} <= set(trained)
     assert all(trained[s]["cache hit"] == "no" for s in ("pretrain", "sft", "report"))
 
-    config = load_config(TINY, micro_options["overrides"])
-    store = ArtifactStore(config.run.artifact_root, stack.s3["storage_options"])
+    store = bucket_config(stack, micro_options["overrides"]).run.store()
     assert [m.config["snapshot"] for m in store.list("crawl")] == [SNAPSHOT], "a second crawl ran"
     for name in trained:
         assert store.list(name), f"{name} has no artifact in the bucket"
@@ -227,7 +233,7 @@ def test_stage_with_the_served_defaults_writes_to_the_bucket(stack, client):
 
     run = wait_final(client, start(client, "stage", {}).id)
     assert run.state.is_completed(), (run.state, (stack.workdir / "serve.log").read_text()[-3000:])
-    config = load_config(TINY, [f"run.artifact_root={stack.s3['root']}", *SERVED_CRAWL])
+    config = bucket_config(stack, [f"run.artifact_root={stack.s3['root']}", *SERVED_CRAWL])
     ctx = plan(config, ["crawl"])["crawl"]
     s3 = boto3.client("s3", endpoint_url=stack.s3["endpoint"], aws_access_key_id="test",
                       aws_secret_access_key="test", region_name="us-east-1")
@@ -236,7 +242,7 @@ def test_stage_with_the_served_defaults_writes_to_the_bucket(stack, client):
     names = {o["Key"].removeprefix(prefix): o["LastModified"] for o in objects}
     assert "manifest.json" in names and any(n.endswith(".parquet") for n in names), sorted(names)
     assert names["manifest.json"] == max(names.values()), "the manifest is not the last file written"
-    manifest = ArtifactStore(config.run.artifact_root, stack.s3["storage_options"]).manifest(ctx.output)
+    manifest = config.run.store().manifest(ctx.output)
     assert manifest.counts["records"] > 0 and set(manifest.files) <= set(names)
 
 
@@ -303,5 +309,5 @@ def test_ui_shows_the_form_the_run_and_its_summary(stack, client, micro_options,
     run_page = (out / "flow-run.html").read_text()
     assert pipeline_run.name in run_page and "Completed" in run_page
     summary_page = (out / "run-summary.html").read_text()
-    assert "Run summary" in summary_page and all(f">{name}<" in summary_page for name in plan_names(micro_options))
+    assert "Run summary" in summary_page and all(f">{name}<" in summary_page for name in plan_names(stack, micro_options))
     assert (out / "flow-run.png").stat().st_size > 10_000

@@ -92,6 +92,6 @@ def test_post_training_chain_writes_models_and_a_report_card(tmp_path):
                    "after_kl", "ends_with_im_end"):
         assert figure in report
     assert "](loss_curves.png)" in report and "](rl_history.png)" in report
-    for summary in ("held-back prompts, reward-model score", "Eval loss on", "### rlhf"):
+    for summary in ("held-back prompts; reward:", "Eval loss on", "### rlhf"):
         assert report.count(summary) == 1, summary  # each stage's own summary once, in the appendix
     assert manifests["report"].extra["markdown"] == report
