@@ -11,7 +11,6 @@ import torch
 from llm_core.model import GPT, GPTConfig
 from llm_core.store import ArtifactStore
 from llm_core.train import CheckpointStore, DistEnv, LoopSettings, LRSchedule, OptimSection, Trainer
-from llm_core.train.continued import continued_steps
 from llm_core.train.data import RandomWindowBatches, TokenWindows
 from llm_core.train.evaluation import LMEvaluator, unigram_entropy
 from llm_core.train.pretrain import next_token_loss
@@ -63,14 +62,6 @@ def test_windows_are_a_function_of_the_step_and_split_across_ranks(shakespeare):
     x, y = one.batch(3, 0)
     assert torch.equal(x[:, 1:], y[:, :-1]) and x.dtype == torch.int64
     assert not torch.equal(one.batch(3, 0)[0], one.batch(4, 0)[0])
-
-
-def test_continued_steps_follow_the_new_tokens_within_bounds():
-    # 2 passes over 30,000 new tokens at 2,048 tokens a step, a quarter of them replayed: 60,000 / 1,536 = 39.06
-    assert continued_steps(30_000, 2048, 0.25, 2.0, 1000) == 40
-    assert continued_steps(30_000, 2048, 0.0, 2.0, 1000) == 30  # 60,000 / 2,048 = 29.3
-    assert continued_steps(10, 2048, 0.25, 2.0, 1000) == 1  # a night of a few tokens still trains a step
-    assert continued_steps(10_000_000, 2048, 0.25, 2.0, 200) == 200  # never more than max_steps
 
 
 def test_replay_mixes_the_earlier_windows_in_at_its_rate_and_leaves_the_rest_alone(shakespeare):

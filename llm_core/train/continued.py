@@ -12,15 +12,11 @@ checkpoints are removed at the commit), and with the learning rate re-warmed fro
 re-estimated within the warm-up, which is what the paper's re-warming assumes anyway.
 
 The step counter and the loss curve continue: the run starts at the base's last step, with its history, and trains
-`continue_steps` more; the schedule runs over those steps only. Unless set, those steps follow what the night
-brings (`continued_steps`): `continue_epochs` passes over the new tokens, so a night of a few new pages trains a few
-steps instead of a fixed budget that would overfit them and forget the rest (BENCHMARKS.md, "Forgetting across three
-nights", measured both ways). The warm-up is at most a tenth of the continued steps.
+`continue_steps` more; the schedule runs over those steps only.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -63,13 +59,6 @@ class BaseModel:
         return load_gpt(self.reader, device=device)
 
 
-def continued_steps(new_tokens: int, tokens_per_step: int, replay: float, epochs: float, max_steps: int) -> int:
-    """Steps for `epochs` passes over `new_tokens` when a share `replay` of every step's tokens is old: at least 1,
-    at most `max_steps`."""
-    new_per_step = tokens_per_step * (1.0 - replay)
-    return max(1, min(max_steps, math.ceil(epochs * new_tokens / new_per_step)))
-
-
 def continue_trainer(trainer: Trainer, base: BaseModel, optim: OptimSection, continue_steps: int) -> None:
     """Set a fresh trainer (built over `base.steps + continue_steps` steps, on the base's weights) to go on from the
     base: its step counter, its history, and the re-warmed schedule. A checkpoint of this run, if any, overrides all
@@ -77,8 +66,8 @@ def continue_trainer(trainer: Trainer, base: BaseModel, optim: OptimSection, con
     trainer.step = base.steps
     trainer.history = TrainHistory(train=list(base.history.train), evals=list(base.history.evals))
     trainer.schedule = ShiftedSchedule(
-        LRSchedule(optim.lr, optim.min_lr, min(optim.warmup_steps, max(1, continue_steps // 10)), continue_steps,
-                   optim.schedule, None, optim.wsd_decay_fraction), base.steps)
+        LRSchedule(optim.lr, optim.min_lr, optim.warmup_steps, continue_steps, optim.schedule, None,
+                   optim.wsd_decay_fraction), base.steps)
 
 
 def corpus_token_shards(corpus: ArtifactReader, earlier_only: bool = True) -> list[TokenShards]:

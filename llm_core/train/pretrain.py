@@ -35,7 +35,6 @@ from llm_core.train.checkpoint import CheckpointStore
 from llm_core.train.continued import (
     BaseModel,
     continue_trainer,
-    continued_steps,
     corpus_token_shards,
     corpus_windows,
 )
@@ -110,9 +109,7 @@ def _pretrain(ctx: StageContext, cfg: PretrainConfig, env: DistEnv) -> None:
     model_config = model.config
     grad_accum = cfg.grad_accum(env.world_size)
     block = model_config.block_size
-    tokens_per_step = cfg.batch_size * block * grad_accum * env.world_size
-    steps = cfg.max_steps if base is None else base.steps + (cfg.continue_steps or continued_steps(
-        shards.num_tokens("train"), tokens_per_step, cfg.replay, cfg.continue_epochs, cfg.max_steps))
+    steps = cfg.max_steps if base is None else base.steps + (cfg.continue_steps or cfg.max_steps)
     replayed = corpus_windows(ctx.reader("corpus"), block) if base is not None and "corpus" in ctx.inputs else None
     batches = RandomWindowBatches(train_windows(shards, block), cfg.batch_size, grad_accum, env.rank,
                                   env.world_size, seed, replayed, cfg.replay)
@@ -126,6 +123,7 @@ def _pretrain(ctx: StageContext, cfg: PretrainConfig, env: DistEnv) -> None:
         prompts=[tokenizer.encode(p) for p in cfg.sample_prompts], sample_tokens=cfg.sample_tokens,
         stop_token=tokenizer.eot_id, seed=seed,
     )
+    tokens_per_step = cfg.batch_size * block * grad_accum * env.world_size
     settings = LoopSettings(
         max_steps=steps, grad_accum=grad_accum, eval_every=cfg.eval_every,
         checkpoint_every=cfg.checkpoint_every, log_every=cfg.log_every, seed=seed,
@@ -225,9 +223,7 @@ def build_result(ctx: StageContext) -> StageResult:
 class PretrainStage(TrainingStage):
     name = "pretrain"
     config_model = PretrainConfig
-    # 2: tokens_per_s moved to run.json; 3: continued pretraining from the champion on a refresh;
-    # 4: a refresh's steps follow its new tokens (continue_epochs), its warm-up at most a tenth of them
-    version = "4"
+    version = "3"  # 2: tokens_per_s moved to run.json; 3: continued pretraining from the champion on a refresh, start_step and replay in the result
     uses_seed = True
 
     def input_stages(self, config: PretrainConfig) -> dict[str, str | Input]:

@@ -51,9 +51,7 @@ class PretrainConfig(StageConfig):
     optim: OptimSection = Field(default_factory=OptimSection)
     max_steps: int = Field(1000, ge=1)
     continue_steps: int | None = Field(None, ge=1, description="on a refresh: steps of continued pretraining from the "
-                                       "champion's base model (None: follow the new tokens, continue_epochs)")
-    continue_epochs: float = Field(2.0, gt=0, description="on a refresh without continue_steps: passes over the new "
-                                   "snapshot's train tokens (the non-replay part of each batch), at most max_steps")
+                                       "champion's base model (None: max_steps)")
     replay: float = Field(0.25, ge=0, lt=1, description="on a refresh: share of each batch drawn from the corpus's "
                                                          "earlier snapshots (llm_core/train/continued.py)")
     batch_size: int = Field(12, ge=1, description="sequences per process per micro-step")
