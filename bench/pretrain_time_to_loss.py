@@ -155,20 +155,21 @@ def main() -> None:
     load_after = os.getloadavg()
     medians = {n: statistics.median(o.seconds for o in r if o.seconds is not None)
                if any(o.seconds is not None for o in r) else None for n, r in results.items()}
+    whole_runs = {n: statistics.median(o.run_seconds for o in r) for n, r in results.items()}
     print(f"\nval loss <= {args.target}, {args.threads} threads, nanoGPT {checkout}; ours: schedule of "
           f"{args.our_steps} steps")
     for name, median in medians.items():
-        if median:
-            print(f"{name:8} median {median:.1f} s")
+        if median is not None:
+            reached = sum(o.seconds is not None for o in results[name])
+            print(f"{name:8} median {median:.1f} s ({reached} of {len(results[name])} runs reached it)")
         else:
-            whole = statistics.median(o.run_seconds for o in results[name])
             print(f"{name:8} did not reach the target (best {min(o.best_loss for o in results[name]):.4f}; "
-                  f"whole runs, median {whole:.1f} s)")
-    if medians["nanoGPT"] and medians["ours"]:
+                  f"whole runs, median {whole_runs[name]:.1f} s)")
+    if medians["nanoGPT"] is not None and medians["ours"] is not None:
         print(f"ours / nanoGPT wall time: {medians['ours'] / medians['nanoGPT']:.2f}x")
-    elif medians["ours"]:  # nanoGPT would need longer than its whole run: the ratio is an upper bound
-        whole = statistics.median(o.run_seconds for o in results["nanoGPT"])
-        print(f"ours / nanoGPT wall time: < {medians['ours'] / whole:.2f}x (nanoGPT's whole run, not reaching it)")
+    elif medians["ours"] is not None:  # nanoGPT would need longer than its whole run: the ratio is an upper bound
+        print(f"ours / nanoGPT wall time: < {medians['ours'] / whole_runs['nanoGPT']:.2f}x "
+              "(nanoGPT's whole run, not reaching it)")
     print(f"load average before {' '.join(f'{v:.2f}' for v in load_before)}, "
           f"after {' '.join(f'{v:.2f}' for v in load_after)}")
 
