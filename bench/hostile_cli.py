@@ -30,7 +30,7 @@ print(f"@@ {done.returncode} {peak:.0f}")
 """
 LOAD_MODEL = """
 import sys
-from llm_core.post.model_io import load_gpt
+from llm_core.train.model_files import load_gpt
 from llm_core.store import ArtifactError, ArtifactStore
 store = ArtifactStore(sys.argv[1])
 try:
@@ -69,8 +69,8 @@ def _model_artifact(root: Path, key: str, poison: str) -> None:
     import torch
 
     from llm_core.model import GPT, WEIGHTS_FILE, GPTConfig
-    from llm_core.post.model_io import MODEL_DIR, save_model_files
     from llm_core.store import ArtifactStore
+    from llm_core.train.model_files import MODEL_DIR, save_model_files
 
     store = ArtifactStore(str(root))
     ref = store.ref("sft", key)

@@ -20,11 +20,11 @@ import torch
 from llm_core.model import GPT
 from llm_core.pipeline import input_sources
 from llm_core.pipeline_config import load_config
-from llm_core.post.model_io import save_model_files
 from llm_core.registry import STAGES
 from llm_core.stage import StageContext, run_stage
 from llm_core.store import ArtifactStore
 from llm_core.tokenizer import load_tokenizer
+from llm_core.train.model_files import save_model_files
 
 HEADLINE = {"sft": ["val_loss", "ends_with_im_end"], "reward": ["accuracy/all", "length_baseline/all"],
             "rlhf": ["before_reward", "after_reward", "after_kl", "after_finished"]}

@@ -22,20 +22,20 @@ import torch
 
 from llm_core.chat.loaders import oasst_rankings, read_records
 from llm_core.chat.mixture import is_validation
-from llm_core.post.model_io import load_gpt
-from llm_core.post.rankings import Judgement, RankItem, ranking_row
-from llm_core.post.reward import (
+from llm_core.preference.rankings import Judgement, RankItem, ranking_row
+from llm_core.preference.reward_model import ScalarHeadModel
+from llm_core.preference.reward_stage import (
     RewardConfig,
     comparison_batch,
     comparison_loss_fn,
     evaluate_rankings,
     ranking_comparisons,
 )
-from llm_core.post.reward_model import ScalarHeadModel
-from llm_core.post.sft_batches import LengthBucketBatches
+from llm_core.sft.batches import LengthBucketBatches
 from llm_core.store import ArtifactStore
 from llm_core.tokenizer import load_tokenizer
 from llm_core.train.distributed import init_distributed
+from llm_core.train.model_files import load_gpt
 from llm_core.train.trainer import LoopSettings, Trainer
 
 LOSSES = ("pairs", "all_pairs", "plackett_luce")

@@ -30,9 +30,9 @@ import httpx
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from llm_core.chat.chat_model import load_chat_model  # noqa: E402
 from llm_core.chat.engine import Engine, SamplingParams  # noqa: E402
 from llm_core.chat.template import render_prompt  # noqa: E402
-from llm_core.post.model_io import load_chat_model  # noqa: E402
 from llm_core.store import ArtifactStore  # noqa: E402
 from llm_core.web.models import default_chat_model  # noqa: E402
 from ops.local_stack import free_port, wait_until  # noqa: E402

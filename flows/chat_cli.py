@@ -21,15 +21,14 @@ from typing import Annotated, Any
 
 import typer
 
+from flows.cli_options import DEFAULT_CONFIG, ConfigOpt, SetOpt, console, load_or_exit
+from llm_core.chat.chat_model import chat_tools, load_chat_model
 from llm_core.chat.engine import Engine, SamplingParams
 from llm_core.chat.stream_text import ReplyText
 from llm_core.chat.template import Message, render_prompt
 from llm_core.corpus.champion import champion_key
 from llm_core.corpus.state import corpus_name
-from llm_core.post.model_io import chat_tools, load_chat_model
-from llm_core.post.rankings import record_chat_feedback
-from flows.cli_options import DEFAULT_CONFIG, ConfigOpt, SetOpt, console, load_or_exit
-
+from llm_core.preference.rankings import record_chat_feedback
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m",
                                        help="artifact key, key prefix or stage/key (pretrain, sft, rlhf), or "

@@ -18,8 +18,8 @@ from rich.panel import Panel
 from flows.cli_options import DEFAULT_CONFIG, ConfigOpt, SetOpt, console, load_or_exit
 from llm_core.config import ConfigError
 from llm_core.pipeline import plan, with_inputs
-from llm_core.post.rank import rank_prompts
-from llm_core.post.rankings import Judgement, RankItem, RankingError, answer_label, parse_ranking
+from llm_core.preference.rank_stage import rank_prompts
+from llm_core.preference.rankings import Judgement, RankingError, RankItem, answer_label, parse_ranking
 from llm_core.registry import STAGES
 from llm_core.stage import commit_stage
 

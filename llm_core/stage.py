@@ -2,7 +2,7 @@
 
 To add a stage, write one file and one line:
 
-1. `llm_core/<area>/<name>.py` holds the stage's config and the stage (a small whole one: llm_core/post/sft_data.py):
+1. `llm_core/<area>/<name>.py` holds the stage's config and the stage (a small whole one: llm_core/sft/data_stage.py):
 
        class LengthsConfig(StageConfig):           # every field joins the artifact key, see StageConfig
            bins: int = 20

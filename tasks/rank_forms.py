@@ -32,8 +32,8 @@ from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 from pydantic import Field, create_model
 
-from llm_core.post.rank import Labeler, RankConfig, rank_prompts
-from llm_core.post.rankings import LETTERS, Judgement, RankItem, RankingError, answer_label, parse_ranking
+from llm_core.preference.rank_stage import Labeler, RankConfig, rank_prompts
+from llm_core.preference.rankings import LETTERS, Judgement, RankingError, RankItem, answer_label, parse_ranking
 from llm_core.stage import StageContext, StageResult
 
 INSTRUCTIONS = ("For each prompt, type its answer letters best first: `C > A = B > E > D` (`=` for a tie) or just "

@@ -55,7 +55,7 @@ def tiny_sft_model():
     sentences, half of them with the requested word; identity): the policy the reward-model and RL tests start
     from. Returns (model, tokenizer)."""
     from llm_core.model import GPT, GPTConfig
-    from llm_core.post.sft import SftConfig, train_sft
+    from llm_core.sft.stage import SftConfig, train_sft
     from llm_core.train.pretrain_config import OptimSection
 
     tok = chat_tokenizer()
@@ -90,13 +90,13 @@ def tiny_reward_model():
 
     from llm_core.chat.engine import Engine, SamplingParams
     from llm_core.chat.synthetic import keyword_pairs
-    from llm_core.post.reward import (
+    from llm_core.preference.reward_model import ScalarHeadModel
+    from llm_core.preference.reward_stage import (
         RewardConfig,
         normalise_on_samples,
         train_reward_model,
     )
-    from llm_core.post.reward_model import ScalarHeadModel
-    from llm_core.post.rewards import keyword_task
+    from llm_core.rl.verifiable_rewards import keyword_task
     from llm_core.train.pretrain_config import OptimSection
 
     sft, tok = tiny_sft_model()

@@ -16,11 +16,11 @@ from llm_core.config import RunConfig
 from llm_core.model import GPT, GPTConfig
 from llm_core.pipeline import make_context
 from llm_core.pipeline_config import PipelineConfig
-from llm_core.post.model_io import save_model_files
-from llm_core.post.rank import RankConfig
+from llm_core.preference.rank_stage import RankConfig
 from llm_core.stage import StageContext
 from llm_core.store import ArtifactRef, ArtifactStore
 from llm_core.tokenizer.artifact import save_tokenizer
+from llm_core.train.model_files import save_model_files
 
 PROMPTS = ["What is a watermelon?", "Name a colour.", "How do birds fly?", "Why is the sky blue?",
            "Tell me a joke.", "What is 2 + 2?"]

@@ -15,14 +15,15 @@ from test_report_chain import commit_upstream
 from typer.testing import CliRunner
 
 from flows.chat_cli import chat, generate
+from llm_core.chat.chat_model import index_for
 from llm_core.config import RunConfig
 from llm_core.index import IndexConfig, IndexStage
 from llm_core.model import GPT, GPTConfig
-from llm_core.post.model_io import index_for, save_model_files
 from llm_core.schemas import FILTERED_DOCUMENTS
 from llm_core.stage import StageContext, run_stage
 from llm_core.store import ArtifactStore
 from llm_core.tokenizer.artifact import save_tokenizer
+from llm_core.train.model_files import save_model_files
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 

@@ -12,8 +12,8 @@ from post_fixtures import chat_tokenizer
 from llm_core.chat.engine import Engine, SamplingParams
 from llm_core.chat.template import render_conversation, render_prompt, tool_message, validate_messages
 from llm_core.model import GPT, IGNORE_INDEX, GPTConfig, sample_tokens
-from llm_core.post.sft_batches import collate, encode_conversations
 from llm_core.schemas import CONVERSATIONS, PROMPT_MESSAGE
+from llm_core.sft.batches import collate, encode_conversations
 from llm_core.tokenizer.base import DEFAULT_SPECIAL_TOKENS
 from llm_core.tokenizer.bpe import BpeTokenizer, train_bpe
 

@@ -17,7 +17,7 @@ from test_chat_template import tool_tokenizer
 from llm_core.chat.engine import CALL_LIMIT_OUTPUT, Engine, SamplingParams, ToolCall
 from llm_core.chat.template import render_conversation, render_prompt, validate_messages
 from llm_core.model import GPT, GPTConfig
-from llm_core.post.rollout import token_logprobs
+from llm_core.rl.rollout import token_logprobs
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

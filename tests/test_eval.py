@@ -21,7 +21,7 @@ from llm_core.evals.lm_suites import heldout_mc_items, run_mc_suites, standard_i
 from llm_core.evals.results import wilson_interval
 from llm_core.model import GPT, GPTConfig
 from llm_core.pipeline_config import load_config
-from llm_core.post.sft import SftConfig, train_sft
+from llm_core.sft.stage import SftConfig, train_sft
 from llm_core.train.pretrain_config import OptimSection
 
 IDENTITY = str(DATA / "eval" / "identity.jsonl")

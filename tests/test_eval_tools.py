@@ -14,7 +14,7 @@ from llm_core.chat.tool_conversations import python_conversations, search_conver
 from llm_core.evals.contamination import ContaminationIndex
 from llm_core.evals.tool_suites import NO_TOOLS, run_tool_suites, tool_items
 from llm_core.model import GPT, GPTConfig
-from llm_core.post.sft import SftConfig, train_sft
+from llm_core.sft.stage import SftConfig, train_sft
 from llm_core.tokenizer.base import DEFAULT_SPECIAL_TOKENS
 from llm_core.tokenizer.bpe import BpeTokenizer, train_bpe
 from llm_core.tools.python_tool import PythonTool

@@ -75,7 +75,7 @@ def closure(graph: dict[str, set[str]], start: str) -> set[str]:
 def test_the_graph_is_read_whole():
     graph, _ = import_graph()
     assert len(graph) > 50 and set(TOP | BASE) <= graph.keys()
-    assert {"llm_core.post", "llm_core.post.report"} <= graph["llm_core.registry"]  # package and module
+    assert {"llm_core.report", "llm_core.report.stage"} <= graph["llm_core.registry"]  # package and module
     assert "llm_core.config" in graph["llm_core.crawl.config"]
 
 

@@ -19,9 +19,9 @@ from typer.testing import CliRunner
 from llm_core.config import RunConfig
 from llm_core.pipeline import make_context
 from llm_core.pipeline_config import PipelineConfig
-from llm_core.post.model_io import load_gpt, save_model_files
-from llm_core.post.rank import ITEMS_FILE, RANKINGS_FILE, RankStage
-from llm_core.post.rankings import (
+from llm_core.preference.pairs_stage import PreferenceSourceConfig, RewardDataConfig, RewardDataStage
+from llm_core.preference.rank_stage import ITEMS_FILE, RANKINGS_FILE, RankStage
+from llm_core.preference.rankings import (
     Judgement,
     RankingError,
     RankItem,
@@ -33,7 +33,8 @@ from llm_core.post.rankings import (
     usable_rankings,
     write_rankings,
 )
-from llm_core.post.reward import (
+from llm_core.preference.reward_model import ScalarHeadModel, bradley_terry_loss, encode_answer, score
+from llm_core.preference.reward_stage import (
     Comparison,
     RewardConfig,
     comparison_batch,
@@ -41,10 +42,9 @@ from llm_core.post.reward import (
     ranking_comparisons,
     train_reward_model,
 )
-from llm_core.post.reward_data import PreferenceSourceConfig, RewardDataConfig, RewardDataStage
-from llm_core.post.reward_model import ScalarHeadModel, bradley_terry_loss, encode_answer, score
 from llm_core.stage import run_stage
 from llm_core.store import ArtifactStore
+from llm_core.train.model_files import load_gpt, save_model_files
 from llm_core.train.pretrain_config import OptimSection
 
 

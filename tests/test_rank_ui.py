@@ -21,13 +21,13 @@ import pytest
 from conftest import REPO
 from rank_fixtures import rank_context
 
-from llm_core.post.rank import RANKINGS_FILE, RankingTimeout, batch_name
+from llm_core.preference.rank_stage import RANKINGS_FILE, RankingTimeout, batch_name
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 RUN_FROM_FILE = """
 import json, sys
-from llm_core.post.rank import RankConfig
+from llm_core.preference.rank_stage import RankConfig
 from llm_core.stage import StageContext
 from tasks.stage_flow import run_stage_flow
 raw = json.loads(open(sys.argv[1]).read())

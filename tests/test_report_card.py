@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 
 from llm_core.config import RunConfig
-from llm_core.post.report import ReportConfig, ReportStage, stage_order
+from llm_core.report.stage import ReportConfig, ReportStage, stage_order
 from llm_core.stage import StageContext, run_stage
 from llm_core.store import ArtifactRef, ArtifactStore
 

@@ -10,11 +10,12 @@ from post_fixtures import chat_tokenizer
 
 from llm_core.config import RunConfig
 from llm_core.model import GPT, GPTConfig
-from llm_core.post.model_io import load_gpt, load_scalar_model, save_model_files
+from llm_core.preference.reward_model import ScalarHeadModel
 from llm_core.registry import STAGES
 from llm_core.stage import StageContext, run_stage
 from llm_core.store import ArtifactStore
 from llm_core.tokenizer.artifact import save_tokenizer
+from llm_core.train.model_files import load_gpt, load_model, save_model_files
 
 SECTIONS = {
     "sft_data": {"val_fraction": 0.1, "sources": [
@@ -80,7 +81,7 @@ def test_post_training_chain_writes_models_and_a_report_card(tmp_path):
     assert load_gpt(store.reader(refs["sft"])).config.n_embd == 32
     reward = manifests["reward"]
     assert {"accuracy/keyword", "length_baseline/keyword", "accuracy/hh_rlhf"} <= set(reward.metrics)
-    assert float(load_scalar_model(store.reader(refs["reward"])).norm_std) > 0
+    assert float(load_model(ScalarHeadModel, store.reader(refs["reward"])).norm_std) > 0
     rlhf = manifests["rlhf"]
     assert {"before_reward", "after_reward", "before_kl", "after_kl"} <= set(rlhf.metrics)
     assert rlhf.metrics["before_kl"] == pytest.approx(0.0, abs=1e-4)  # the policy starts as the reference

@@ -12,8 +12,8 @@ from llm_core.config import RunConfig
 from llm_core.model import GPT, GPTConfig
 from llm_core.pipeline import make_context
 from llm_core.pipeline_config import PipelineConfig
-from llm_core.post.reward_data import PreferenceSourceConfig, RewardDataConfig, RewardDataStage
-from llm_core.post.reward_model import ScalarHeadModel, comparison_tokens
+from llm_core.preference.pairs_stage import PreferenceSourceConfig, RewardDataConfig, RewardDataStage
+from llm_core.preference.reward_model import ScalarHeadModel, comparison_tokens
 from llm_core.stage import run_stage
 from llm_core.store import ArtifactStore
 from llm_core.tokenizer.artifact import save_tokenizer

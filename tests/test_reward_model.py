@@ -17,9 +17,9 @@ from post_fixtures import (
 from llm_core.chat.engine import Engine, SamplingParams
 from llm_core.chat.loaders import load_hh_rlhf
 from llm_core.chat.template import render_completion, render_prompt
-from llm_core.post.reward import evaluate_pairs, normalise_on_samples
-from llm_core.post.reward_model import bradley_terry_loss, score
-from llm_core.post.rewards import keyword_task
+from llm_core.preference.reward_model import bradley_terry_loss, score
+from llm_core.preference.reward_stage import evaluate_pairs, normalise_on_samples
+from llm_core.rl.verifiable_rewards import keyword_task
 
 
 def test_bradley_terry_prefers_the_chosen_with_margin_and_centering():

@@ -16,12 +16,11 @@ from post_fixtures import (
     tiny_sft_model,
 )
 
-from llm_core.post.grpo import Grpo, group_advantages
 from llm_core.model import GPT, GPTConfig
-from llm_core.post.ppo import Ppo, gae
-from llm_core.post.reward_model import ScalarHeadModel
-from llm_core.post.rewards import arithmetic_task, keyword_task
-from llm_core.post.rlhf import (
+from llm_core.preference.reward_model import ScalarHeadModel
+from llm_core.rl.grpo import Grpo, group_advantages
+from llm_core.rl.ppo import Ppo, gae
+from llm_core.rl.stage import (
     ALGORITHMS,
     RlhfConfig,
     balanced,
@@ -29,6 +28,7 @@ from llm_core.post.rlhf import (
     run_rl,
     split_prompts,
 )
+from llm_core.rl.verifiable_rewards import arithmetic_task, keyword_task
 from llm_core.store import ArtifactStore
 from llm_core.train.checkpoint import CheckpointStore
 

@@ -13,7 +13,7 @@ from post_fixtures import (
 from llm_core.chat.engine import Engine, SamplingParams
 from llm_core.chat.loaders import load_prompts
 from llm_core.chat.synthetic import KEYWORD_PROMPTS, identity_conversations
-from llm_core.post.sft import answer_prompts
+from llm_core.sft.stage import answer_prompts
 
 
 @pytest.mark.slow

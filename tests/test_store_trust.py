@@ -153,7 +153,7 @@ def test_a_second_builder_waits_for_the_lock_then_finds_a_cache_hit(tmp_path):
 
 def tiny_model_artifact(store: ArtifactStore, poison: bool = False):
     from llm_core.model import GPT, GPTConfig
-    from llm_core.post.model_io import save_model_files
+    from llm_core.train.model_files import save_model_files
 
     ref = store.ref("sft", "0123456789abcdef")
     writer = store.writer(ref)
@@ -168,7 +168,7 @@ def tiny_model_artifact(store: ArtifactStore, poison: bool = False):
 
 def test_a_damaged_model_file_is_refused_by_the_loader_naming_it(tmp_path):
     from llm_core.model import WEIGHTS_FILE
-    from llm_core.post.model_io import MODEL_DIR, load_gpt
+    from llm_core.train.model_files import MODEL_DIR, load_gpt
 
     store = ArtifactStore(str(tmp_path))
     ref = tiny_model_artifact(store)
@@ -186,7 +186,7 @@ def test_a_damaged_model_file_is_refused_by_the_loader_naming_it(tmp_path):
 
 
 def test_nan_weights_are_refused_naming_the_file_and_tensor(tmp_path):
-    from llm_core.post.model_io import load_gpt
+    from llm_core.train.model_files import load_gpt
 
     store = ArtifactStore(str(tmp_path))
     ref = tiny_model_artifact(store, poison=True)

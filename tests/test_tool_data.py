@@ -25,7 +25,7 @@ from llm_core.chat.tool_conversations import (
 from llm_core.config import ConfigError, RunConfig
 from llm_core.index import IndexConfig, IndexStage, SearchIndex
 from llm_core.pipeline_config import load_config
-from llm_core.post.rewards import same_number
+from llm_core.rl.verifiable_rewards import same_number
 from llm_core.stage import StageContext, run_stage
 from llm_core.store import ArtifactStore
 from llm_core.tokenizer.base import DEFAULT_SPECIAL_TOKENS

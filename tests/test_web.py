@@ -16,11 +16,11 @@ from test_engine_tools import ids
 from typer.testing import CliRunner
 from web_fixtures import RLHF, SFT, TOOL_CALL, reward_data_counts, scripted_loader, serving, web_store
 
+from llm_core.chat.chat_model import load_chat_model
 from llm_core.chat.engine import Engine, SamplingParams
 from llm_core.chat.template import render_prompt
 from llm_core.corpus.champion import promote_by_hand
-from llm_core.post.model_io import load_chat_model
-from llm_core.post.rankings import append_rankings, chat_feedback_row, read_rankings
+from llm_core.preference.rankings import append_rankings, chat_feedback_row, read_rankings
 from llm_core.store import ArtifactStore
 from llm_core.web.arena import leaderboard
 from llm_core.web.models import default_chat_model, served_models

@@ -12,7 +12,7 @@ from conftest import REPO
 from test_engine_tools import chain
 from web_fixtures import RLHF, SFT, TOOL_CALL, reward_data_counts, scripted_loader, serving, web_store
 
-from llm_core.post.rankings import read_rankings
+from llm_core.preference.rankings import read_rankings
 from llm_core.web.requests import WebSettings
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread"),

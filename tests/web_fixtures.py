@@ -18,15 +18,16 @@ import uvicorn
 from test_chat_template import tool_tokenizer
 from test_engine_tools import ANSWER, CALL, ScriptedGPT
 
+from llm_core.chat.chat_model import load_chat_model
 from llm_core.config import RunConfig
 from llm_core.model import GPT, GPTConfig
 from llm_core.pipeline import make_context
 from llm_core.pipeline_config import PipelineConfig
-from llm_core.post.model_io import load_chat_model, save_model_files
-from llm_core.post.reward_data import PreferenceSourceConfig, RewardDataConfig, RewardDataStage
+from llm_core.preference.pairs_stage import PreferenceSourceConfig, RewardDataConfig, RewardDataStage
 from llm_core.stage import run_stage
 from llm_core.store import ArtifactStore
 from llm_core.tokenizer.artifact import save_tokenizer
+from llm_core.train.model_files import save_model_files
 from llm_core.web.app import create_app
 from llm_core.web.models import ModelLoader, served_models
 from llm_core.web.requests import WebSettings

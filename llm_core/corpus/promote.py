@@ -32,11 +32,11 @@ from llm_core.config import StageConfig, StrictModel
 from llm_core.corpus.champion import CHAT_STAGES, record_decision
 from llm_core.corpus.stage import CORPUS_FILE
 from llm_core.manifest import parse_ref
-from llm_core.post.model_io import load_gpt
 from llm_core.stage import Input, Stage, StageContext, StageResult
 from llm_core.store import ArtifactStore
 from llm_core.tokenizer import TokenShards, load_tokenizer
 from llm_core.train.evaluation import LMEvaluator
+from llm_core.train.model_files import load_gpt
 
 LOWER_IS_BETTER = ("bpb", "loss", "kl", "truncated_share", "leak")
 

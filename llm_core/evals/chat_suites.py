@@ -28,7 +28,7 @@ from llm_core.data_files import read_jsonl
 from llm_core.evals.contamination import ContaminationIndex
 from llm_core.evals.results import ItemOutcome, ResultRow, complement, rate_row
 from llm_core.model import GPT
-from llm_core.post.rewards import final_answer, same_number
+from llm_core.rl.verifiable_rewards import final_answer, same_number
 from llm_core.tokenizer.base import IM_END, Tokenizer
 
 SUITES = ("identity", "identity_other", "idk_made_up", "idk_known", "sums_heldout", "gsm8k")

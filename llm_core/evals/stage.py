@@ -33,6 +33,7 @@ from pydantic import Field, model_validator
 
 from llm_core.chat.engine import SamplingParams
 from llm_core.chat.loaders import load_prompts
+from llm_core.chat.splits import evenly_spaced
 from llm_core.chat.tool_conversations import read_facts
 from llm_core.config import ConfigError, StageConfig, StrictModel
 from llm_core.evals.chat_suites import (
@@ -57,11 +58,9 @@ from llm_core.evals.pretraining_text import pretraining_pieces
 from llm_core.evals.results import ItemOutcome, ResultRow, rate_row
 from llm_core.evals.tool_suites import run_tool_suites, tool_items
 from llm_core.model import GPT
-from llm_core.post.model_io import load_gpt, load_scalar_model
-from llm_core.post.reward import longer_answer_wins
-from llm_core.post.reward_model import answer_ids
-from llm_core.post.reward_model import score as reward_scores
-from llm_core.post.splits import evenly_spaced
+from llm_core.preference.reward_model import ScalarHeadModel, answer_ids
+from llm_core.preference.reward_model import score as reward_scores
+from llm_core.preference.reward_stage import longer_answer_wins
 from llm_core.schemas import EVAL_ITEMS, EVAL_RESULTS
 from llm_core.stage import Input, Stage, StageContext, StageResult
 from llm_core.store import ParquetShardWriter
@@ -71,6 +70,7 @@ from llm_core.tokenizer.sources import UPSTREAM_DOCUMENTS
 from llm_core.tools.base import Tool
 from llm_core.tools.python_tool import PythonTool, SandboxLimits
 from llm_core.tools.search_tool import SearchIndex, SearchTool
+from llm_core.train.model_files import load_gpt, load_model
 
 GPT_MODELS = {"base": "pretrain", "sft": "sft", "rlhf": "rlhf"}
 TOOL_MODELS = ("sft", "rlhf")  # the models whose training taught the tools
@@ -259,7 +259,7 @@ class EvalRun:
 
     # -- reward model and RL ---------------------------------------------------------------------------------------
     def evaluate_reward(self) -> None:
-        model = load_scalar_model(self.ctx.reader("reward")).eval()
+        model = load_model(ScalarHeadModel, self.ctx.reader("reward")).eval()
         data = self.ctx.reader("reward_data")
         pairs = list(data.iter_rows("val/*.parquet"))
         train = list(data.iter_rows("train/*.parquet"))

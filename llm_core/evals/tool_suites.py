@@ -31,7 +31,7 @@ from llm_core.evals.chat_suites import encode_prompt
 from llm_core.evals.contamination import ContaminationIndex
 from llm_core.evals.results import ItemOutcome, ResultRow, rate_row
 from llm_core.model import GPT
-from llm_core.post.rewards import NUMBER, final_answer, same_number
+from llm_core.rl.verifiable_rewards import NUMBER, final_answer, same_number
 from llm_core.tokenizer.base import Tokenizer
 from llm_core.tools.base import Tool
 

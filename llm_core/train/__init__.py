@@ -8,6 +8,8 @@
   `LRSchedule` (warmup + cosine or warmup-stable-decay).
 - `data.py`: random windows over memory-mapped token shards, per-rank slices of each step's global batch.
 - `checkpoint.py`: checkpoints inside an artifact (`latest.json` last), loaded without unpickling.
+- `model_files.py`: a trained model's files in its artifact (`model/`, `history.json`, `result.json`), saved and
+  loaded (checked against the manifest) for every training stage; `training_stage.py`: the shape they share.
 - `distributed.py`: rank/world/device, process group (NCCL/gloo), `launch_torchrun`.
 - `evaluation.py`, `report.py`: validation loss, bits per byte, samples, loss-curve image.
 - `pretrain.py` (+ `pretrain_config.py`, `pretrain_worker.py`): the stage.

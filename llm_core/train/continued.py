@@ -22,10 +22,10 @@ from dataclasses import dataclass
 import torch
 
 from llm_core.manifest import parse_ref
-from llm_core.post.model_io import load_gpt
 from llm_core.store import ArtifactReader
 from llm_core.tokenizer import TokenShards
 from llm_core.train.data import TokenWindows
+from llm_core.train.model_files import load_gpt
 from llm_core.train.optim import LRSchedule, OptimSection
 from llm_core.train.trainer import Trainer, TrainHistory
 

@@ -38,17 +38,16 @@ from llm_core.train.continued import (
     corpus_token_shards,
     corpus_windows,
 )
-from llm_core.train.training_stage import RESULT_FILE, TrainingStage
 from llm_core.train.data import RandomWindowBatches, TokenWindows
 from llm_core.train.distributed import DistEnv, init_distributed, launch_torchrun, shutdown_distributed, under_torchrun
 from llm_core.train.evaluation import LMEvaluator, unigram_entropy
+from llm_core.train.model_files import HISTORY_FILE, MODEL_DIR, RESULT_FILE, save_model_files
 from llm_core.train.pretrain_config import PretrainConfig
 from llm_core.train.report import eval_table, loss_curve_png
 from llm_core.train.trainer import LoopSettings, Trainer, TrainHistory
+from llm_core.train.training_stage import TrainingStage
 
-HISTORY_FILE = "history.json"
 SPEED_FILE = "_run/speed.json"  # tokens/s of this run: bookkeeping, left out of the manifest (see write_outputs)
-MODEL_DIR = "model"
 UNIGRAM_SAMPLE_TOKENS = 10_000_000
 
 
@@ -169,10 +168,7 @@ def keep_base(ctx: StageContext, base: BaseModel) -> None:
 
 def write_outputs(ctx: StageContext, model: GPT, history: TrainHistory, samples: list[dict], facts: dict) -> None:
     writer = ctx.writer()
-    with tempfile.TemporaryDirectory() as tmp:
-        model.save(tmp)
-        for name in sorted(os.listdir(tmp)):
-            writer.put_file(os.path.join(tmp, name), f"{MODEL_DIR}/{name}")
+    save_model_files(writer, model)
     # Speed is a fact of this run, not of the model: it goes to a bookkeeping file (not in the manifest) and from
     # there to run.json, so two runs that train the same weights write the same history.json and result.json.
     facts = dict(facts)

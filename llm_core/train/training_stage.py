@@ -11,8 +11,7 @@ import abc
 
 from llm_core.stage import Stage, StageContext, StageResult
 from llm_core.train.checkpoint import CheckpointStore
-
-RESULT_FILE = "result.json"
+from llm_core.train.model_files import RESULT_FILE
 
 
 class TrainingStage(Stage):

@@ -32,8 +32,8 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from llm_core.post.model_io import load_chat_model
-from llm_core.post.rankings import append_rankings, read_rankings, record_chat_feedback
+from llm_core.chat.chat_model import load_chat_model
+from llm_core.preference.rankings import append_rankings, read_rankings, record_chat_feedback
 from llm_core.store import ArtifactStore
 from llm_core.web.arena import Battle, leaderboard, vote_row
 from llm_core.web.models import Engines, ModelLoader, ServedModel

@@ -1,7 +1,7 @@
 """The arena: one prompt, two anonymous answers (two models, or two samples of one), one vote, and the leaderboard
 the votes make.
 
-A vote is a RANKINGS row (`rankings.py`), the schema of the `rank` stage, so the reward data reads it with the
+A vote is a RANKINGS row (`llm_core/preference/rankings.py`), the schema of the `rank` stage, so the reward data reads it with the
 rest: answers [A, B] (and the person's better answer, when written, ranked above both), tiers by the verdict
 (`A` / `B`: the better one first; `tie` and `both_bad`: A and B tied, `both_bad` with rating -1), labeler
 `web:NAME` (or the browser's anonymous id), the time and any comment. The two models are kept in `source`
@@ -24,7 +24,7 @@ from typing import Any, Literal
 import numpy as np
 
 from llm_core.chat.template import Message
-from llm_core.post.rankings import Judgement, RankItem, ranking_row
+from llm_core.preference.rankings import Judgement, RankItem, ranking_row
 
 Verdict = Literal["A", "B", "tie", "both_bad"]
 VERDICTS: tuple[str, ...] = ("A", "B", "tie", "both_bad")

@@ -12,12 +12,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from llm_core.chat.chat_model import CHAT_MODEL_STAGES, chat_tools, load_chat_model
 from llm_core.chat.engine import Engine
 from llm_core.corpus.champion import champion_key
 from llm_core.model import CONFIG_FILE, GPT
-from llm_core.post.model_io import CHAT_MODEL_STAGES, MODEL_DIR, chat_tools, load_chat_model
 from llm_core.store import ArtifactStore
 from llm_core.tokenizer import Tokenizer
+from llm_core.train.model_files import MODEL_DIR
 
 DEFAULT_STAGES = ("rlhf", "sft")  # newest first within each; rlhf models are the ones people are meant to use
 

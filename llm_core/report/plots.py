@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from llm_core.post.report_eval import REWARD_MODEL, Figure, model_label
+from llm_core.report.eval_tables import REWARD_MODEL, Figure, model_label
 from llm_core.train.report import figure_png, plot_loss_history, pyplot
 from llm_core.train.trainer import TrainHistory
 

@@ -18,7 +18,7 @@ Partial work survives a kill: the sampled answers (`items.json`) and every submi
 (`_submitted/batch-NNNNN.json`) are written into the uncommitted artifact as they come, so a rerun shows the same
 answers and asks only the batches not yet submitted. Output artifact:
 
-    rankings/part-00000.parquet   RANKINGS rows (llm_core/post/rankings.py), one per prompt: ranked, skipped, or
+    rankings/part-00000.parquet   RANKINGS rows (llm_core/preference/rankings.py), one per prompt: ranked, skipped, or
                                   timeout (only with on_timeout=commit)
     items.json                    the prompts and answers as they were shown
 """
@@ -36,19 +36,19 @@ from llm_core.chat.engine import Engine, SamplingParams
 from llm_core.chat.loaders import load_prompts
 from llm_core.chat.template import render_prompt
 from llm_core.config import StageConfig
-from llm_core.post.model_io import load_gpt, load_scalar_model
-from llm_core.post.rankings import (
+from llm_core.preference.rankings import (
     RANKINGS,
     Judgement,
     RankItem,
     format_ranking,
     ranking_row,
 )
-from llm_core.post.reward_model import encode_answer, score
+from llm_core.preference.reward_model import ScalarHeadModel, encode_answer, score
 from llm_core.stage import Stage, StageContext, StageResult
 from llm_core.store import ParquetShardWriter
 from llm_core.tokenizer import load_tokenizer
 from llm_core.tokenizer.base import Tokenizer
+from llm_core.train.model_files import load_gpt, load_model
 
 ITEMS_FILE, RANKINGS_FILE, SUBMITTED_DIR = "items.json", "rankings/part-00000.parquet", "_submitted"
 
@@ -160,7 +160,7 @@ def model_labeler(ctx: StageContext, tokenizer: Tokenizer) -> Labeler:
     ref = store.find(cfg.judge)
     if ref.stage != "reward":
         raise ValueError(f"rank.judge {cfg.judge!r} is a {ref.stage!r} artifact, not a reward model")
-    return reward_model_labeler(load_scalar_model(store.reader(ref)).eval(), tokenizer, str(ref))
+    return reward_model_labeler(load_model(ScalarHeadModel, store.reader(ref)).eval(), tokenizer, str(ref))
 
 
 def batch_name(batch: int) -> str:

@@ -21,12 +21,11 @@ import torch
 from pydantic import Field
 
 from llm_core.chat.engine import Engine, SamplingParams
-from llm_core.post.splits import evenly_spaced
+from llm_core.chat.splits import evenly_spaced
 from llm_core.chat.template import Message, render_prompt
 from llm_core.config import StageConfig
 from llm_core.model import GPT
-from llm_core.post.model_io import MODEL_DIR, load_gpt, save_model_files
-from llm_core.post.sft_batches import (
+from llm_core.sft.batches import (
     collate,
     conversation_batches,
     encode_conversations,
@@ -35,12 +34,11 @@ from llm_core.stage import StageContext, StageResult
 from llm_core.tokenizer import load_tokenizer
 from llm_core.tokenizer.base import Tokenizer
 from llm_core.train.checkpoint import CheckpointStore
-from llm_core.train.training_stage import RESULT_FILE, TrainingStage
 from llm_core.train.distributed import init_distributed
+from llm_core.train.model_files import HISTORY_FILE, MODEL_DIR, RESULT_FILE, SAMPLES_FILE, load_gpt, save_model_files
 from llm_core.train.optim import OptimSection
 from llm_core.train.trainer import LoopSettings, Trainer, TrainHistory
-
-HISTORY_FILE, SAMPLES_FILE = "history.json", "samples.json"
+from llm_core.train.training_stage import TrainingStage
 
 
 def sft_optim() -> OptimSection:

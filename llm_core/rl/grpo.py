@@ -21,11 +21,11 @@ from collections.abc import Sequence
 import torch
 
 from llm_core.model import GPT
-from llm_core.post.reward_model import ScalarHeadModel
-from llm_core.post.rewards import arithmetic_task, get_reward, gsm8k_task
-from llm_core.post.rl_algorithm import Prompt, RLAlgorithm, Rollouts
-from llm_core.post.rlhf_config import RlhfConfig
-from llm_core.post.rollout import masked_mean, token_logprobs
+from llm_core.preference.reward_model import ScalarHeadModel
+from llm_core.rl.algorithm import Prompt, RLAlgorithm, Rollouts
+from llm_core.rl.config import RlhfConfig
+from llm_core.rl.rollout import masked_mean, token_logprobs
+from llm_core.rl.verifiable_rewards import arithmetic_task, get_reward, gsm8k_task
 from llm_core.tokenizer.base import Tokenizer
 
 

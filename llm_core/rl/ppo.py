@@ -31,15 +31,15 @@ import torch
 
 from llm_core.chat.loaders import load_prompts
 from llm_core.model import GPT
-from llm_core.post.reward_model import ScalarHeadModel
-from llm_core.post.rewards import keyword_task
-from llm_core.post.rl_algorithm import Prompt, RLAlgorithm, Rollouts
-from llm_core.post.rlhf_config import RlhfConfig
-from llm_core.post.rollout import (
+from llm_core.preference.reward_model import ScalarHeadModel
+from llm_core.rl.algorithm import Prompt, RLAlgorithm, Rollouts
+from llm_core.rl.config import RlhfConfig
+from llm_core.rl.rollout import (
     masked_mean,
     masked_whiten,
     token_logprobs,
 )
+from llm_core.rl.verifiable_rewards import keyword_task
 from llm_core.tokenizer.base import Tokenizer
 
 

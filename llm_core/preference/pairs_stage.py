@@ -22,13 +22,13 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from llm_core.chat.loaders import Pair, load_hh_rlhf, load_oasst_pairs
+from llm_core.chat.splits import Mixture, MixtureStage, Records, Source
 from llm_core.chat.synthetic import keyword_pairs
 from llm_core.chat.template import Message
 from llm_core.config import StageConfig, StrictModel
 from llm_core.data_files import resolve_data_path
-from llm_core.post.rankings import RANKINGS, read_rankings, usable_rankings
-from llm_core.post.reward_model import comparison_tokens
-from llm_core.post.splits import Mixture, MixtureStage, Records, Source
+from llm_core.preference.rankings import RANKINGS, read_rankings, usable_rankings
+from llm_core.preference.reward_model import comparison_tokens
 from llm_core.schemas import PREFERENCES
 from llm_core.stage import StageContext
 from llm_core.tokenizer import load_tokenizer

@@ -19,10 +19,10 @@ from collections.abc import Iterator
 from pydantic import Field
 
 from llm_core.chat.mixture import TOOL_KINDS, IdentityConfig, SourceConfig, load_source
+from llm_core.chat.splits import Mixture, MixtureStage, Records, Source
 from llm_core.chat.template import validate_messages
 from llm_core.chat.tool_conversations import ToolFn
 from llm_core.config import StageConfig
-from llm_core.post.splits import Mixture, MixtureStage, Records, Source
 from llm_core.schemas import CONVERSATIONS
 from llm_core.stage import Input, StageContext
 from llm_core.tools.python_tool import PythonTool, SandboxLimits

@@ -34,11 +34,10 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from llm_core.chat.engine import Engine, SamplingParams
-from llm_core.post.splits import evenly_spaced
+from llm_core.chat.splits import evenly_spaced
 from llm_core.chat.template import render_completion, render_prompt
 from llm_core.config import StageConfig
-from llm_core.post.model_io import MODEL_DIR, load_gpt, save_model_files
-from llm_core.post.reward_model import (
+from llm_core.preference.reward_model import (
     ScalarHeadModel,
     comparison_tokens,
     encode_answer,
@@ -46,17 +45,16 @@ from llm_core.post.reward_model import (
     pad_rows,
     score,
 )
-from llm_core.post.sft_batches import LengthBucketBatches
+from llm_core.sft.batches import LengthBucketBatches
 from llm_core.stage import StageContext, StageResult
 from llm_core.tokenizer import load_tokenizer
 from llm_core.tokenizer.base import Tokenizer
 from llm_core.train.checkpoint import CheckpointStore
-from llm_core.train.training_stage import RESULT_FILE, TrainingStage
 from llm_core.train.distributed import init_distributed
+from llm_core.train.model_files import HISTORY_FILE, MODEL_DIR, RESULT_FILE, load_gpt, save_model_files
 from llm_core.train.optim import OptimSection
 from llm_core.train.trainer import LoopSettings, Trainer, TrainHistory
-
-HISTORY_FILE = "history.json"
+from llm_core.train.training_stage import TrainingStage
 
 
 def reward_optim() -> OptimSection:

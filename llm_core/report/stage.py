@@ -25,18 +25,18 @@ from typing import Any
 from pydantic import Field
 
 from llm_core.config import StageConfig
-from llm_core.post import report_eval as ev
-from llm_core.post import report_plots as plots
-from llm_core.post.report_champion import with_champion
+from llm_core.report import eval_tables as ev
+from llm_core.report import plots
+from llm_core.report.champion import with_champion
 from llm_core.stage import Input, Stage, StageContext, StageResult
 from llm_core.store import ArtifactReader, ArtifactStore, ArtifactWriter, Manifest
+from llm_core.train.model_files import HISTORY_FILE
 from llm_core.train.trainer import TrainHistory
 
 MODEL_STAGES = ("rlhf", "reward", "sft", "pretrain")
 EVAL_STAGE = "eval"
 PROMOTE_STAGE = "promote"
 REPORT_FILE, FIGURES_FILE = "report.md", "report.json"
-HISTORY_FILE = "history.json"
 LOSS_CURVE_STAGES = ("pretrain", "sft")  # language-model losses in nats/token (the reward model's loss is not)
 LOSS_PNG, EVAL_PNG, FUNNEL_PNG, RL_PNG = "loss_curves.png", "eval_bars.png", "data_funnel.png", "rl_history.png"
 HEADLINE: dict[str, list[str] | None] = {

@@ -37,7 +37,7 @@ class PpoConfig(StrictModel):
 
 
 class GrpoConfig(StrictModel):
-    reward: str = Field("exact_answer", description="a name in llm_core.post.rewards.REWARDS")
+    reward: str = Field("exact_answer", description="a name in llm_core.rl.verifiable_rewards.REWARDS")
     task: str = Field("arithmetic", description="prompts: arithmetic (generated) or gsm8k (a file)")
     task_path: str = Field("data/gsm8k/train.jsonl", description="gsm8k task: the problems file")
     max_operand: int = Field(9, ge=1, description="arithmetic task: largest addend")

@@ -2,7 +2,7 @@
 
 Inputs: `sft` (the policy's start and the frozen reference), `tokenizer`, and for PPO `reward` (the reward model,
 which also initialises the value model). The algorithm (`rlhf.algorithm`, one `RLAlgorithm` in `ALGORITHMS`: see
-`rl_algorithm.py`, `ppo.py`, `grpo.py`) supplies the prompts and the reward: PPO the OpenAssistant prompt lottery (a
+`algorithm.py`, `ppo.py`, `grpo.py`) supplies the prompts and the reward: PPO the OpenAssistant prompt lottery (a
 file of real user prompts) and the reward model's score; GRPO a task with reference answers (`arithmetic`,
 generated, or `gsm8k`) and a verifiable reward. A deterministic share of the prompts is held back; the policy is
 evaluated on them before and after training (mean reward, KL to the reference, share of replies that end, reply
@@ -29,23 +29,26 @@ from typing import Any
 import torch
 
 from llm_core.chat.mixture import is_validation
-from llm_core.post.grpo import Grpo
-from llm_core.post.model_io import (
-    MODEL_DIR,
-    load_gpt,
-    load_scalar_model,
-    save_model_files,
-)
-from llm_core.post.ppo import Ppo
-from llm_core.post.rl_algorithm import Prompt, RLAlgorithm, user_prompt_ids
-from llm_core.post.rlhf_config import RlhfConfig
-from llm_core.post.rollout import token_logprobs
+from llm_core.preference.reward_model import ScalarHeadModel
+from llm_core.rl.algorithm import Prompt, RLAlgorithm, user_prompt_ids
+from llm_core.rl.config import RlhfConfig
+from llm_core.rl.grpo import Grpo
+from llm_core.rl.ppo import Ppo
+from llm_core.rl.rollout import token_logprobs
 from llm_core.stage import StageContext, StageResult
 from llm_core.tokenizer import load_tokenizer
 from llm_core.train.checkpoint import CheckpointStore
-from llm_core.train.training_stage import RESULT_FILE, TrainingStage
+from llm_core.train.model_files import (
+    HISTORY_FILE,
+    MODEL_DIR,
+    RESULT_FILE,
+    SAMPLES_FILE,
+    load_gpt,
+    load_model,
+    save_model_files,
+)
+from llm_core.train.training_stage import TrainingStage
 
-HISTORY_FILE, SAMPLES_FILE = "history.json", "samples.json"
 ALGORITHMS: dict[str, type[RLAlgorithm]] = {"ppo": Ppo, "grpo": Grpo}
 
 
@@ -159,7 +162,7 @@ class RlhfStage(TrainingStage):
         tokenizer = load_tokenizer(ctx.reader("tokenizer"))
         policy = load_gpt(ctx.reader("sft"))
         ref = copy.deepcopy(policy).eval()
-        rm = load_scalar_model(ctx.reader("reward")).eval() if "reward" in ctx.inputs else None
+        rm = load_model(ScalarHeadModel, ctx.reader("reward")).eval() if "reward" in ctx.inputs else None
         algorithm = ALGORITHMS[cfg.algorithm](cfg, policy, ref, tokenizer, rm)
         room = policy.config.block_size - cfg.max_tokens
         assert room > 8, f"rlhf.max_tokens={cfg.max_tokens} leaves no room for a prompt in the model's context"

@@ -31,9 +31,9 @@ import torch
 from llm_core.chat.engine import Engine, SamplingParams
 from llm_core.chat.template import render_prompt
 from llm_core.model import GPT
-from llm_core.post.reward_model import ScalarHeadModel
-from llm_core.post.rlhf_config import RlhfConfig
-from llm_core.post.rollout import RolloutBatch, make_batch
+from llm_core.preference.reward_model import ScalarHeadModel
+from llm_core.rl.config import RlhfConfig
+from llm_core.rl.rollout import RolloutBatch, make_batch
 from llm_core.tokenizer.base import Tokenizer
 
 Prompt = tuple[str, str | None]  # (user prompt, reference answer or None)

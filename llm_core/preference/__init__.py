@@ -1,0 +1,2 @@
+"""Preferences: answers ranked by people (`rank`), preference pairs (`reward_data`), and the reward model trained
+on them (`reward`)."""
