@@ -25,7 +25,7 @@ from flows.rank_cli import rank
 from flows.serve import serve
 from flows.web_cli import web
 from llm_core.config import ConfigError
-from llm_core.pipeline import plan, preflight, with_inputs
+from llm_core.pipeline import data_refresh_targets, plan, preflight, with_inputs
 from llm_core.pipeline_config import PipelineConfig
 from llm_core.registry import STAGES
 from llm_core.stage import add_progress_listener, remove_progress_listener
@@ -151,11 +151,11 @@ def run(config: ConfigOpt = DEFAULT_CONFIG, set_: SetOpt = None) -> None:
 def refresh(config: ConfigOpt = DEFAULT_CONFIG, set_: SetOpt = None,
             snapshot: Annotated[str | None, typer.Option(help="snapshot label (default: today)")] = None) -> None:
     """Crawl a new snapshot and add it to its corpus, through to token shards (what the nightly schedule runs)."""
-    from flows.pipeline import DATA_REFRESH_TARGET, data_refresh
+    from flows.pipeline import data_refresh
     from flows.run_options import RunOptions
 
     cfg = load_or_exit(config, set_)
-    _checked(cfg, [DATA_REFRESH_TARGET])
+    _checked(cfg, data_refresh_targets())
     _run_and_summarize(cfg, data_refresh, options=RunOptions(snapshot=snapshot))
 
 

@@ -39,9 +39,9 @@ from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY
 from flows.pipeline import REFRESH_COMPLETED, data_refresh, full_pipeline, one_stage
 from flows.run_options import options_for, resolve_config
 from flows.train import train
+from llm_core.registry import STAGES
 
 DEFAULT_CRON = "0 2 * * *"
-DEFAULT_STAGE = "crawl"
 DEPLOYMENTS = ("full-pipeline", "data-refresh", "stage", "train")
 ZOMBIE_AUTOMATION = "Crash zombie flows"
 TAGS = ["llm-pipeline"]
@@ -57,7 +57,7 @@ def deployment_parameters(name: str, config_path: str | Path, overrides: list[st
     resolve_config(options, config)
     params: dict[str, Any] = {"options": options.model_dump(mode="json"), "config": config}
     if name == "stage":
-        params["stage"] = DEFAULT_STAGE
+        params["stage"] = next(iter(STAGES))  # the first stage of the pipeline
     return params
 
 

@@ -14,6 +14,7 @@ the flow run itself.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
@@ -21,26 +22,24 @@ from prefect import flow, get_run_logger
 from prefect.events import emit_event
 
 from flows.run_options import ConfigJSON, RunOptions, StageName, resolve_config, today
-from llm_core.corpus.lock import refresh_lock
-from llm_core.corpus.state import corpus_name
-from llm_core.pipeline import plan, with_inputs
+from llm_core.pipeline import data_refresh_targets, hold_run_locks, plan, with_inputs
 from llm_core.pipeline_config import PipelineConfig
 from llm_core.stage import StageContext
 from tasks.publish import publish_run_summary
 from tasks.run_summary import StageRun, slow_run_warnings
 from tasks.stage_flow import run_stage_flow
 
-DATA_REFRESH_TARGET = "corpus"
 REFRESH_COMPLETED = "llm-pipeline.refresh.completed"
 
 
 def run_planned(config: PipelineConfig, targets: list[str] | None = None) -> dict[str, str]:
-    """Plan `targets` (all enabled stages if None) and run them; a run that adds a snapshot to a corpus holds the
-    corpus's refresh lock from planning to its last stage, so two refreshes of one corpus never interleave."""
-    if "corpus" not in plan(config, targets):
-        return run_plan(plan(config, targets), config)
-    with refresh_lock(config.run.store(), corpus_name(config)):
-        return run_plan(plan(config, targets), config)
+    """Plan `targets` (all enabled stages if None) and run them, holding the locks its stages hold for a whole run
+    (a refresh, its corpus's: two refreshes of one corpus never interleave), planned again once they are held."""
+    contexts = plan(config, targets)
+    with contextlib.ExitStack() as locks:
+        if hold_run_locks(locks, config, contexts):
+            contexts = plan(config, targets)
+        return run_plan(contexts, config)
 
 
 def run_plan(contexts: dict[str, StageContext], config: PipelineConfig) -> dict[str, str]:
@@ -81,8 +80,8 @@ def data_refresh(options: RunOptions = RunOptions(), config: ConfigJSON = {}) ->
         config: advanced: the whole pipeline config as JSON; empty uses the config file
     """
     cfg = resolve_config(options, config, default_snapshot=today())
-    done = run_planned(cfg, options.stages or [DATA_REFRESH_TARGET])
-    announce_refresh(options, config, cfg.crawl.snapshot)
+    done = run_planned(cfg, options.stages or data_refresh_targets())
+    announce_refresh(options, config, cfg.snapshot)
     return done
 
 

@@ -81,12 +81,7 @@ def resolve_config(options: RunOptions, config: dict[str, Any] | None = None,
         except ConfigError as e:
             raise ConfigError(str(e).replace("(defaults)", "the config parameter", 1)) from None
     snapshot = options.snapshot or default_snapshot
-    return on_snapshot(resolved, snapshot) if snapshot else resolved
-
-
-def on_snapshot(config: PipelineConfig, snapshot: str) -> PipelineConfig:
-    """The config with its crawl snapshot set."""
-    return config.model_copy(update={"crawl": config.crawl.model_copy(update={"snapshot": snapshot})})
+    return resolved.on_snapshot(snapshot) if snapshot else resolved
 
 
 def options_for(config_path: str | Path, overrides: list[str] | None = None) -> tuple[RunOptions, dict[str, Any]]:

@@ -31,6 +31,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_model, save_model
 
+from llm_core.sampling import sample_tokens
+
 IGNORE_INDEX = -100  # targets with this value take no part in the loss (prompt tokens in SFT, padding)
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -382,27 +384,3 @@ class GPT(nn.Module):
         model = cls(GPTConfig(**raw))
         load_model(model, os.path.join(directory, WEIGHTS_FILE), device=str(device))
         return model.to(device)
-
-
-def sample_tokens(
-    logits: torch.Tensor,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """One token id per row (B,) from last-position logits (B, vocab): temperature (0 = greedy), then top-k, then
-    top-p (nucleus: the smallest set of most likely tokens whose probability reaches top_p)."""
-    if temperature <= 0:
-        return logits.argmax(dim=-1)
-    logits = logits.float() / temperature
-    if top_k is not None:
-        kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if top_p is not None and top_p < 1:
-        sorted_logits, order = torch.sort(logits, descending=True)
-        probs = torch.softmax(sorted_logits, dim=-1)
-        outside = probs.cumsum(dim=-1) - probs >= top_p  # keep the smallest prefix reaching top_p
-        sorted_logits = sorted_logits.masked_fill(outside, float("-inf"))
-        logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
-    return torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator).squeeze(-1)

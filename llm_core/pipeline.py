@@ -13,6 +13,7 @@ will run have what they need), so bad input is one clear error instead of a fail
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 
@@ -27,6 +28,23 @@ from llm_core.store import ArtifactRef, ArtifactStore, artifact_key
 
 def enabled_stages(config: PipelineConfig) -> list[str]:
     return [name for name in STAGES if config.is_enabled(name)]
+
+
+def data_refresh_targets() -> list[str]:
+    """The stages a data refresh runs up to (`Stage.ends_data_refresh`), with everything they read."""
+    return [name for name, stage in STAGES.items() if stage.ends_data_refresh]
+
+
+def hold_run_locks(locks: contextlib.ExitStack, config: PipelineConfig, contexts: dict[str, StageContext]) -> bool:
+    """Enter, on `locks`, the lock each planned stage holds for the whole run (`Stage.run_lock`: a refresh holds its
+    corpus's); True when any was taken, so the caller plans again under them."""
+    held = False
+    for name in contexts:
+        lock = STAGES[name].run_lock(config)
+        if lock is not None:
+            locks.enter_context(lock)
+            held = True
+    return held
 
 
 def input_sources(config: PipelineConfig, name: str) -> dict[str, str]:

@@ -31,6 +31,15 @@ class StageSections(StrictModel):
     def is_enabled(self, stage: str) -> bool:
         return self.section(stage).enabled
 
+    @property
+    def snapshot(self) -> str:
+        """The crawl snapshot this run reads: a data refresh sets it, and its label joins the crawl's key."""
+        return self.section("crawl").snapshot
+
+    def on_snapshot(self, snapshot: str) -> StageSections:
+        """This config with its crawl snapshot set."""
+        return self.model_copy(update={"crawl": self.section("crawl").model_copy(update={"snapshot": snapshot})})
+
 
 PipelineConfig = create_model(
     "PipelineConfig",

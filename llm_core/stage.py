@@ -21,7 +21,17 @@ To add a stage, write one file and one line:
 2. `llm_core/registry.py`: its instance in `STAGES`, after the stages it reads (and its import).
 
 From that line `PipelineConfig` gets a `lengths:` section, the planner keys and orders the stage, and `llmpipe
-stage lengths`, `llmpipe run` and the Prefect flows run it, with no change in tasks/ or flows/.
+stage lengths`, `llmpipe run` and the Prefect flows run it, with no change in tasks/ or flows/ (nothing there names a
+stage). What the run summary and the report card show of a stage, the stage declares beside its `name`:
+
+           throughput = Throughput("documents", 5000.0)   # its speed in the run summary, beside this reference
+           headline = ("mean_length",)                     # metrics of its row in the report card (None: all)
+
+           def funnel(self, manifest: Manifest) -> list[tuple[str, int]]:
+               return [("lengths: documents", manifest.counts["documents"])]   # steps of the card's data funnel
+
+and, where it has them, the hooks `machine_warnings` (settings that make this machine slow), `run_lock` (a lock
+the whole run holds) and `asks_people` / `run_with_people` (it waits for people answering forms: `llm_core/people.py`).
 
 A stage is a function of (its config, its input artifacts, an output writer) that returns a small `StageResult`.
 Two shapes:
@@ -56,6 +66,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from llm_core.config import RunConfig, StageConfig
 from llm_core.data_files import local_digests
+from llm_core.people import AskPeople
 from llm_core.stats import Counts, ShardStats
 from llm_core.store import ArtifactReader, ArtifactRef, ArtifactStore, ArtifactWriter, Manifest
 
@@ -135,6 +146,18 @@ class Input:
     only_with: str | None = None
 
 
+@dataclass(frozen=True)
+class Throughput:
+    """How the run summary measures a stage's speed: a count of its manifest per second, beside the rate the tiny
+    config's `make run` reached on a quiet 2-core CPU (BENCHMARKS.md); a stage far below it is flagged as slow."""
+
+    count: str
+    reference_per_s: float
+
+
+_DECLARED: dict[str, type[Stage]] = {}
+
+
 class Stage(abc.ABC):
     """A pipeline stage. Subclasses set `name`, `config_model`, `version` and implement `run` (or use ShardedStage).
 
@@ -145,6 +168,40 @@ class Stage(abc.ABC):
     config_model: ClassVar[type[StageConfig]]
     version: ClassVar[str] = "1"
     uses_seed: ClassVar[bool] = False
+    # What the layers above show of the stage (the run summary, the report card), declared by the stage itself.
+    throughput: ClassVar[Throughput | None] = None
+    headline: ClassVar[tuple[str, ...] | None] = ()  # its metrics in the card's headline table; None: all of them
+    loss_curve: ClassVar[bool] = False  # its history.json's train loss (nats/token) joins the card's loss chart
+    iteration_chart: ClassVar[bool] = False  # its history.json is a per-iteration log of reward and KL: a card chart
+    run_card: ClassVar[bool] = False  # its markdown is the run's report card, published on the run itself
+    ends_data_refresh: ClassVar[bool] = False  # the data refresh flow runs up to this stage
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:
+            _DECLARED[cls.name] = cls
+
+    def funnel(self, manifest: Manifest) -> list[tuple[str, int]]:
+        """(label, records left) steps the stage adds to the report card's data funnel, from its manifest."""
+        return []
+
+    def machine_warnings(self, config: StageConfig, cores: int, load: float) -> list[str]:
+        """What in this stage's config makes a machine of `cores` cores at load average `load` slow, each with what
+        to change (the run summary prints them before the run)."""
+        return []
+
+    def run_lock(self, config: Any) -> contextlib.AbstractContextManager[None] | None:
+        """A lock a run that includes this stage holds from its planning to its last stage (given the whole
+        PipelineConfig), or None."""
+        return None
+
+    def asks_people(self, config: StageConfig) -> bool:
+        """Whether this config's run waits for people answering forms (then the caller runs `run_with_people`)."""
+        return False
+
+    def run_with_people(self, ctx: StageContext, ask: AskPeople) -> StageResult:
+        """`run`, with `ask` showing people a form where the caller's layer has them (the Prefect UI)."""
+        raise NotImplementedError(f"stage {self.name!r} does not ask people")
 
     def input_stages(self, config: StageConfig) -> dict[str, str | Input]:
         """Input name -> the upstream stage it reads, or an `Input` naming alternatives, given this stage's own
@@ -173,6 +230,13 @@ class Stage(abc.ABC):
         if paths:
             cfg["data_digests"] = local_digests(paths)
         return cfg
+
+
+def declared_stage(name: str) -> Stage | None:
+    """The stage declared under `name` among the stage modules imported in this process (a run imports them all,
+    through the registry), or None: how the report card reads what a stage declares without importing the registry."""
+    cls = _DECLARED.get(name)
+    return cls() if cls is not None else None
 
 
 class ShardedStage(Stage):

@@ -14,11 +14,16 @@ import re
 import time
 
 from prefect import get_run_logger
-from prefect.artifacts import create_markdown_artifact, create_progress_artifact, create_table_artifact
-from prefect.artifacts import update_progress_artifact
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from prefect.runtime import deployment
 
 from llm_core.pipeline_config import PipelineConfig
+from llm_core.registry import STAGES
 from llm_core.store import ArtifactStore, Manifest
 from tasks.run_summary import StageRun, images_markdown, report_markdown, slow_run_warnings, summary_markdown
 
@@ -53,7 +58,7 @@ def manifest_markdown(manifest: Manifest, uri: str, cached: bool, images: str = 
 
 def publish_manifest(manifest: Manifest, store: ArtifactStore, uri: str, cached: bool) -> None:
     """The stage's summary (with its plots inlined), counts and tables, as artifacts of the current (stage) run."""
-    images = "" if manifest.stage == "report" else images_markdown(store, manifest)
+    images = "" if is_run_card(manifest) else images_markdown(store, manifest)  # a card inlines its own
     create_markdown_artifact(
         markdown=manifest_markdown(manifest, uri, cached, images),
         description=f"{manifest.stage} {manifest.key}{' (cached)' if cached else ''}",
@@ -73,16 +78,20 @@ def deployment_key(what: str) -> str | None:
 
 
 def publish_run_summary(runs: list[StageRun], config: PipelineConfig) -> None:
-    """The summary table of every stage and, when the run has a report stage, the report card: artifacts of the
-    current (top-level) flow run."""
+    """The summary table of every stage and, when the run has a stage that writes the run's card (the report), that
+    card: artifacts of the current (top-level) flow run."""
     create_markdown_artifact(markdown=summary_markdown(runs, slow_run_warnings(config, [r.stage for r in runs])),
                              key=deployment_key("summary"), description="every stage of this run")
-    report = next((r for r in runs if r.stage == "report"), None)
-    if report is not None:
+    card = next((r for r in runs if STAGES[r.stage].run_card), None)
+    if card is not None:
         store = config.run.store()
-        manifest = store.manifest(store.ref("report", report.key))
-        create_markdown_artifact(markdown=report_markdown(store, manifest), key=deployment_key("report"),
-                                 description=f"report card {report.key}")
+        manifest = store.manifest(store.ref(card.stage, card.key))
+        create_markdown_artifact(markdown=report_markdown(store, manifest), key=deployment_key(card.stage),
+                                 description=f"report card {card.key}")
+
+
+def is_run_card(manifest: Manifest) -> bool:
+    return manifest.stage in STAGES and STAGES[manifest.stage].run_card
 
 
 class ProgressArtifact:

@@ -1,9 +1,10 @@
 """A run's summary, and why a slow run is slow.
 
 For every stage of a run: its key, whether it was a cache hit, its seconds, its main count and throughput beside the
-reference throughput (`REFERENCE_RATES`: the tiny config's `make run` on a quiet 2-core CPU, BENCHMARKS.md), so a
-stage far below its reference stands out. `slow_run_warnings` says when the machine is oversubscribed (load average
-above the cores) or pretraining's torch threads fight for the cores, and what to change.
+reference throughput the stage declares (`Stage.throughput`: the tiny config's `make run` on a quiet 2-core CPU,
+BENCHMARKS.md), so a stage far below its reference stands out. `slow_run_warnings` says when the machine is
+oversubscribed (load average above the cores) or a stage's settings make it slow here (`Stage.machine_warnings`),
+and what to change.
 
 The CLI prints this summary; tasks/publish.py makes it (and the report card, when the run has a report stage)
 artifacts of the top-level flow run. No Prefect here.
@@ -19,24 +20,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from llm_core.pipeline_config import PipelineConfig
-from llm_core.stage import StageContext
+from llm_core.registry import STAGES
+from llm_core.stage import StageContext, Throughput
 from llm_core.store import ArtifactStore, Manifest
 
-# stage -> (count, per second): configs/tiny.yaml's `make run` on a quiet 2-core CPU, as BENCHMARKS.md measured it
-# before the SFT stage grew to 800 steps (pretrain 3,797 tokens/s). A later quiet run of the same code measured up to
-# 2.7x faster (10,288 tokens/s), so these are the slower of the two: a stage flagged below half of them is slow on any
-# quiet run measured so far.
-REFERENCE_RATES: dict[str, tuple[str, float]] = {
-    "crawl": ("records", 47.0),
-    "extract": ("input", 9.2),
-    "filter": ("input", 28.0),
-    "bpe": ("documents", 3300.0),
-    "tokenize": ("documents", 4700.0),
-    "pretrain": ("train_tokens_seen", 3550.0),
-    "sft": ("steps", 4.0),
-    "reward": ("steps", 4.0),
-    "rlhf": ("iterations", 0.35),
-}
 SLOW_FACTOR = 2.0  # a stage below 1/SLOW_FACTOR of its reference throughput is flagged
 
 
@@ -72,8 +59,8 @@ class StageRun:
 
     @property
     def reference_rate(self) -> float | None:
-        ref = REFERENCE_RATES.get(self.stage)
-        return ref[1] if ref and ref[0] == self.count_name else None
+        ref = throughput(self.stage)
+        return ref.reference_per_s if ref and ref.count == self.count_name else None
 
     @property
     def slow(self) -> bool:
@@ -93,11 +80,15 @@ class StageRun:
         }
 
 
+def throughput(stage: str) -> Throughput | None:
+    return STAGES[stage].throughput if stage in STAGES else None
+
+
 def main_count(manifest: Manifest) -> tuple[str, int]:
     """The count a stage's throughput is measured in: its reference's, else its first count."""
-    ref = REFERENCE_RATES.get(manifest.stage)
-    if ref and ref[0] in manifest.counts:
-        return ref[0], manifest.counts[ref[0]]
+    ref = throughput(manifest.stage)
+    if ref and ref.count in manifest.counts:
+        return ref.count, manifest.counts[ref.count]
     return next(iter(manifest.counts.items()), ("", 0))
 
 
@@ -114,8 +105,8 @@ def runs_since(store: ArtifactStore, refs: dict[str, str], started: dt.datetime)
 
 def slow_run_warnings(config: PipelineConfig, stages: Iterable[str] | None = None, load: float | None = None,
                       cores: int | None = None) -> list[str]:
-    """What makes this machine slow for a run of `stages` (default: all) with this config, each with what to change
-    (empty when nothing does). `load` and `cores` default to this machine's."""
+    """What makes this machine slow for a run of `stages` (default: all enabled) with this config, each with what to
+    change (empty when nothing does). `load` and `cores` default to this machine's."""
     cores = cores or os.cpu_count() or 1
     load = os.getloadavg()[0] if load is None else load
     warnings = []
@@ -124,19 +115,10 @@ def slow_run_warnings(config: PipelineConfig, stages: Iterable[str] | None = Non
             f"the machine is oversubscribed: load average {load:.1f} on {cores} cores, so stages run up to "
             f"{load / cores:.1f}x slower than their reference; stop other jobs or run when it is quiet"
             + (f", or set run.workers={max(1, cores // 2)} to leave room" if config.run.workers in (0, cores) else ""))
-    pretrain = config.pretrain
-    if pretrain.enabled and (stages is None or "pretrain" in stages):
-        threads = pretrain.threads or cores
-        used = threads * pretrain.nproc
-        fair = max(1, cores // pretrain.nproc)
-        if used > cores:
-            warnings.append(
-                f"pretrain's torch threads fight: {pretrain.nproc} process(es) x {threads} threads on {cores} cores; "
-                f"set pretrain.threads={fair}")
-        elif load > cores and not pretrain.threads and cores > 1:
-            warnings.append(
-                f"pretrain.threads=0 lets torch use all {cores} cores while other jobs hold {load:.1f} of them: its "
-                f"threads wait on each other at every step; set pretrain.threads={max(1, cores - round(load - cores))}")
+    for name in STAGES if stages is None else stages:
+        section = getattr(config, name)
+        if section.enabled:
+            warnings += STAGES[name].machine_warnings(section, cores, load)
     return warnings
 
 
@@ -181,9 +163,5 @@ def images_markdown(store: ArtifactStore, manifest: Manifest) -> str:
 
 
 def report_markdown(store: ArtifactStore, manifest: Manifest) -> str:
-    """The report card of a `report` artifact (`report.md`, else the stage's markdown) with its images inlined."""
-    text = manifest.extra.get("markdown", "")
-    if not text and "report.md" in manifest.files:
-        with store.reader(store.ref(manifest.stage, manifest.key)).open("report.md") as f:
-            text = f.read().decode("utf-8")
-    return embed_images(text, store, manifest)
+    """The run's card (the markdown of the stage that writes it, `Stage.run_card`) with its images inlined."""
+    return embed_images(manifest.extra.get("markdown", ""), store, manifest)

@@ -32,8 +32,8 @@ from llm_core.stage import (
 )
 from llm_core.stats import ShardStats
 from llm_core.store import ArtifactRef
+from tasks.ask_people import ask_in_ui
 from tasks.publish import ProgressArtifact, RunLogBridge, publish_manifest
-from tasks.rank_forms import asks_people_in_forms, rank_with_forms
 from tasks.runners import make_task_runner
 
 
@@ -59,7 +59,8 @@ def run_task(ctx: StageContext) -> ArtifactRef:
     started = time.time()
     try:
         with RunLogBridge():
-            result = rank_with_forms(ctx) if asks_people_in_forms(ctx) else STAGES[ctx.stage].run(ctx)
+            stage = STAGES[ctx.stage]
+            result = stage.run_with_people(ctx, ask_in_ui) if stage.asks_people(ctx.config) else stage.run(ctx)
     finally:
         remove_progress_listener(progress)
     ref = _commit_and_publish(ctx, result, time.time() - started)
@@ -110,7 +111,7 @@ def _build(ctx: StageContext):
     stage = STAGES[ctx.stage]
     retry = {"retries": ctx.run.retries, "retry_delay_seconds": ctx.run.retry_delay_s}
     if not isinstance(stage, ShardedStage):
-        if asks_people_in_forms(ctx):
+        if stage.asks_people(ctx.config):
             retry = {"retries": 0}  # an unanswered form ends the stage; a retry would only wait again
         return run_task.with_options(**retry)(ctx)
     started = time.time()

@@ -1,6 +1,6 @@
 """The inference engine: sample assistant replies from a GPT with a KV cache, and run the tools the model calls.
 
-- Temperature, top-k and top-p (nucleus) sampling; temperature 0 is greedy (`model.sample_tokens`).
+- Temperature, top-k and top-p (nucleus) sampling; temperature 0 is greedy (`sampling.py`).
 - Stops a row at `<|im_end|>` (or `<|endoftext|>`); a reply that hits the token bound without one is `finished=False`
   (RLHF penalises those).
 - N samples per prompt in one batch: the prompt is run once (prefill), its cache is copied N times. Prompts of
@@ -38,7 +38,8 @@ from typing import NamedTuple
 import torch
 
 from llm_core.chat.template import EOT, IM_END, Message, render_prompt, special_id, tool_message
-from llm_core.model import GPT, KVCache, sample_tokens
+from llm_core.model import GPT, KVCache
+from llm_core.sampling import sample_tokens
 from llm_core.tokenizer.base import OUTPUT_END, OUTPUT_START, TOOL_DELIMITERS, TOOL_TOKENS, Tokenizer
 from llm_core.tools.base import Tool
 

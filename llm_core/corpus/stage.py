@@ -12,11 +12,14 @@ of that night is planned against the corpus before it, see `state.py`).
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from pydantic import Field
 
 from llm_core.config import RunConfig, StageConfig
+from llm_core.corpus.lock import refresh_lock
+from llm_core.corpus.state import corpus_name
 from llm_core.stage import Input, Stage, StageContext, StageResult
 
 CORPUS_FILE = "corpus.json"
@@ -31,6 +34,12 @@ class CorpusStage(Stage):
     name = "corpus"
     config_model = CorpusConfig
     version = "1"
+    ends_data_refresh = True
+
+    def run_lock(self, config: Any) -> contextlib.AbstractContextManager[None]:
+        """A refresh holds its corpus's lock from planning (which reads the corpus's state) to its last stage, so
+        two refreshes of one corpus never interleave."""
+        return refresh_lock(config.run.store(), corpus_name(config))
 
     def input_stages(self, config: CorpusConfig) -> dict[str, str | Input]:
         return {"crawl": "crawl", "documents": Input(("filter", "extract")), "tokens": "tokenize",

@@ -33,7 +33,8 @@ from llm_core.crawl.output import CrawlStats, ShardOutput
 from llm_core.crawl.sources import local_inputs, plan_shards, warc_source_label
 from llm_core.crawl.warc_reader import Skip, read_archive
 from llm_core.crawl.warc_writer import WarcFiles
-from llm_core.stage import ShardedStage, StageContext, StageResult
+from llm_core.manifest import Manifest
+from llm_core.stage import ShardedStage, StageContext, StageResult, Throughput
 
 SOURCES_FILE = "sources.json"
 LAYOUT = {
@@ -47,6 +48,10 @@ LAYOUT = {
 class CrawlStage(ShardedStage):
     name = "crawl"
     config_model = CrawlConfig
+    throughput = Throughput("records", 47.0)
+
+    def funnel(self, manifest: Manifest) -> list[tuple[str, int]]:
+        return [(f"crawl: {name}", manifest.counts[name]) for name in ("records", "pages") if name in manifest.counts]
     # 2: raw pages carry `truncated`; 3: live-crawl WARC files named by shard id; 4: lying Content-Lengths are
     # `warc:bad_length` skips, bodies cut at `max_decoded_bytes` are marked truncated
     version = "4"

@@ -24,8 +24,9 @@ from typing import Any
 
 from llm_core.extract.config import ExtractConfig
 from llm_core.extract.page import Extracted, PageExtractor, Rejection, doc_id
+from llm_core.manifest import Manifest
 from llm_core.schemas import DOCUMENTS, REJECTED
-from llm_core.stage import ShardedStage, StageContext, StageResult
+from llm_core.stage import ShardedStage, StageContext, StageResult, Throughput
 from llm_core.stats import Counts, ReasonCounts
 from llm_core.store import ArtifactReader, ParquetShardWriter
 
@@ -62,6 +63,10 @@ class ExtractStage(ShardedStage):
     name = "extract"
     config_model = ExtractConfig
     version = "3"  # 3: `extracted_at` is the page's capture time, not the wall clock (the run's is in run.json)
+    throughput = Throughput("input", 9.2)
+
+    def funnel(self, manifest: Manifest) -> list[tuple[str, int]]:
+        return [("extract: documents", manifest.counts["kept"])] if "kept" in manifest.counts else []
     stats_type = ReasonCounts
 
     def input_stages(self, config: ExtractConfig) -> dict[str, str]:

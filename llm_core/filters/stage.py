@@ -36,7 +36,6 @@ import time
 from typing import Any, Literal
 
 import numpy as np
-
 import pyarrow as pa
 from pydantic import Field, create_model, model_validator
 
@@ -55,9 +54,11 @@ from llm_core.filters.gopher import (
 from llm_core.filters.language import LanguageFilter, LanguageFilterConfig
 from llm_core.filters.minhash import MinHasher, exact_key
 from llm_core.filters.pii import PIIConfig, PIIRedactor
+from llm_core.filters.summary import filter_row, funnel_steps, summary_markdown
 from llm_core.filters.url import URLFilter, URLFilterConfig
+from llm_core.manifest import Manifest
 from llm_core.schemas import FILTERED_DOCUMENTS, REJECTED
-from llm_core.stage import ShardedStage, StageContext, StageResult
+from llm_core.stage import ShardedStage, StageContext, StageResult, Throughput
 from llm_core.store import ArtifactWriter, ParquetShardWriter
 
 PENDING = "_pending"
@@ -161,6 +162,10 @@ class FilterStage(ShardedStage):
     name = "filter"
     config_model = FilterConfig
     version = "4"  # 3: dedup/summary.json without its time (now in _timings/); 4: the dedup index segment
+    throughput = Throughput("input", 28.0)
+
+    def funnel(self, manifest: Manifest) -> list[tuple[str, int]]:
+        return funnel_steps(manifest.counts)
     stats_type = FilterShardStats
 
     def input_stages(self, config: FilterConfig) -> dict[str, str]:
@@ -339,7 +344,7 @@ class FilterStage(ShardedStage):
                  for f, settings in filter_sections(ctx.config) if settings.enabled}
         if dedup is not None:
             steps["dedup"] = dedup
-        filter_rows = [_filter_row(name, st) for name, st in steps.items()]
+        filter_rows = [filter_row(name, st) for name, st in steps.items()]
         counts = {"input": total.input, "kept": kept, "rejected": rejected}
         counts.update({f"rejected:{r}": n for r, n in sorted(reasons.items())})
         counts.update(total.to_manifest())
@@ -354,7 +359,7 @@ class FilterStage(ShardedStage):
                      "cross_snapshot_dedup_seconds": writer.read_json(CROSS_TIME)["seconds"]
                      if writer.exists(CROSS_TIME) else 0.0, **timings},
             tables={"filters": filter_rows, "rejections": reason_rows},
-            markdown=_markdown(counts, filter_rows, reason_rows),
+            markdown=summary_markdown(counts, filter_rows, reason_rows),
         )
 
 
@@ -370,31 +375,3 @@ def _as_filtered(row: dict[str, Any]) -> dict[str, Any]:
         if isinstance(row.get(key), list):
             row[key] = dict(row[key])
     return row
-
-
-def _filter_row(name: str, st: FilterStats) -> dict[str, Any]:
-    return {
-        "filter": name,
-        "input": st.input,
-        "kept": st.kept,
-        "dropped": st.input - st.kept,
-        "dropped_by_reason": ", ".join(f"{r}: {n}" for r, n in sorted(st.dropped.items(), key=lambda x: -x[1])),
-        "seconds": round(st.seconds, 3),
-        "docs_per_s": round(st.input / st.seconds, 1) if st.seconds else None,
-    }
-
-
-def _markdown(counts: dict[str, int], filters: list[dict], reasons: list[dict]) -> str:
-    lines = [
-        f"**filter**: {counts['input']} documents in, {counts['kept']} kept, {counts['rejected']} rejected.",
-        "",
-        "| filter | input | kept | dropped | seconds | docs/s |",
-        "|---|---:|---:|---:|---:|---:|",
-        *(f"| {r['filter']} | {r['input']} | {r['kept']} | {r['dropped']} | {r['seconds']} | {r['docs_per_s']} |"
-          for r in filters),
-        "",
-        "| reason | documents |",
-        "|---|---:|",
-        *(f"| `{r['reason']}` | {r['documents']} |" for r in reasons),
-    ]
-    return "\n".join(lines)

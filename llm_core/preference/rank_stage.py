@@ -4,10 +4,10 @@ order, best first (the data the reward model learns from, as in InstructGPT).
 Who ranks is `labeler` in the config:
 - `model`: a rule (`judge: longer` / `shorter`) or an existing reward model (`judge: reward/KEY`) ranks them,
   unattended (CI, tests, `make run`, or RLAIF);
-- `ui`: people, in a form in the Prefect UI (the Prefect layer pauses the flow run, see tasks/rank_forms.py);
+- `ui`: people, in a form in the Prefect UI (`rank_form.py`; the Prefect layer pauses the flow run to show it);
 - `cli`: a person in the terminal (`llmpipe rank`).
-Both people's labelers call `rank_prompts(ctx, labeler)` with a labeler of their own; `RankStage.run` only knows the
-model labeler and says where the others live.
+Every labeler goes through `rank_prompts(ctx, labeler)`: `run` with the model's, `run_with_people` with the form's
+(for a caller that can show forms), `llmpipe rank` with the terminal's; `run` alone says where people rank.
 
 Prompts come from a JSONL file (default: the OpenAssistant prompt lottery; or a user's own file of strings or of
 objects with a `prompt` field); an empty source is refused before any sampling. Answers are sampled at
@@ -26,7 +26,7 @@ answers and asks only the batches not yet submitted. Output artifact:
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -36,9 +36,12 @@ from llm_core.chat.engine import Engine, SamplingParams
 from llm_core.chat.loaders import load_prompts
 from llm_core.chat.template import render_prompt
 from llm_core.config import StageConfig
+from llm_core.people import AskPeople
+from llm_core.preference.rank_form import form_labeler
 from llm_core.preference.rankings import (
     RANKINGS,
     Judgement,
+    Labeler,
     RankItem,
     format_ranking,
     ranking_row,
@@ -51,9 +54,6 @@ from llm_core.tokenizer.base import Tokenizer
 from llm_core.train.model_files import load_gpt, load_model
 
 ITEMS_FILE, RANKINGS_FILE, SUBMITTED_DIR = "items.json", "rankings/part-00000.parquet", "_submitted"
-
-Labeler = Callable[[list[RankItem], int, int], list[Judgement]]  # (batch items, batch number, batches) -> judgements
-
 
 class RankConfig(StageConfig):
     enabled: bool = False
@@ -265,6 +265,13 @@ class RankStage(Stage):
 
     def data_paths(self, ctx_config: RankConfig) -> list[str]:
         return [ctx_config.prompts_path]
+
+    def asks_people(self, config: RankConfig) -> bool:
+        return config.labeler == "ui"
+
+    def run_with_people(self, ctx: StageContext, ask: AskPeople) -> StageResult:
+        cfg: RankConfig = ctx.config
+        return rank_prompts(ctx, form_labeler(ask, cfg.timeout_s, cfg.poll_s))
 
     def run(self, ctx: StageContext) -> StageResult:
         cfg: RankConfig = ctx.config

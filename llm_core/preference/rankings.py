@@ -21,7 +21,7 @@ import json
 import re
 import string
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -94,6 +94,9 @@ class Judgement:
     def from_json(cls, obj: dict[str, Any]) -> Judgement:
         return cls(obj["status"], [list(t) for t in obj["tiers"]], obj["labeler"], obj.get("comment", ""),
                    dt.datetime.fromisoformat(obj["ranked_at"]), obj.get("rating"))
+
+
+Labeler = Callable[[list[RankItem], int, int], list[Judgement]]  # (batch items, batch number, batches) -> judgements
 
 
 def answer_label(index: int, prompt_no: int | None = None) -> str:

@@ -46,7 +46,7 @@ from llm_core.preference.reward_model import (
     score,
 )
 from llm_core.sft.batches import LengthBucketBatches
-from llm_core.stage import StageContext, StageResult
+from llm_core.stage import StageContext, StageResult, Throughput
 from llm_core.tokenizer import load_tokenizer
 from llm_core.tokenizer.base import Tokenizer
 from llm_core.train.checkpoint import CheckpointStore
@@ -258,6 +258,9 @@ class RewardStage(TrainingStage):
     name = "reward"
     config_model = RewardConfig
     version = "4"  # 4: a context of its own (block_size), the count of training pairs cut by it
+    throughput = Throughput("steps", 4.0)
+    headline = ("accuracy/all", "length_baseline/all", "accuracy/hh_rlhf", "length_baseline/hh_rlhf",
+                "accuracy/keyword", "length_baseline/keyword")
     uses_seed = True
 
     def input_stages(self, config: RewardConfig) -> dict[str, str]:

@@ -28,7 +28,7 @@ from llm_core.config import StageConfig
 from llm_core.report import eval_tables as ev
 from llm_core.report import plots
 from llm_core.report.champion import with_champion
-from llm_core.stage import Input, Stage, StageContext, StageResult
+from llm_core.stage import Input, Stage, StageContext, StageResult, declared_stage
 from llm_core.store import ArtifactReader, ArtifactStore, ArtifactWriter, Manifest
 from llm_core.train.model_files import HISTORY_FILE
 from llm_core.train.trainer import TrainHistory
@@ -37,16 +37,7 @@ MODEL_STAGES = ("rlhf", "reward", "sft", "pretrain")
 EVAL_STAGE = "eval"
 PROMOTE_STAGE = "promote"
 REPORT_FILE, FIGURES_FILE = "report.md", "report.json"
-LOSS_CURVE_STAGES = ("pretrain", "sft")  # language-model losses in nats/token (the reward model's loss is not)
 LOSS_PNG, EVAL_PNG, FUNNEL_PNG, RL_PNG = "loss_curves.png", "eval_bars.png", "data_funnel.png", "rl_history.png"
-HEADLINE: dict[str, list[str] | None] = {
-    "bpe": None,  # all of them: bytes per token per language, ours beside gpt2 and cl100k
-    "pretrain": ["val_loss", "val_bpb", "unigram_entropy", "params", "tokens_per_s"],
-    "sft": ["first_val_loss", "val_loss", "ends_with_im_end"],
-    "reward": ["accuracy/all", "length_baseline/all", "accuracy/hh_rlhf", "length_baseline/hh_rlhf",
-               "accuracy/keyword", "length_baseline/keyword"],
-    "rlhf": ["before_reward", "after_reward", "before_kl", "after_kl", "before_finished", "after_finished"],
-}
 CHANGE_TOLERANCE = 1e-9
 
 
@@ -55,10 +46,15 @@ class ReportConfig(StageConfig):
 
 
 def headline_keys(stage: str, manifest: Manifest) -> list[str]:
-    if stage not in HEADLINE:
-        return []
-    wanted = HEADLINE[stage]
+    """The metrics the stage declares for the card's headline table (`Stage.headline`), those it has."""
+    declared = declared_stage(stage)
+    wanted = declared.headline if declared is not None else ()
     return sorted(manifest.metrics) if wanted is None else [k for k in wanted if k in manifest.metrics]
+
+
+def stages_declaring(attribute: str, order: list[str]) -> list[str]:
+    """The stages of `order` whose declaration sets `attribute` (e.g. `loss_curve`)."""
+    return [s for s in order if getattr(declared_stage(s), attribute, False)]
 
 
 def lineage_manifests(store: ArtifactStore, refs: list) -> dict[str, Manifest]:
@@ -102,32 +98,21 @@ def _fmt(v: Any) -> str:
 # -- what the upstream artifacts already hold
 
 
-def funnel_steps(manifests: dict[str, Manifest]) -> list[tuple[str, int]]:
-    """(label, records left) from the web records to the filtered documents: crawl, extract, each filter, dedup."""
-    steps: list[tuple[str, int]] = []
-    crawl, extract, filt = (manifests.get(s) for s in ("crawl", "extract", "filter"))
-    if crawl is not None:
-        steps += [(f"crawl: {name}", crawl.counts[name]) for name in ("records", "pages") if name in crawl.counts]
-    if extract is not None and "kept" in extract.counts:
-        steps.append(("extract: documents", extract.counts["kept"]))
-    if filt is not None:
-        for key, value in filt.counts.items():
-            parts = key.split(".")
-            if len(parts) == 3 and parts[0] == "filter" and parts[2] == "kept":
-                steps.append((f"filter: after {parts[1]}", value))
-        if "kept" in filt.counts:
-            steps.append(("filter: kept (after dedup)", filt.counts["kept"]))
-    return steps
+def funnel_steps(manifests: dict[str, Manifest], order: list[str]) -> list[tuple[str, int]]:
+    """(label, records left) from the web records to the filtered documents, as each stage declares its steps
+    (`Stage.funnel`: crawl, extract, each filter, dedup)."""
+    return [step for stage in order if (declared := declared_stage(stage)) is not None
+            for step in declared.funnel(manifests[stage])]
 
 
 def training_histories(store: ArtifactStore, manifests: dict[str, Manifest],
                        order: list[str]) -> dict[str, tuple[TrainHistory, float | None]]:
-    """Stage -> (loss history, baseline) for the language-model training stages whose `history.json` holds
-    train-loss rows."""
+    """Stage -> (loss history, baseline) for the language-model training stages (`Stage.loss_curve`) whose
+    `history.json` holds train-loss rows."""
     found = {}
-    for stage in order:
+    for stage in stages_declaring("loss_curve", order):
         m = manifests[stage]
-        if stage not in LOSS_CURVE_STAGES or HISTORY_FILE not in m.files:
+        if HISTORY_FILE not in m.files:
             continue
         data = artifact_reader(store, m).read_json(HISTORY_FILE)
         if isinstance(data, dict) and data.get("train") and "loss" in data["train"][0]:
@@ -136,16 +121,18 @@ def training_histories(store: ArtifactStore, manifests: dict[str, Manifest],
     return found
 
 
-def rl_log(store: ArtifactStore, manifests: dict[str, Manifest]) -> tuple[list[dict[str, Any]], str] | None:
-    """The RL stage's per-iteration log and the name of its reward column (PPO: `score`, GRPO: `reward`)."""
-    m = manifests.get("rlhf")
+def rl_log(store: ArtifactStore, manifests: dict[str, Manifest],
+           order: list[str]) -> tuple[Manifest, list[dict[str, Any]], str] | None:
+    """The RL stage's (`Stage.iteration_chart`) manifest, per-iteration log and the name of its reward column (PPO:
+    `score`, GRPO: `reward`)."""
+    m = next((manifests[s] for s in stages_declaring("iteration_chart", order)), None)
     if m is None or HISTORY_FILE not in m.files:
         return None
     log = artifact_reader(store, m).read_json(HISTORY_FILE)
     if not isinstance(log, list) or not log:
         return None
     key = next((k for k in ("score", "reward") if k in log[0]), None)
-    return (log, key) if key is not None and "kl" in log[0] else None
+    return (m, log, key) if key is not None and "kl" in log[0] else None
 
 
 def artifact_reader(store: ArtifactStore, manifest: Manifest) -> ArtifactReader:
@@ -252,6 +239,7 @@ class ReportStage(Stage):
     name = "report"
     config_model = ReportConfig
     version = "3"  # 3: the champion section (promote decision, forgetting table)
+    run_card = True
 
     def input_stages(self, config: ReportConfig) -> dict[str, str | Input]:
         return {s: Input((s,), optional=True) for s in (*MODEL_STAGES, EVAL_STAGE, PROMOTE_STAGE)}
@@ -264,7 +252,7 @@ class ReportStage(Stage):
         evals = ev.EvalResults()
         if EVAL_STAGE in ctx.inputs:
             evals = ev.read_eval(ctx.reader(EVAL_STAGE), with_items=cfg.sample_chats > 0)
-        funnel = funnel_steps(manifests)
+        funnel = funnel_steps(manifests, order)
         writer = ctx.writer()
         charts = write_charts(writer, store, manifests, order, evals, funnel)
         record = figures_record(ctx.run.name, manifests, order, evals)
@@ -296,9 +284,10 @@ def write_charts(writer: ArtifactWriter, store: ArtifactStore, manifests: dict[s
         pngs[EVAL_PNG] = ("eval figures per model", plots.eval_bars_png(chat + reward, models))
     if funnel:
         pngs[FUNNEL_PNG] = ("data funnel", plots.funnel_png(funnel))
-    if (rl := rl_log(store, manifests)) is not None:
-        algorithm = str(manifests["rlhf"].config.get("algorithm", "rl")).upper()
-        pngs[RL_PNG] = ("reward and KL per RL iteration", plots.rl_history_png(*rl, algorithm))
+    if (rl := rl_log(store, manifests, order)) is not None:
+        manifest, log, reward_key = rl
+        algorithm = str(manifest.config.get("algorithm", "rl")).upper()
+        pngs[RL_PNG] = ("reward and KL per RL iteration", plots.rl_history_png(log, reward_key, algorithm))
     for name, (_, png) in pngs.items():
         writer.write_bytes(name, png)
     return {name: caption for name, (caption, _) in pngs.items()}

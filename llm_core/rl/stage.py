@@ -35,7 +35,7 @@ from llm_core.rl.config import RlhfConfig
 from llm_core.rl.grpo import Grpo
 from llm_core.rl.ppo import Ppo
 from llm_core.rl.rollout import token_logprobs
-from llm_core.stage import StageContext, StageResult
+from llm_core.stage import StageContext, StageResult, Throughput
 from llm_core.tokenizer import load_tokenizer
 from llm_core.train.checkpoint import CheckpointStore
 from llm_core.train.model_files import (
@@ -139,6 +139,9 @@ class RlhfStage(TrainingStage):
     name = "rlhf"
     config_model = RlhfConfig
     version = "5"  # 5: PPO's reward and the reward-model score apart, per kind of prompt; value warm-up; keywords
+    throughput = Throughput("iterations", 0.35)
+    headline = ("before_reward", "after_reward", "before_kl", "after_kl", "before_finished", "after_finished")
+    iteration_chart = True
     uses_seed = True
 
     def input_stages(self, config: RlhfConfig) -> dict[str, str]:

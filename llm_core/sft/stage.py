@@ -30,7 +30,7 @@ from llm_core.sft.batches import (
     conversation_batches,
     encode_conversations,
 )
-from llm_core.stage import StageContext, StageResult
+from llm_core.stage import StageContext, StageResult, Throughput
 from llm_core.tokenizer import load_tokenizer
 from llm_core.tokenizer.base import Tokenizer
 from llm_core.train.checkpoint import CheckpointStore
@@ -128,6 +128,9 @@ class SftStage(TrainingStage):
     name = "sft"
     config_model = SftConfig
     version = "2"
+    throughput = Throughput("steps", 4.0)
+    headline = ("first_val_loss", "val_loss", "ends_with_im_end")
+    loss_curve = True
     uses_seed = True
 
     def input_stages(self, config: SftConfig) -> dict[str, str]:

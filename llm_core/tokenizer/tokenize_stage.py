@@ -30,7 +30,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from llm_core.config import RunConfig, StageConfig
-from llm_core.stage import Input, ShardedStage, StageContext, StageResult
+from llm_core.stage import Input, ShardedStage, StageContext, StageResult, Throughput
 from llm_core.stats import Counts
 from llm_core.tokenizer.artifact import load_tokenizer
 from llm_core.tokenizer.base import Tokenizer
@@ -86,6 +86,7 @@ class TokenizeStage(ShardedStage):
     name = "tokenize"
     config_model = TokenizeConfig
     version = "1"
+    throughput = Throughput("documents", 4700.0)
 
     def input_stages(self, config: TokenizeConfig) -> dict[str, str | Input]:
         return {"tokenizer": "bpe", "documents": UPSTREAM_DOCUMENTS}

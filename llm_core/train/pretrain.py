@@ -29,7 +29,7 @@ import torch
 import torch.distributed as dist
 
 from llm_core.model import GPT
-from llm_core.stage import Input, StageContext, StageResult
+from llm_core.stage import Input, StageContext, StageResult, Throughput
 from llm_core.tokenizer import TokenShards, load_tokenizer
 from llm_core.train.checkpoint import CheckpointStore
 from llm_core.train.continued import (
@@ -220,7 +220,22 @@ class PretrainStage(TrainingStage):
     name = "pretrain"
     config_model = PretrainConfig
     version = "3"  # 2: tokens_per_s moved to run.json; 3: continued pretraining from the champion on a refresh, start_step and replay in the result
+    throughput = Throughput("train_tokens_seen", 3550.0)
+    headline = ("val_loss", "val_bpb", "unigram_entropy", "params", "tokens_per_s")
+    loss_curve = True
     uses_seed = True
+
+    def machine_warnings(self, config: PretrainConfig, cores: int, load: float) -> list[str]:
+        """Torch threads that fight: more threads than cores, or all cores while other jobs hold some."""
+        threads = config.threads or cores
+        if threads * config.nproc > cores:
+            return [f"pretrain's torch threads fight: {config.nproc} process(es) x {threads} threads on {cores} "
+                    f"cores; set pretrain.threads={max(1, cores // config.nproc)}"]
+        if load > cores and not config.threads and cores > 1:
+            return [f"pretrain.threads=0 lets torch use all {cores} cores while other jobs hold {load:.1f} of them: "
+                    f"its threads wait on each other at every step; set "
+                    f"pretrain.threads={max(1, cores - round(load - cores))}"]
+        return []
 
     def input_stages(self, config: PretrainConfig) -> dict[str, str | Input]:
         """On a refresh the corpus (its earlier snapshots: the replay) and, carried over by the planner,

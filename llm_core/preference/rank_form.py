@@ -1,20 +1,15 @@
-"""People rank the SFT model's answers in the Prefect UI (`rank.labeler: ui`).
+"""People rank the SFT model's answers in a form (`rank.labeler: ui`; the Prefect UI shows it, `tasks/ask_people.py`).
 
-The `rank` stage's task pauses its flow run once per batch of prompts (`rank.batch_size`) with a typed `RunInput`
-form: the description shows each prompt and its K answers (labelled `1A`..`1E`, `2A`.. for the next prompt), the
-fields take each prompt's ranking (letters best first, `=` for a tie), a skip box, a comment, and who ranked. The UI
-shows the form behind the paused run's Resume button; `prefect.flow_runs.resume_flow_run(id, run_input=...)` is the
-same through the API.
+The `rank` stage asks one form per batch of prompts (`rank.batch_size`): the description shows each prompt and its
+K answers (labelled `1A`..`1E`, `2A`.. for the next prompt), the fields take each prompt's ranking (letters best
+first, `=` for a tie), a skip box, a comment, and who ranked. In the Prefect UI the form is behind the paused run's
+Resume button; `prefect.flow_runs.resume_flow_run(id, run_input=...)` is the same through the API.
 
 A submission is checked twice: the server refuses characters that are not answer labels (each field's JSON-schema
 pattern) and keeps the run paused; then `parse_ranking` refuses a ranking that is not a permutation of that
-prompt's answers, repeats one, or names another prompt's answer: the run pauses again at once with the same form
-and the reasons at its top, and nothing of that batch is kept. An accepted batch is written into the artifact
-before the next form opens, so a killed run asks only the batches not yet submitted.
-
-It pauses (`pause_flow_run`) rather than suspends: `suspend_flow_run` cannot be called from a task, and a suspended
-run is rescheduled from its start by a worker, which an ephemeral or CLI run does not have; the paused process holds
-only the prompts and answers (the SFT model is released once the answers are sampled).
+prompt's answers, repeats one, or names another prompt's answer: the same form is asked again at once with the
+reasons at its top, and nothing of that batch is kept. An accepted batch is written into the artifact before the
+next form opens, so a killed run asks only the batches not yet submitted.
 
 A form left unanswered for `rank.timeout_s` ends the wait: with `on_timeout: fail` (default) the stage fails, named
 `RankingTimeout`, with the submitted batches kept for the next run, and the task is not retried (a retry would only
@@ -24,24 +19,24 @@ wait again); with `on_timeout: commit` the artifact is committed with the unrank
 from __future__ import annotations
 
 import itertools
+import logging
 from typing import Any
 
-from prefect import get_run_logger
-from prefect.exceptions import FlowPauseTimeout
-from prefect.flow_runs import pause_flow_run
-from prefect.input import RunInput
-from pydantic import Field, create_model
+from pydantic import BaseModel, Field, create_model
 
-from llm_core.preference.rank_stage import Labeler, RankConfig, rank_prompts
-from llm_core.preference.rankings import LETTERS, Judgement, RankingError, RankItem, answer_label, parse_ranking
-from llm_core.stage import StageContext, StageResult
+from llm_core.people import AskPeople, Form
+from llm_core.preference.rankings import (
+    LETTERS,
+    Judgement,
+    Labeler,
+    RankingError,
+    RankItem,
+    answer_label,
+    parse_ranking,
+)
 
 INSTRUCTIONS = ("For each prompt, type its answer letters best first: `C > A = B > E > D` (`=` for a tie) or just "
                 "`CABED`; or tick skip. A ranking must order all of the prompt's answers, each once.")
-
-
-def asks_people_in_forms(ctx: StageContext) -> bool:
-    return ctx.stage == "rank" and isinstance(ctx.config, RankConfig) and ctx.config.labeler == "ui"
 
 
 def quoted(text: str) -> str:
@@ -60,7 +55,7 @@ def form_markdown(items: list[RankItem], batch: int, batches: int, error: str | 
     return "\n".join(lines)
 
 
-def ranking_form(items: list[RankItem], batch: int, batches: int, error: str | None = None) -> type[RunInput]:
+def ranking_fields(items: list[RankItem], batch: int) -> type[BaseModel]:
     """The typed form of one batch: per prompt a ranking, a skip box and a comment; then who ranked."""
     fields: dict[str, Any] = {}
     for n, item in enumerate(items, 1):
@@ -73,8 +68,7 @@ def ranking_form(items: list[RankItem], batch: int, batches: int, error: str | N
         fields[f"prompt_{n}_skip"] = (bool, Field(False, title=f"Prompt {n}: skip (no ranking)"))
         fields[f"prompt_{n}_comment"] = (str, Field("", title=f"Prompt {n}: comment"))
     fields["ranked_by"] = (str, Field("", title="Your name", max_length=80))
-    form = create_model(f"RankBatch{batch + 1}", __base__=RunInput, **fields)
-    return form.with_initial_data(description=form_markdown(items, batch, batches, error))
+    return create_model(f"RankBatch{batch + 1}", **fields)
 
 
 def judgements_from_form(values: dict[str, Any], items: list[RankItem]) -> list[Judgement]:
@@ -98,32 +92,25 @@ def judgements_from_form(values: dict[str, Any], items: list[RankItem]) -> list[
     return out
 
 
-def form_labeler(cfg: RankConfig) -> Labeler:
-    """A labeler that pauses the flow run with the batch's form until an acceptable submission or the timeout."""
+def form_labeler(ask: AskPeople, timeout_s: int, poll_s: int) -> Labeler:
+    """A labeler that asks people the batch's form until an acceptable submission or the timeout."""
+    log = logging.getLogger("llm_core.rank")
 
     def label(items: list[RankItem], batch: int, batches: int) -> list[Judgement]:
-        logger = get_run_logger()
         error = None
         for attempt in itertools.count():  # until a submission is accepted or a form times out
-            form = ranking_form(items, batch, batches, error)
-            logger.info("rank: waiting for the form of batch %d/%d (%d prompts); open the paused run in the UI and "
-                        "press Resume", batch + 1, batches, len(items))
-            try:
-                submitted = pause_flow_run(wait_for_input=form, timeout=cfg.timeout_s, poll_interval=cfg.poll_s,
-                                           key=f"rank-batch-{batch}-{attempt}")
-            except FlowPauseTimeout:
-                logger.warning("rank: nobody submitted batch %d/%d within %d s", batch + 1, batches, cfg.timeout_s)
+            log.info("rank: waiting for the form of batch %d/%d (%d prompts); open the paused run in the UI and "
+                     "press Resume", batch + 1, batches, len(items))
+            submitted = ask(Form(ranking_fields(items, batch), form_markdown(items, batch, batches, error),
+                                 key=f"rank-batch-{batch}-{attempt}", timeout_s=timeout_s, poll_s=poll_s))
+            if submitted is None:
+                log.warning("rank: nobody submitted batch %d/%d within %d s", batch + 1, batches, timeout_s)
                 return [Judgement("timeout", labeler="ui") for _ in items]
             try:
-                return judgements_from_form(submitted.model_dump(), items)
+                return judgements_from_form(submitted, items)
             except RankingError as e:
                 error = str(e)
-                logger.warning("rank: batch %d refused, asking again: %s", batch + 1, error)
+                log.warning("rank: batch %d refused, asking again: %s", batch + 1, error)
         raise AssertionError("unreachable")
 
     return label
-
-
-def rank_with_forms(ctx: StageContext) -> StageResult:
-    """The rank stage with people answering forms in the Prefect UI."""
-    return rank_prompts(ctx, form_labeler(ctx.config))
