@@ -9,9 +9,11 @@ import graphlib
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "llm_core"
-# The ground floor: configs' base models, the artifact store and the data contracts.
+# The ground floor: configs' base models, the artifact store (the package and each of its modules) and the data
+# contracts.
 BASE = {"llm_core", "llm_core.config", "llm_core.store", "llm_core.manifest", "llm_core.schemas",
-        "llm_core.data_files"}
+        "llm_core.data_files", *(f"llm_core.store.{p.stem}" for p in (PACKAGE / "store").glob("*.py")
+                                 if p.stem != "__init__")}
 # The top floor: the ordered declaration of stages, the config derived from it, and the planner.
 TOP = {"llm_core.registry", "llm_core.pipeline_config", "llm_core.pipeline"}
 UPPER_LAYERS = {"tasks", "flows", "prefect", "prefect_dask", "prefect_ray"}

@@ -29,9 +29,9 @@ EXTRA = ["run.workers=1", "crawl.records_per_shard=4", "bpe.sources=[]", "tokeni
          "tokenize.batch_documents=1", f"tokenize.sources=[{TANG300}]"]
 # where each stage is killed: a method and the number of calls (or yields) it survives
 KILL_POINTS = {
-    "crawl": ("llm_core.store", "ParquetShardWriter", "write", 6),
-    "extract": ("llm_core.store", "ParquetShardWriter", "write", 5),
-    "filter": ("llm_core.store", "ParquetShardWriter", "write", 4),
+    "crawl": ("llm_core.store.shards", "ParquetShardWriter", "write", 6),
+    "extract": ("llm_core.store.shards", "ParquetShardWriter", "write", 5),
+    "filter": ("llm_core.store.shards", "ParquetShardWriter", "write", 4),
     "tokenize": ("llm_core.tokenizer.tokenize_stage", "TokenizeStage", "_encode", 40),
 }
 
