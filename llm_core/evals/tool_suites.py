@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 
 from llm_core.chat.engine import Completion, Engine, SamplingParams
@@ -35,9 +35,8 @@ from llm_core.evals.suite import Scored, Suite, SuiteReport
 from llm_core.model import GPT
 from llm_core.rl.verifiable_rewards import NUMBER, final_answer, same_number
 from llm_core.tokenizer.base import Tokenizer
-from llm_core.tools.base import Tool
-from llm_core.tools.python_tool import PythonTool
-from llm_core.tools.search_tool import SearchIndex, SearchTool
+from llm_core.tools.base import Tool, ToolInputs
+from llm_core.tools.registry import opened_tools
 
 PYTHON_SUITES = {"tools/products": "product", "tools/letters": "letters", "tools/decimals": "decimals"}
 SEARCH_SUITE = "tools/search"
@@ -134,16 +133,9 @@ def run_tool_suites(
     return rows, outcomes
 
 
-@dataclass
-class ToolSuiteItems:
-    """The tool suites' items and the tools that need no fresh process per model (search)."""
-
-    items: list[ToolItem]
-    shared_tools: list[Tool] = field(default_factory=list)
-
-
-class ToolSuites(Suite[ToolSuiteItems]):
-    """`tools/...` of the chat models, when the tokenizer has the tool tokens; search needs the `index` input."""
+class ToolSuites(Suite[list[ToolItem]]):
+    """`tools/...` of the chat models, when the tokenizer has the tool tokens, with every tool of the registry that
+    opens here (search needs the `index` input)."""
 
     models = TOOL_MODELS
     report = SuiteReport(rows=("tools/",), table="tools", headline="accuracy", columns={
@@ -151,18 +143,16 @@ class ToolSuites(Suite[ToolSuiteItems]):
         "well_formed_rate": "well-formed calls", "answer_in_output": "tool output holds the answer",
         "retrieved_rate": "right document found"})
 
-    def items(self, data: EvalData) -> ToolSuiteItems:
-        items = tool_items(data.config.tool_items, data.config.facts_file if data.has("index") else None)
-        search = [SearchTool(SearchIndex.load(data.reader("index")))] if data.has("index") and items else []
-        return ToolSuiteItems(items, search)
+    def items(self, data: EvalData) -> list[ToolItem]:
+        return tool_items(data.config.tool_items, data.config.facts_file if data.has("index") else None)
 
-    def score(self, model_name: str, model: GPT, items: ToolSuiteItems, data: EvalData) -> Scored:
+    def score(self, model_name: str, model: GPT, items: list[ToolItem], data: EvalData) -> Scored:
         cfg = data.config
-        if not items.items or not data.tokenizer.has_tools:
+        if not items or not data.tokenizer.has_tools:
             return [], []
         params = SamplingParams(max_tokens=cfg.tool_max_tokens, temperature=cfg.temperature)
-        with PythonTool(cfg.python) as python:
-            return run_tool_suites(model_name, model, data.tokenizer, items.items, params,
-                                   [python, *items.shared_tools], data.indexes[model_name],
+        inputs = ToolInputs(index=data.reader("index") if data.has("index") else None, limits={"python": cfg.python})
+        with opened_tools(inputs) as tools:
+            return run_tool_suites(model_name, model, data.tokenizer, items, params, tools, data.indexes[model_name],
                                    max_calls=cfg.tool_max_calls, max_output_tokens=cfg.tool_output_tokens,
                                    seed=data.seed)
