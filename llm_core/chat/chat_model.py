@@ -7,7 +7,7 @@ import torch
 from llm_core.model import GPT
 from llm_core.store import ArtifactRef, ArtifactStore
 from llm_core.tokenizer import Tokenizer, load_tokenizer
-from llm_core.tools.base import Tool
+from llm_core.tools.base import Tool, ToolInputs
 from llm_core.train.model_files import load_gpt
 
 CHAT_MODEL_STAGES = ("pretrain", "sft", "rlhf")
@@ -35,14 +35,9 @@ def index_for(store: ArtifactStore, model: str) -> ArtifactRef | None:
 
 
 def chat_tools(store: ArtifactStore, model: str) -> list[Tool]:
-    """The tools of a chat with `model` ('stage/key'): Python, and search over the index of its documents if built."""
-    from llm_core.tools.python_tool import PythonTool  # here, not at the top: the CLI imports this module at start
+    """The tools of a chat with `model` ('stage/key'), from the registry: Python, and search over the index of its
+    documents if built."""
+    from llm_core.tools.registry import open_tools  # here, not at the top: the CLI imports this module at start
 
-    tools: list[Tool] = [PythonTool()]
     index = index_for(store, model)
-    if index is not None:
-        from llm_core.index.search_index import SearchIndex
-        from llm_core.tools.search_tool import SearchTool
-
-        tools.append(SearchTool(SearchIndex.load(store.reader(index))))
-    return tools
+    return open_tools(ToolInputs(index=store.reader(index) if index is not None else None))

@@ -40,7 +40,7 @@ import torch
 from llm_core.chat.template import EOT, IM_END, Message, render_prompt, special_id, tool_message
 from llm_core.model import GPT, KVCache
 from llm_core.sampling import sample_tokens
-from llm_core.tokenizer.base import OUTPUT_END, OUTPUT_START, TOOL_DELIMITERS, TOOL_TOKENS, Tokenizer
+from llm_core.tokenizer.base import OUTPUT_END, OUTPUT_START, Tokenizer
 from llm_core.tools.base import Tool
 
 CALL_LIMIT_OUTPUT = "error: call limit reached"
@@ -98,10 +98,21 @@ def reply_message(parts: Sequence[tuple[str, str]]) -> Message:
     return tool_message(parts)
 
 
+def call_delimiters(tokenizer: Tokenizer) -> dict[str, tuple[str, str]]:
+    """Tool name -> its call's (start, end) tokens, for the tools of `registry.TOOLS` whose tokens `tokenizer` holds
+    (none when it lacks the tool tokens)."""
+    if not tokenizer.has_tools:
+        return {}
+    from llm_core.tools import registry  # here, not at the top: opening tools imports the sandbox and the index
+
+    return {s.name: s.tokens for s in registry.TOOLS if all(t in tokenizer.special_ids for t in s.tokens)}
+
+
 def reply_parts(tokenizer: Tokenizer, ids: Sequence[int], kinds: Sequence[str]) -> list[tuple[str, str]]:
     """(kind, text) parts of a reply from its ids and their kinds: runs of one kind, calls and outputs without
     their delimiting tokens."""
-    delimiters = {special_id(tokenizer, t) for t in TOOL_TOKENS} if tokenizer.has_tools else set()
+    calls = [t for tokens in call_delimiters(tokenizer).values() for t in tokens]
+    delimiters = {special_id(tokenizer, t) for t in [*calls, OUTPUT_START, OUTPUT_END]} if calls else set()
     runs: list[tuple[str, list[int]]] = []
     for i, kind in zip(ids, kinds):
         if runs and runs[-1][0] == kind:
@@ -139,25 +150,26 @@ class Engine:
         self.im_end = special_id(tokenizer, IM_END)
         self.stop_ids = torch.tensor([self.im_end, special_id(tokenizer, EOT)])
         self.tools = {t.name: t for t in tools}
-        unknown = [name for name in self.tools if name not in TOOL_DELIMITERS]
-        if unknown or len(self.tools) != len(tools):
-            raise ValueError(f"tools {[t.name for t in tools]}: each must be one of {list(TOOL_DELIMITERS)}, once")
         if self.tools and not tokenizer.has_tools:
             raise ValueError("this tokenizer has no tool tokens, so the model cannot call tools: train the tokenizer "
                              "with them (bpe.special_tokens, the default) or use the engine without tools")
+        delimiters = call_delimiters(tokenizer)
+        unknown = [name for name in self.tools if name not in delimiters]
+        if unknown or len(self.tools) != len(tools):
+            raise ValueError(f"tools {[t.name for t in tools]}: each must be one of {list(delimiters)}, once")
         self._start_of: dict[int, str] = {}  # start token id -> tool name
         self._end_id: dict[str, int] = {}
-        self._states: list[str | None] = [None, *TOOL_DELIMITERS]  # outside a call, or inside a call to a tool
+        self._states: list[str | None] = [None, *delimiters]  # outside a call, or inside a call to a tool
         self._bans: torch.Tensor | None = None  # (states, vocab): what a row in each state may not sample
-        if tokenizer.has_tools:
-            self._start_of = {special_id(tokenizer, s): name for name, (s, _) in TOOL_DELIMITERS.items()}
-            self._end_id = {name: special_id(tokenizer, e) for name, (_, e) in TOOL_DELIMITERS.items()}
+        if delimiters:
+            self._start_of = {special_id(tokenizer, s): name for name, (s, _) in delimiters.items()}
+            self._end_id = {name: special_id(tokenizer, e) for name, (_, e) in delimiters.items()}
             self.output_start, self.output_end = special_id(tokenizer, OUTPUT_START), special_id(tokenizer, OUTPUT_END)
             outputs = [self.output_start, self.output_end]
             unavailable = [i for i, name in self._start_of.items() if name not in self.tools]
             outside = [*outputs, *unavailable, *self._end_id.values()]
             inside = {name: [*outputs, *self._start_of, *(e for t, e in self._end_id.items() if t != name)]
-                      for name in TOOL_DELIMITERS}
+                      for name in delimiters}
             self._bans = torch.zeros(len(self._states), model.config.vocab_size, dtype=torch.bool)
             for state, banned in enumerate([outside, *inside.values()]):
                 self._bans[state, banned] = True

@@ -17,21 +17,22 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from llm_core.chat.engine import Engine, SamplingParams
+from llm_core.chat.splits import evenly_spaced
 from llm_core.chat.synthetic import heldout_sums, sum_question
 from llm_core.chat.template import render_prompt
 from llm_core.config import ConfigError
-from llm_core.data_files import read_jsonl
+from llm_core.evals.config import read_eval_file
 from llm_core.evals.contamination import ContaminationIndex
+from llm_core.evals.data import EvalData
 from llm_core.evals.results import ItemOutcome, ResultRow, complement, rate_row
+from llm_core.evals.suite import GPT_MODELS, Scored, Suite, SuiteReport
 from llm_core.model import GPT
 from llm_core.rl.verifiable_rewards import final_answer, same_number
 from llm_core.tokenizer.base import IM_END, Tokenizer
-
-SUITES = ("identity", "identity_other", "idk_made_up", "idk_known", "sums_heldout", "gsm8k")
 
 REFUSAL = re.compile(
     r"\b(i don'?t know|i do not know|i'?m not aware|i am not aware|not sure|no (reliable )?information|"
@@ -53,16 +54,6 @@ class ChatItem:
     expected: str = ""
     entity: str | None = None
     decontaminate: bool = True  # False for items that are in training on purpose (idk_known)
-
-
-def read_eval_file(path: str, required: Sequence[str]) -> list[dict]:
-    """Rows of a JSONL eval set; a missing file, a line that is not a JSON object or lacks a field, an empty file or
-    repeated item ids are a ConfigError naming the file (and line)."""
-    rows = read_jsonl(path, required, "eval file")
-    ids = [r["id"] for r in rows]
-    if len(set(ids)) != len(ids):
-        raise ConfigError(f"eval file {path}: item ids are not unique")
-    return rows
 
 
 def identity_items(path: str, name: str) -> list[ChatItem]:
@@ -101,22 +92,40 @@ def gsm8k_items(conversations: Sequence[list[dict]]) -> list[ChatItem]:
     return out
 
 
-def score(item: ChatItem, reply: str) -> tuple[bool, str]:
-    """(correct, reason) of one reply; the reason says why a reply is wrong or could not be parsed."""
-    if item.suite.startswith("identity"):
-        ok = item.expected.lower() in reply.lower()
-        return ok, "" if ok else "does not name the assistant"
-    if item.suite == "idk_made_up":
-        ok = is_refusal(reply)
-        return ok, "" if ok else "answers about an entity that does not exist"
-    if item.suite == "idk_known":
-        ok = not is_refusal(reply)
-        return ok, "" if ok else "refuses a question answered in training"
+def names_assistant(item: ChatItem, reply: str) -> tuple[bool, str]:
+    ok = item.expected.lower() in reply.lower()
+    return ok, "" if ok else "does not name the assistant"
+
+
+def says_unknown(item: ChatItem, reply: str) -> tuple[bool, str]:
+    ok = is_refusal(reply)
+    return ok, "" if ok else "answers about an entity that does not exist"
+
+
+def answers(item: ChatItem, reply: str) -> tuple[bool, str]:
+    ok = not is_refusal(reply)
+    return ok, "" if ok else "refuses a question answered in training"
+
+
+def final_number(item: ChatItem, reply: str) -> tuple[bool, str]:
     got = final_answer(reply)
     if got is None:
         return False, "no number in the reply"
     ok = same_number(got, item.expected)
     return ok, "" if ok else f"final number {got}"
+
+
+# each chat suite, in the order of its rows, and how one reply to its items is scored: (correct, reason), the reason
+# saying why a reply is wrong or could not be parsed
+SCORERS: dict[str, Callable[[ChatItem, str], tuple[bool, str]]] = {
+    "identity": names_assistant, "identity_other": names_assistant, "idk_made_up": says_unknown,
+    "idk_known": answers, "sums_heldout": final_number, "gsm8k": final_number,
+}
+
+
+def score(item: ChatItem, reply: str) -> tuple[bool, str]:
+    """(correct, reason) of one reply to `item`."""
+    return SCORERS[item.suite](item, reply)
 
 
 IDENTITY_CONTROL_SUITES = ("idk_made_up", "sums_heldout", "gsm8k")
@@ -182,7 +191,7 @@ def run_chat_suites(
         "gsm8k": (0.0, "chance"),
     }
     rows: list[ResultRow] = []
-    for suite in SUITES:
+    for suite in SCORERS:
         outcomes = by_suite.get(suite, [])
         if not outcomes:
             continue
@@ -196,3 +205,43 @@ def run_chat_suites(
     rows.append(rate_row(model_name, "im_end", "rate", finished))
     rows.append(rate_row(model_name, "special_leaks", "rate", leaks, higher_is_better=False))
     return rows, [o for outcomes in by_suite.values() for o in outcomes] + finished + leaks
+
+
+class ChatSuites(Suite[list[ChatItem]]):
+    """The chat suites of every GPT model, asked in one batch (the rates over all replies need them together)."""
+
+    models = tuple(GPT_MODELS)
+    report = SuiteReport(rows=(*SCORERS, "im_end", "special_leaks"))
+
+    def items(self, data: EvalData) -> list[ChatItem]:
+        cfg = data.config
+        without_calls = [c for c in data.sft_train if not any(m.get("parts") for m in c)]  # tool questions: tools
+        single_turn = [_thawed(m) for m in dict.fromkeys(map(_frozen, without_calls)) if len(m) == 2]
+        gsm8k = [r["messages"] for r in data.sft_val if r["source"] == "gsm8k"]
+        return ((identity_items(cfg.identity_file, data.assistant_name) if data.assistant_name else [])
+                + made_up_items(cfg.made_up_file)
+                + evenly_spaced(known_items(single_turn), cfg.known_questions)
+                + sum_items(cfg.sums_max_operand)
+                + gsm8k_items(evenly_spaced(gsm8k, cfg.gsm8k_problems)))
+
+    def check_vocabulary(self, items: list[ChatItem], data: EvalData) -> None:
+        by_file = {"identity": data.config.identity_file, "identity_other": data.config.identity_file,
+                   "idk_made_up": data.config.made_up_file}
+        for suite, path in by_file.items():
+            asked = [i for i in items if i.suite == suite]
+            if asked and all(encode_prompt(data.tokenizer, i.prompt) is None for i in asked):
+                raise ConfigError(f"eval file {path}: no item of suite {suite!r} can be encoded by the tokenizer")
+
+    def score(self, model_name: str, model: GPT, items: list[ChatItem], data: EvalData) -> Scored:
+        cfg = data.config
+        params = SamplingParams(max_tokens=cfg.max_tokens, temperature=cfg.temperature)
+        return run_chat_suites(model_name, model, data.tokenizer, items, params, cfg.samples, data.indexes[model_name],
+                               data.seed, cfg.sums_max_operand)
+
+
+def _frozen(messages: list[dict]) -> tuple[tuple[str, str], ...]:
+    return tuple((m["role"], m["content"]) for m in messages)
+
+
+def _thawed(messages: tuple[tuple[str, str], ...]) -> list[dict]:
+    return [{"role": r, "content": c} for r, c in messages]

@@ -25,7 +25,9 @@ import torch
 
 from llm_core.chat.loaders import read_records
 from llm_core.evals.contamination import ContaminationIndex
+from llm_core.evals.data import EvalData
 from llm_core.evals.results import ItemOutcome, ResultRow, rate_row
+from llm_core.evals.suite import GPT_MODELS, Scored, Suite, SuiteReport
 from llm_core.model import GPT, IGNORE_INDEX
 from llm_core.tokenizer.base import Tokenizer
 from llm_core.train.evaluation import LMEvaluator
@@ -186,3 +188,38 @@ def run_mc_suites(
     rows = [rate_row(model_name, suite, "acc_norm", outcomes, baseline=chance[suite], baseline_name="chance")
             for suite, outcomes in sorted(by_suite.items())]
     return rows, [o for outcomes in by_suite.values() for o in outcomes]
+
+
+class BitsPerByte(Suite[dict[str, list[str]]]):
+    """`bpb/{group}` of every GPT model on the held-out pretraining text."""
+
+    models = tuple(GPT_MODELS)
+    report = SuiteReport(rows=("bpb/",))
+
+    def items(self, data: EvalData) -> dict[str, list[str]]:
+        return data.heldout
+
+    def score(self, model_name: str, model: GPT, items: dict[str, list[str]], data: EvalData) -> Scored:
+        rows = []
+        for group, texts in sorted(items.items()):
+            bpb, n = bits_per_byte(model, data.tokenizer, texts, data.config.bpb_tokens)
+            if n:
+                rows.append(ResultRow(model_name, f"bpb/{group}", "bpb", bpb, n, higher_is_better=False))
+        return rows, []
+
+
+class MultipleChoice(Suite[list[MCItem]]):
+    """`mc/...` of every GPT model: cloze and next sentence from held-out English text, then the standard sets."""
+
+    models = tuple(GPT_MODELS)
+    report = SuiteReport(rows=("mc/",))
+
+    def items(self, data: EvalData) -> list[MCItem]:
+        english = [t for g, texts in sorted(data.heldout.items()) if g.endswith("_en") for t in texts]
+        items = heldout_mc_items(english, data.config.mc_items, data.seed)
+        for task in data.config.standard_tasks:
+            items += standard_items(task.kind, task.path, task.limit, data.seed)
+        return items
+
+    def score(self, model_name: str, model: GPT, items: list[MCItem], data: EvalData) -> Scored:
+        return run_mc_suites(model_name, model, data.tokenizer, items, data.config.mc_shots, data.indexes[model_name])

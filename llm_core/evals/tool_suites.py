@@ -29,15 +29,19 @@ from llm_core.chat.engine import Completion, Engine, SamplingParams
 from llm_core.chat.tool_conversations import fact_questions, heldout_python_questions, read_facts
 from llm_core.evals.chat_suites import encode_prompt
 from llm_core.evals.contamination import ContaminationIndex
+from llm_core.evals.data import EvalData
 from llm_core.evals.results import ItemOutcome, ResultRow, rate_row
+from llm_core.evals.suite import Scored, Suite, SuiteReport
 from llm_core.model import GPT
 from llm_core.rl.verifiable_rewards import NUMBER, final_answer, same_number
 from llm_core.tokenizer.base import Tokenizer
-from llm_core.tools.base import Tool
+from llm_core.tools.base import Tool, ToolInputs
+from llm_core.tools.registry import opened_tools
 
 PYTHON_SUITES = {"tools/products": "product", "tools/letters": "letters", "tools/decimals": "decimals"}
 SEARCH_SUITE = "tools/search"
 CHANCE = {"tools/decimals": 0.5}
+TOOL_MODELS = ("sft", "rlhf")  # the models whose training taught the tools
 ITEM_SEED = 1616  # items are the same in every run (they are held out by hash, not by seed)
 NO_TOOLS = "/no_tools"
 
@@ -127,3 +131,28 @@ def run_tool_suites(
     outcomes = [o for metrics in by_suite.values()
                 for o in metrics["accuracy"] + metrics["accuracy_without_tools"]]
     return rows, outcomes
+
+
+class ToolSuites(Suite[list[ToolItem]]):
+    """`tools/...` of the chat models, when the tokenizer has the tool tokens, with every tool of the registry that
+    opens here (search needs the `index` input)."""
+
+    models = TOOL_MODELS
+    report = SuiteReport(rows=("tools/",), table="tools", headline="accuracy", columns={
+        "accuracy": "with tools", "accuracy_without_tools": "without tools", "call_rate": "calls a tool",
+        "well_formed_rate": "well-formed calls", "answer_in_output": "tool output holds the answer",
+        "retrieved_rate": "right document found"})
+
+    def items(self, data: EvalData) -> list[ToolItem]:
+        return tool_items(data.config.tool_items, data.config.facts_file if data.has("index") else None)
+
+    def score(self, model_name: str, model: GPT, items: list[ToolItem], data: EvalData) -> Scored:
+        cfg = data.config
+        if not items or not data.tokenizer.has_tools:
+            return [], []
+        params = SamplingParams(max_tokens=cfg.tool_max_tokens, temperature=cfg.temperature)
+        inputs = ToolInputs(index=data.reader("index") if data.has("index") else None, limits={"python": cfg.python})
+        with opened_tools(inputs) as tools:
+            return run_tool_suites(model_name, model, data.tokenizer, items, params, tools, data.indexes[model_name],
+                                   max_calls=cfg.tool_max_calls, max_output_tokens=cfg.tool_output_tokens,
+                                   seed=data.seed)

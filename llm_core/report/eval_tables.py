@@ -3,8 +3,8 @@ table beside its baselines, and a few per-item examples.
 
 Reads `results.parquet` (one row per model x suite x metric) and `items.parquet` (per-item outputs) of an `eval`
 artifact. Rows are rendered generically, in the order the eval stage wrote them; only model names get pretty labels.
-Rows of the `reward` model go to their own table, and so do the tool suites (`tools/...`: each model with its
-tools beside the same model without them); a row whose metric is `baseline:NAME` is a further baseline of the
+Each row goes to the table its suite declares (`SuiteReport` in `llm_core.evals.suite`): the before/after table,
+the reward model's table, or the tool table (each model with its tools beside the same model without them); a row whose metric is `baseline:NAME` is a further baseline of the
 suite's first metric (e.g. "longer wins" beside "shorter wins"). Computes nothing but differences.
 """
 
@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from llm_core.evals.suites import SUITES, suite_report
 from llm_core.store import ArtifactReader
 
 RESULTS_FILE, ITEMS_FILE = "results.parquet", "items.parquet"
@@ -24,10 +25,6 @@ REWARD_MODEL = "reward"
 BASELINE_PREFIX = "baseline:"
 MODEL_LABELS = {"base": "base", "sft": "SFT", "rlhf": "RL", "reward": "reward model"}
 MODEL_ORDER = ("base", "sft", "rlhf")
-TOOL_SUITE_PREFIX = "tools/"
-TOOL_COLUMNS = {"accuracy": "with tools", "accuracy_without_tools": "without tools", "call_rate": "calls a tool",
-                "well_formed_rate": "well-formed calls", "answer_in_output": "tool output holds the answer",
-                "retrieved_rate": "right document found"}
 
 
 def model_label(model: str) -> str:
@@ -107,12 +104,15 @@ def eval_figures(rows: list[dict[str, Any]]) -> list[Figure]:
     return list(figures.values())
 
 
+def table_of(fig: Figure) -> str:
+    """The table a figure goes to: its suite's, else the reward model's for its rows, else the before/after one."""
+    report = suite_report(fig.suite)
+    return report.table if report else "reward" if REWARD_MODEL in fig.rows else "models"
+
+
 def split_figures(figures: list[Figure]) -> tuple[list[Figure], list[Figure], list[Figure]]:
     """(figures of the generative models, figures of the reward model, figures of the tool suites)."""
-    tools = [f for f in figures if f.suite.startswith(TOOL_SUITE_PREFIX)]
-    rest = [f for f in figures if not f.suite.startswith(TOOL_SUITE_PREFIX)]
-    chat = [f for f in rest if any(m != REWARD_MODEL for m in f.rows)]
-    reward = [f for f in rest if REWARD_MODEL in f.rows]
+    chat, reward, tools = ([f for f in figures if table_of(f) == table] for table in ("models", "reward", "tools"))
     return chat, reward, tools
 
 
@@ -202,15 +202,20 @@ def tools_markdown(figures: list[Figure]) -> str:
     by_suite: dict[str, dict[str, Figure]] = {}
     for f in figures:
         by_suite.setdefault(f.suite, {})[f.metric] = f
-    head = ["suite", "model", *TOOL_COLUMNS.values(), "chance", "items"]
+    tables = [s.report for s in SUITES if s.report.table == "tools"]
+    columns = {metric: label for report in tables for metric, label in report.columns.items()}
+    head = ["suite", "model", *columns.values(), "chance", "items"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for suite, metrics in by_suite.items():
+        report = suite_report(suite)
+        prefix = next((r for r in report.rows if r.endswith("/") and suite.startswith(r)), "") if report else ""
+        headline = metrics.get(report.headline) if report and report.headline else None
         for model in generative_models(list(metrics.values())):
-            cells = [value_cell(metrics[m].rows.get(model)) if m in metrics else "—" for m in TOOL_COLUMNS]
+            cells = [value_cell(metrics[m].rows.get(model)) if m in metrics else "—" for m in columns]
             without = metrics.get("accuracy_without_tools")
             chance = fmt_value(without.baselines.get("chance")) if without else "—"
-            count = items_cell(metrics["accuracy"], [model]) if "accuracy" in metrics else "—"
-            lines.append("| " + " | ".join([suite.removeprefix(TOOL_SUITE_PREFIX), model_label(model), *cells,
+            count = items_cell(headline, [model]) if headline else "—"
+            lines.append("| " + " | ".join([suite.removeprefix(prefix), model_label(model), *cells,
                                             chance, count]) + " |")
     return "\n".join(lines) + "\n"
 

@@ -25,8 +25,8 @@ from llm_core.chat.tool_conversations import ToolFn
 from llm_core.config import StageConfig
 from llm_core.schemas import CONVERSATIONS
 from llm_core.stage import Input, StageContext
-from llm_core.tools.python_tool import PythonTool, SandboxLimits
-from llm_core.tools.search_tool import SearchIndex, SearchTool
+from llm_core.tools.base import ToolInputs
+from llm_core.tools.registry import opened_tools, tool_spec
 
 
 def default_sources() -> list[SourceConfig]:
@@ -56,7 +56,8 @@ class SftDataStage(MixtureStage):
 
     def input_stages(self, config: SftDataConfig) -> dict[str, str | Input]:
         """The search index, when a search source asks questions the tool answers from it."""
-        return {"index": "index"} if any(src.kind == "search_tool" for src in config.sources) else {}
+        needs = [tool_spec(TOOL_KINDS[src.kind]).needs for src in config.sources if src.kind in TOOL_KINDS]
+        return {stage: stage for stage in needs if stage}
 
     def mixtures(self, ctx: StageContext) -> list[Mixture]:
         cfg: SftDataConfig = ctx.config
@@ -73,13 +74,10 @@ class SftDataStage(MixtureStage):
 
 @contextlib.contextmanager
 def source_tool(ctx: StageContext, src: SourceConfig) -> Iterator[dict[str, ToolFn]]:
-    """The tool a tool source calls, by name (none for other sources): the Python sandbox, whose worker process ends
-    with the source, or the search tool over the `index` input."""
+    """The tool a tool source calls, by name (none for other sources), opened through the registry: the Python
+    sandbox (its worker process ends with the source), or the search tool over the `index` input."""
     tool = TOOL_KINDS.get(src.kind)
-    if tool == "python":
-        with PythonTool(SandboxLimits()) as python:
-            yield {"python": python}
-    elif tool == "search":
-        yield {"search": SearchTool(SearchIndex.load(ctx.reader("index")))}
-    else:
-        yield {}
+    needs = tool_spec(tool).needs if tool else None
+    inputs = ToolInputs(index=ctx.reader(needs) if needs == "index" else None)
+    with opened_tools(inputs, [tool] if tool else []) as tools:
+        yield {t.name: t for t in tools}

@@ -22,18 +22,23 @@ IM_SEP = "<|im_sep|>"
 IM_END = "<|im_end|>"
 SPECIAL_TOKENS: tuple[str, ...] = (ENDOFTEXT, IM_START, IM_SEP, IM_END)
 
-PYTHON_START = "<|python_start|>"
-PYTHON_END = "<|python_end|>"
-SEARCH_START = "<|search_start|>"
-SEARCH_END = "<|search_end|>"
 OUTPUT_START = "<|output_start|>"
 OUTPUT_END = "<|output_end|>"
-TOOL_TOKENS: tuple[str, ...] = (PYTHON_START, PYTHON_END, SEARCH_START, SEARCH_END, OUTPUT_START, OUTPUT_END)
+# The tools whose call tokens a tokenizer trained with the tools holds, in special-token order. A literal here, not
+# read from `llm_core.tools.registry.TOOLS`: the tokenizer sits below the tools (they import it, not the reverse), and
+# the ids of a tokenizer artifact follow this order. `tests/test_tools_registry.py` checks that the registry declares
+# the same tools in the same order; a new tool adds its name here too (and needs a tokenizer trained with its tokens).
+TOOL_NAMES: tuple[str, ...] = ("python", "search")
+
+
+def call_tokens(name: str) -> tuple[str, str]:
+    """The tokens around a call to the tool `name`: `<|name_start|>`, `<|name_end|>`."""
+    return f"<|{name}_start|>", f"<|{name}_end|>"
+
+
 # A tool is identified by its name; these are the tokens around a call to it.
-TOOL_DELIMITERS: dict[str, tuple[str, str]] = {
-    "python": (PYTHON_START, PYTHON_END),
-    "search": (SEARCH_START, SEARCH_END),
-}
+TOOL_DELIMITERS: dict[str, tuple[str, str]] = {name: call_tokens(name) for name in TOOL_NAMES}
+TOOL_TOKENS: tuple[str, ...] = (*(t for name in TOOL_NAMES for t in TOOL_DELIMITERS[name]), OUTPUT_START, OUTPUT_END)
 # What the bpe stage trains with unless its config says otherwise.
 DEFAULT_SPECIAL_TOKENS: tuple[str, ...] = SPECIAL_TOKENS + TOOL_TOKENS
 

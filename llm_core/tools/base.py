@@ -4,7 +4,12 @@ returns the text the model reads back. A tool never raises on bad input or on it
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from llm_core.store import ArtifactReader
+from llm_core.tokenizer.base import call_tokens
 
 
 class Tool(Protocol):
@@ -13,6 +18,30 @@ class Tool(Protocol):
     def __call__(self, call: str) -> str:
         """Run one call; the output text (an `error: ...` text on failure), at most the tool's `max_chars`."""
         ...
+
+
+@dataclass(frozen=True)
+class ToolInputs:
+    """What tools open from: the `index` artifact (None when there is none) and per-tool limits by tool name (a
+    tool's defaults where absent)."""
+
+    index: ArtifactReader | None = None
+    limits: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """One tool as the registry declares it: its name (its call tokens follow from it), how it opens from
+    `ToolInputs` (None when what it needs is missing) and the artifact stage it needs, if any."""
+
+    name: str
+    open: Callable[[ToolInputs], Tool | None]
+    needs: str | None = None
+
+    @property
+    def tokens(self) -> tuple[str, str]:
+        """The call's start and end tokens."""
+        return call_tokens(self.name)
 
 
 def clip(text: str, max_chars: int, total: int | None = None) -> str:

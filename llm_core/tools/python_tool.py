@@ -53,7 +53,7 @@ from typing import Any
 from pydantic import Field
 
 from llm_core.config import StrictModel
-from llm_core.tools.base import clip
+from llm_core.tools.base import ToolSpec, clip
 from llm_core.tools.sandbox_worker import read_frame, write_frame
 
 WORKER = Path(__file__).with_name("sandbox_worker.py")
@@ -162,3 +162,6 @@ class PythonTool:
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
+
+
+SPEC = ToolSpec("python", lambda inputs: PythonTool(inputs.limits.get("python", SandboxLimits())))

@@ -12,7 +12,7 @@ given index (see `llm_core.index.search_index`).
 from __future__ import annotations
 
 from llm_core.index.search_index import Hit, SearchIndex
-from llm_core.tools.base import clip
+from llm_core.tools.base import ToolInputs, ToolSpec, clip
 
 __all__ = ["Hit", "SearchIndex", "SearchTool"]
 
@@ -43,3 +43,11 @@ class SearchTool:
             return "no results"
         per_line = (self.max_chars - (len(hits) - 1)) // len(hits)
         return "\n".join(clip(f"[{hit.url}] {hit.text}", per_line) for hit in hits)
+
+
+def open_search(inputs: ToolInputs) -> SearchTool | None:
+    """The search tool over the `index` input; None without one."""
+    return SearchTool(SearchIndex.load(inputs.index)) if inputs.index is not None else None
+
+
+SPEC = ToolSpec("search", open_search, needs="index")
