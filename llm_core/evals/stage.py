@@ -40,6 +40,7 @@ from llm_core.stage import Input, Stage, StageContext, StageResult
 from llm_core.store import ParquetShardWriter
 from llm_core.tokenizer import load_tokenizer
 from llm_core.tokenizer.sources import UPSTREAM_DOCUMENTS
+from llm_core.tools.registry import TOOLS
 
 RESULTS, ITEMS = "results.parquet", "items.parquet"
 
@@ -52,15 +53,15 @@ class EvalStage(Stage):
     model_stages: ClassVar[dict[str, str]] = {**GPT_MODELS, "reward": "reward"}
 
     def input_stages(self, config: EvalConfig) -> dict[str, str | Input]:
-        """Every model (and the SFT data) whose stage is enabled; the reward model's data only beside it; the search
-        index for the tool suites, when its stage is enabled."""
+        """Every model (and the SFT data) whose stage is enabled; the reward model's data only beside it; what the
+        tools of the tool suites open from, when its stage is enabled."""
         models = {**self.model_stages, "sft_data": "sft_data"}
         inputs: dict[str, str | Input] = {
             "tokenizer": "bpe", "tokens": "tokenize", "documents": UPSTREAM_DOCUMENTS,
             **{name: Input((stage,), optional=True) for name, stage in models.items()},
             "reward_data": Input(("reward_data",), only_with="reward")}
-        if config.tool_items:
-            inputs["index"] = Input(("index",), optional=True)
+        if config.tool_items:  # what the tools open from (the search index), when its stage is enabled
+            inputs |= {spec.needs: Input((spec.needs,), optional=True) for spec in TOOLS if spec.needs}
         return inputs
 
     def data_paths(self, ctx_config: EvalConfig) -> list[str]:
