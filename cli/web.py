@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from flows.cli_options import DEFAULT_CONFIG, ConfigOpt, SetOpt, console, load_or_exit
+from cli.options import DEFAULT_CONFIG, ConfigOpt, SetOpt, console, load_or_exit
 
 TOKEN_ENV = "LLMPIPE_WEB_TOKEN"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")

@@ -28,7 +28,7 @@ from llm_core.corpus.champion import champion_key
 from llm_core.corpus.state import corpus_name
 from llm_core.post.model_io import chat_tools, load_chat_model
 from llm_core.post.rankings import record_chat_feedback
-from flows.cli_options import DEFAULT_CONFIG, ConfigOpt, SetOpt, console, load_or_exit
+from cli.options import DEFAULT_CONFIG, ConfigOpt, SetOpt, console, load_or_exit
 
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m",
