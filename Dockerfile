@@ -27,6 +27,7 @@ COPY pyproject.toml README.md ./
 COPY llm_core llm_core
 COPY tasks tasks
 COPY flows flows
+COPY cli cli
 RUN pip install ".[${EXTRAS}]"
 COPY configs configs
 COPY data data

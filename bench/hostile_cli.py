@@ -20,7 +20,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 WARC = "data/warc/warcio_example.warc.gz"
-LLMPIPE = [sys.executable, "-c", "from flows.cli import main; main()"]
+LLMPIPE = [sys.executable, "-c", "from cli.main import main; main()"]
 MEASURED = """
 import resource, subprocess, sys
 done = subprocess.run(sys.argv[1:], capture_output=True, text=True, timeout=600)

@@ -1,4 +1,4 @@
-"""The DAGs (full pipeline, nightly data refresh, one stage), their deployments, and the `llmpipe` CLI.
+"""The DAGs (full pipeline, nightly data refresh, one stage) and their deployments.
 
 Prefect's usage analytics stay off (no network here, and the project reports no usage): the server's analytics
 setting and the client's `DO_NOT_TRACK`, which also silences Prefect's first-run telemetry notice, are defaulted

@@ -10,7 +10,7 @@
 Their parameters are the run form (flows/run_options.py): `options` (config file, overrides, stages, snapshot) and
 `config` (advanced: the whole config as JSON, empty by default).
 
-`llmpipe serve` (flows/serve.py) also makes sure the "crash zombie flows" automation exists on the server: a flow
+`llmpipe serve` (cli/serve.py) also makes sure the "crash zombie flows" automation exists on the server: a flow
 run whose heartbeats stop (its machine died) is marked Crashed, so a retry can resume it from its committed shards
 and checkpoints. Served flow runs execute in subprocesses of `llmpipe serve`, in its working directory, so relative paths
 in the config (data/, artifacts/) resolve against the directory it was started from.

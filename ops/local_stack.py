@@ -190,7 +190,7 @@ class LocalStack:
             self.s3 = self._stack.enter_context(s3_server(self.workdir))
             self.api_url = self._stack.enter_context(prefect_server(database_url, self.workdir, self.scheduler_loop_s))
             if self.serve_args is not None:
-                cmd = [sys.executable, "-m", "flows.cli", "serve", "--set", f"run.artifact_root={self.s3['root']}",
+                cmd = [sys.executable, "-m", "cli.main", "serve", "--set", f"run.artifact_root={self.s3['root']}",
                        *self.serve_args]
                 self._stack.enter_context(child(cmd, self.workdir / "serve.log", self.env(**self.s3["env"])))
         except BaseException:

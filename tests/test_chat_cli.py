@@ -14,7 +14,7 @@ from test_engine_tools import ANSWER, CALL, ScriptedGPT, chain
 from test_report_chain import commit_upstream
 from typer.testing import CliRunner
 
-from flows.chat_cli import chat, generate
+from cli.chat import chat, generate
 from llm_core.chat.chat_model import index_for
 from llm_core.config import RunConfig
 from llm_core.index import IndexConfig, IndexStage
@@ -83,7 +83,7 @@ def model_with_index(root: Path) -> None:
 
 
 def test_chat_runs_python_and_search_live_and_no_tools_turns_them_off(tmp_path, monkeypatch, one_torch_thread):
-    from flows import chat_cli
+    from cli import chat as chat_cli
 
     tok = tool_tokenizer()
     model_with_index(tmp_path / "artifacts")

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from flows import cli
-from flows.cli import app
+from cli import main as llmpipe
+from cli.main import app
 from llm_core.crawl.sources import expand_location
 from llm_core.pipeline import plan
 from llm_core.pipeline_config import load_config
@@ -104,16 +104,16 @@ def test_an_error_during_the_run_is_one_line_without_debug(monkeypatch, capsys):
     def failing_app() -> None:
         raise ValueError("text dataset 'json' has no field 'text' (fields: ['body'])")
 
-    monkeypatch.setattr(cli, "app", failing_app)
-    monkeypatch.setitem(cli._debug, "on", False)
+    monkeypatch.setattr(llmpipe, "app", failing_app)
+    monkeypatch.setitem(llmpipe._debug, "on", False)
     with pytest.raises(SystemExit) as exit_info:
-        cli.main()
+        llmpipe.main()
     assert exit_info.value.code == 1
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 1 and out[0].startswith("error: text dataset 'json' has no field 'text'")
-    monkeypatch.setitem(cli._debug, "on", True)
+    monkeypatch.setitem(llmpipe._debug, "on", True)
     with pytest.raises(ValueError):
-        cli.main()
+        llmpipe.main()
 
 
 @pytest.mark.slow

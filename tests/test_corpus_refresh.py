@@ -123,7 +123,7 @@ def test_a_gate_that_fails_refuses_the_challenger(nights):
 
 
 def test_champion_cli_prints_the_key_and_why(nights):
-    from flows.cli import app
+    from cli.main import app
 
     root, _ = nights
     result = CliRunner().invoke(app, ["champion", "--set", f"run.artifact_root={root}"], terminal_width=200)
@@ -170,7 +170,7 @@ def test_same_sources_under_a_new_label_bring_nothing_new(nights):
 @pytest.mark.slow
 def test_cli_run_on_a_new_snapshot_is_a_refresh_and_a_train(nights, prefect_harness):
     """`llmpipe run --set crawl.snapshot=S` on a root holding earlier snapshots of the corpus, through Prefect."""
-    from flows.cli import app
+    from cli.main import app
 
     root, runs = nights
     args = [a for o in night_overrides(root, "night-cli", "data/html/zh") for a in ("--set", o)]

@@ -1,5 +1,5 @@
 """The import structure of llm_core, read from its source with `ast` (imports at module level and inside functions
-alike): no modules import each other in a loop, llm_core imports neither tasks/, flows/ nor Prefect, the base
+alike): no modules import each other in a loop, llm_core imports neither cli/, tasks/, flows/ nor Prefect, the base
 modules import no stage, and only the planner's modules import the registry of stages."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ BASE = {"llm_core", "llm_core.config", "llm_core.store", "llm_core.manifest", "l
                                  if p.stem != "__init__")}
 # The top floor: the ordered declaration of stages, the config derived from it, and the planner.
 TOP = {"llm_core.registry", "llm_core.pipeline_config", "llm_core.pipeline"}
-UPPER_LAYERS = {"tasks", "flows", "prefect", "prefect_dask", "prefect_ray"}
+UPPER_LAYERS = {"cli", "tasks", "flows", "prefect", "prefect_dask", "prefect_ray"}
 
 
 def modules() -> dict[str, Path]:

@@ -16,7 +16,7 @@ import pytest
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
-from flows.cli import app
+from cli.main import app
 from flows.run_options import RunOptions, options_for, resolve_config
 from llm_core.config import ConfigError
 from llm_core.pipeline import plan
@@ -148,7 +148,7 @@ def test_cli_stage_under_prefect_shows_shard_progress_and_the_summary(two_snapsh
     _, overrides, _, _ = two_snapshots
     args = [a for o in [*overrides, "crawl.snapshot=2026-11-23"] for a in ("--set", o)]
     env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "COLUMNS": "160"}
-    result = subprocess.run([sys.executable, "-m", "flows.cli", "stage", "extract", *args], env=env, cwd=REPO,
+    result = subprocess.run([sys.executable, "-m", "cli.main", "stage", "extract", *args], env=env, cwd=REPO,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     bars = [line for line in result.stdout.splitlines() if "records/s" in line]

@@ -33,7 +33,7 @@ from prefect.client.schemas.filters import (
     LogFilterFlowRunId,
 )
 
-from flows.serve import served_ui_api_url, ui_api_mismatch
+from cli.serve import served_ui_api_url, ui_api_mismatch
 from llm_core.pipeline import plan
 from llm_core.pipeline_config import load_config
 from ops.local_stack import REPO, LocalStack, postgres_available

@@ -58,7 +58,7 @@ def test_second_run_is_all_cache_hits(micro):
 
 @pytest.mark.slow
 def test_cli_inspects_the_store(micro):
-    from flows.cli import app
+    from cli.main import app
 
     cfg, overrides, done = micro
     args = [a for o in overrides for a in ("--set", o)]

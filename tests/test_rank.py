@@ -122,7 +122,7 @@ def test_people_labelers_are_not_run_by_the_plain_driver(tmp_path):
 
 
 def test_llmpipe_rank_in_the_terminal_stops_and_goes_on_where_it_stopped(tmp_path, monkeypatch, one_torch_thread):
-    from flows.cli import app
+    from cli.main import app
 
     inputs = model_inputs(tmp_path / "artifacts")
     config = tmp_path / "config.yaml"
@@ -148,7 +148,7 @@ def test_llmpipe_rank_in_the_terminal_stops_and_goes_on_where_it_stopped(tmp_pat
 
 
 def test_chat_thumbs_become_rankings_rows(tmp_path, one_torch_thread):
-    from flows.cli import app
+    from cli.main import app
 
     model_inputs(tmp_path / "artifacts")
     config = tmp_path / "config.yaml"

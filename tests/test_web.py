@@ -263,7 +263,7 @@ def test_appends_from_many_threads_all_land(tmp_path):
 
 
 def test_llmpipe_web_refuses_a_public_address_without_a_token_and_an_unknown_model(tmp_path, monkeypatch):
-    from flows.cli import app
+    from cli.main import app
 
     web_store(tmp_path / "artifacts")
     monkeypatch.delenv("LLMPIPE_WEB_TOKEN", raising=False)

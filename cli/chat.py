@@ -21,7 +21,7 @@ from typing import Annotated, Any
 
 import typer
 
-from flows.cli_options import DEFAULT_CONFIG, ConfigOpt, SetOpt, console, load_or_exit
+from cli.options import DEFAULT_CONFIG, ConfigOpt, SetOpt, console, load_or_exit
 from llm_core.chat.chat_model import chat_tools, load_chat_model
 from llm_core.chat.engine import Engine, SamplingParams
 from llm_core.chat.stream_text import ReplyText

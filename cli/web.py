@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from flows.cli_options import DEFAULT_CONFIG, ConfigOpt, SetOpt, console, load_or_exit
+from cli.options import DEFAULT_CONFIG, ConfigOpt, SetOpt, console, load_or_exit
 
 TOKEN_ENV = "LLMPIPE_WEB_TOKEN"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -45,8 +45,8 @@ def web(
         raise typer.Exit(2)
     import uvicorn  # here, not at the top: every llmpipe command imports this module
 
-    from llm_core.web.app import create_app
     from llm_core.corpus.state import corpus_name
+    from llm_core.web.app import create_app
     from llm_core.web.models import served_models
     from llm_core.web.requests import WebSettings
 

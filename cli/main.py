@@ -1,7 +1,8 @@
 """`llmpipe`: run the pipeline, one stage, or inspect the artifact store, from the shell.
 
 Flows run in Prefect's ephemeral mode when no server is configured, and report to the server (and its UI) when
-`PREFECT_API_URL` is set.
+`PREFECT_API_URL` is set. Only the commands that run flows (`run`, `refresh`, `stage`, `serve`) import the flow modules
+and Prefect, when they run: the others start without them.
 """
 
 from __future__ import annotations
@@ -17,13 +18,13 @@ import typer
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from flows.artifacts_view import ls_table, show_summary
-from flows.champion_cli import promote, show_champion
-from flows.chat_cli import chat, generate
-from flows.cli_options import DEFAULT_CONFIG, ConfigOpt, SetOpt, console, load_or_exit
-from flows.rank_cli import rank
-from flows.serve import serve
-from flows.web_cli import web
+from cli.artifacts_view import ls_table, show_summary
+from cli.champion import promote, show_champion
+from cli.chat import chat, generate
+from cli.options import DEFAULT_CONFIG, ConfigOpt, SetOpt, console, load_or_exit
+from cli.rank import rank
+from cli.serve import serve
+from cli.web import web
 from llm_core.config import ConfigError
 from llm_core.pipeline import data_refresh_targets, plan, preflight, with_inputs
 from llm_core.pipeline_config import PipelineConfig

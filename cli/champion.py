@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from flows.cli_options import DEFAULT_CONFIG, ConfigOpt, SetOpt, console, load_or_exit
+from cli.options import DEFAULT_CONFIG, ConfigOpt, SetOpt, console, load_or_exit
 from llm_core.corpus.champion import champion, champion_key, chat_model, decisions, promote_by_hand
 from llm_core.corpus.state import corpus_name
 

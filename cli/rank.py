@@ -15,7 +15,7 @@ import typer
 from rich.columns import Columns
 from rich.panel import Panel
 
-from flows.cli_options import DEFAULT_CONFIG, ConfigOpt, SetOpt, console, load_or_exit
+from cli.options import DEFAULT_CONFIG, ConfigOpt, SetOpt, console, load_or_exit
 from llm_core.config import ConfigError
 from llm_core.pipeline import plan, with_inputs
 from llm_core.preference.rank_stage import rank_prompts
