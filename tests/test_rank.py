@@ -8,6 +8,7 @@ import itertools
 import json
 import math
 import re
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -92,6 +93,12 @@ def test_the_model_labeler_ranks_distinct_answers_and_records_ties(tmp_path, one
     assert manifest.counts["pairs"] == sum(len(r["pairs"]) for r in rows)
     assert manifest.metrics["rankings"] == 4.0
     assert run_stage(RankStage(), ctx)[1], "a second run is a cache hit"
+    assert all(r["ranked_at"] is None for r in rows), "a model's ranking is no event: it carries no time"
+    (tmp_path / "again").mkdir()
+    again = rank_context(tmp_path / "again", labeler="model", judge="longer", answers=4, max_tokens=4)
+    run_stage(RankStage(), again)
+    first, second = (Path(f"{c.output.uri}/{RANKINGS_FILE}").read_bytes() for c in (ctx, again))
+    assert first == second, "a rerun on another root writes the same rankings, byte for byte"
 
 
 def test_a_reward_model_can_be_the_judge(tmp_path, one_torch_thread):

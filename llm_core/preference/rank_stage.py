@@ -130,7 +130,7 @@ def rule_labeler(rule: str) -> Labeler:
             tiers: dict[int, list[int]] = {}
             for i, a in enumerate(item.answers):
                 tiers.setdefault(sign * len(a), []).append(i)
-            out.append(Judgement("ranked", [tiers[t] for t in sorted(tiers)], f"model:{rule}"))
+            out.append(Judgement("ranked", [tiers[t] for t in sorted(tiers)], f"model:{rule}", ranked_at=None))
         return out
 
     return label
@@ -146,7 +146,7 @@ def reward_model_labeler(model: Any, tokenizer: Tokenizer, name: str) -> Labeler
             scores = score(model, [encode_answer(tokenizer, item.prompt, a, block) for a in item.answers],
                            tokenizer.eot_id).tolist()
             order = sorted(range(len(item.answers)), key=lambda i: -scores[i])
-            out.append(Judgement("ranked", [[i] for i in order], f"model:{name}"))
+            out.append(Judgement("ranked", [[i] for i in order], f"model:{name}", ranked_at=None))
         return out
 
     return label
@@ -257,7 +257,7 @@ def rank_result(rows: list[dict[str, Any]], items_info: dict[str, Any], resumed_
 class RankStage(Stage):
     name = "rank"
     config_model = RankConfig
-    version = "1"
+    version = "2"  # 2: a model's rankings carry no time (`ranked_at` null): a rerun writes the same bytes
     uses_seed = True
 
     def input_stages(self, config: RankConfig) -> dict[str, str]:

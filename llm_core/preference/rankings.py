@@ -83,17 +83,20 @@ class Judgement:
     tiers: list[list[int]] = field(default_factory=list)  # answer indices, best tier first
     labeler: str = ""
     comment: str = ""
-    ranked_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
+    # When a person ranked; None for a model's ranking, a function of its inputs rather than an event, so that a
+    # rerun writes the same bytes.
+    ranked_at: dt.datetime | None = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
     rating: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"status": self.status, "tiers": self.tiers, "labeler": self.labeler, "comment": self.comment,
-                "ranked_at": self.ranked_at.isoformat(), "rating": self.rating}
+                "ranked_at": self.ranked_at.isoformat() if self.ranked_at else None, "rating": self.rating}
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> Judgement:
+        ranked_at = dt.datetime.fromisoformat(obj["ranked_at"]) if obj.get("ranked_at") else None
         return cls(obj["status"], [list(t) for t in obj["tiers"]], obj["labeler"], obj.get("comment", ""),
-                   dt.datetime.fromisoformat(obj["ranked_at"]), obj.get("rating"))
+                   ranked_at, obj.get("rating"))
 
 
 Labeler = Callable[[list[RankItem], int, int], list[Judgement]]  # (batch items, batch number, batches) -> judgements
