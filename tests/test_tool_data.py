@@ -14,8 +14,10 @@ from llm_core.chat.synthetic import refusal_conversations
 from llm_core.chat.template import render_conversation, validate_messages
 from llm_core.chat.tool_conversations import (
     PYTHON_KINDS,
+    UNFOUND_REPLY,
     fact_questions,
     heldout_python_questions,
+    holds_answer,
     is_heldout,
     python_conversations,
     python_questions,
@@ -84,6 +86,17 @@ def test_a_tool_reply_is_the_call_the_tools_output_and_the_answer_built_from_it(
     assert reply["content"] == reply["parts"][2]["text"] == f"<{a} * {b}>."
     direct = python_conversations(20, 3, echo, direct_share=1.0)
     assert all([p["kind"] for p in c.messages[1]["parts"]] == ["text"] for c in direct)
+
+
+def test_a_search_reply_states_only_a_number_its_output_shows():
+    facts = read_facts(str(FACTS))
+    answer_of = {q["question"]: q["answer"] for f in facts for q in f["questions"]}
+    elsewhere = search_conversations(40, 0, str(FACTS), lambda call: "[https://example.org] 1234 people, 18 of them")
+    assert {c.messages[1]["content"] for c in elsewhere} == {UNFOUND_REPLY.format(tool="search")}
+    found = search_conversations(40, 0, str(FACTS), lambda call: f"[u] it was {answer_of[call]}.")
+    assert all(answer_of[c.messages[0]["content"]] in c.messages[1]["content"] for c in found)
+    assert holds_answer("built 301 clocks.", "301") and not holds_answer("built 3012 clocks", "301")
+    assert not holds_answer("in 1301", "301") and not holds_answer("v2.301", "301")
 
 
 def facts_index(root: str) -> SearchIndex:

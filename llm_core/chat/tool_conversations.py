@@ -8,7 +8,9 @@ no tool is needed.
   the word and the letter, so the call's `"strawberry"` is tokenised as the question's): a copy a small model can
   learn for numbers it never saw (the tiny run does; for words it falls back on the ones it was trained on).
 - Search (`search_conversations`): the question about a made-up fact (`made_up_facts`) is the query, and the reply
-  restates the sentence of the passage that answers it.
+  restates the sentence of the passage that answers it; when the search returned another passage (`How many people
+  live in X?` finds a page about people more often than the fact's "X has N inhabitants"), the reply says the
+  search did not say, so no conversation teaches a number its output does not show.
 
 A Python reply is the tool's output alone (`4032.`), right after it: the shortest copy, and no stock phrase such as
 "... is the product." that a small model would carry into other answers ("My name is the product.").
@@ -23,6 +25,7 @@ model's 128-token context.
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -35,6 +38,7 @@ from llm_core.data_files import read_jsonl
 ToolFn = Callable[[str], str]  # a call's text -> the output the model sees
 
 HELDOUT_FRACTION = 0.25
+UNFOUND_REPLY = "I don't know: the {tool} did not say."
 
 # common English words, several with repeated letters (the "how many r in strawberry" kind of question)
 WORDS = ["strawberry", "banana", "apple", "cherry", "lemon", "orange", "pepper", "tomato", "potato", "carrot", "coffee", "butter", "letter", "paper", "pillow", "mirror", "window", "kitchen", "garden", "flower", "forest", "river", "mountain", "valley", "island", "ocean", "harbour", "bridge", "tunnel", "castle", "village", "market", "school", "teacher", "student", "library", "pencil", "notebook", "blanket", "bottle", "button", "pocket", "candle", "ribbon", "balloon", "umbrella", "giraffe", "elephant", "kangaroo", "monkey", "rabbit", "parrot", "penguin", "dolphin", "squirrel", "mosquito", "butterfly", "committee", "bookkeeper", "mississippi", "tennessee", "assessment", "possession", "necessary", "occasion", "embarrass", "accommodate", "millennium", "parallel", "beginning", "different", "tomorrow", "yesterday", "summer", "winter", "autumn", "weather", "thunder", "rainbow", "diamond", "crystal", "marble", "silver", "copper", "bronze", "engine", "rocket", "satellite", "telescope", "microscope", "keyboard", "printer", "computer", "internet", "puzzle", "riddle", "banner", "cannon", "tattoo", "balloonist", "referee", "coffeepot", "address", "success"]
@@ -182,14 +186,24 @@ def fact_questions(facts: list[dict], heldout: bool) -> list[FactQuestion]:
 # -- conversations ---------------------------------------------------------------------------------------------------
 
 
+def holds_answer(output: str, answer: str) -> bool:
+    """Whether the tool's output states `answer` as a whole word or number (`183` is not in `1834`)."""
+    return re.search(rf"(?<![\w.]){re.escape(answer)}(?!\w)", output) is not None
+
+
 def tool_reply(question: ToolQuestion, tool_kind: str, tool: ToolFn | None) -> dict:
-    """The assistant message: the call, the real tool's output and the answer built from it, as `parts`."""
+    """The assistant message: the call, the real tool's output and the answer built from it, as `parts`. A reply
+    written beforehand (a fact's sentence) is kept only when the output holds its answer; otherwise (the search
+    found another document) the reply says so (`UNFOUND_REPLY`) rather than state a number the model could not have
+    read: a conversation never teaches making one up."""
     if question.call is None:
         return tool_message([("text", question.reply)])
     assert tool is not None, f"{question.kind} questions need the {tool_kind} tool"
     output = tool(question.call)
-    return tool_message([(tool_kind, question.call), ("output", output),
-                         ("text", question.reply.format(output=output.strip()))])
+    # a reply made of the output (Python's `{output}.`) holds the answer by construction
+    grounded = "{output}" in question.reply or holds_answer(output, question.answer)
+    reply = question.reply.format(output=output.strip()) if grounded else UNFOUND_REPLY.format(tool=tool_kind)
+    return tool_message([(tool_kind, question.call), ("output", output), ("text", reply)])
 
 
 def python_conversations(count: int, seed: int, python: ToolFn, direct_share: float = 0.2) -> list[Sample]:

@@ -49,7 +49,7 @@ class SftDataConfig(StageConfig):
 class SftDataStage(MixtureStage):
     name = "sft_data"
     config_model = SftDataConfig
-    version = "3"  # 3: messages have a `parts` field (tool calls)
+    version = "4"  # 3: messages have a `parts` field (tool calls); 4: a search reply states only what its output shows
     title = "SFT conversation mixture"
     columns = {"source": "source", "weight": "weight", "input": "input", "kept": "kept", "rejected": "rejected",
                "train_unique": "train (unique)", "train": "train (weighted)", "val": "val"}
