@@ -153,10 +153,10 @@ def test_bad_requests_get_a_4xx_with_a_reason_and_the_server_stays_up(tmp_path):
         missing = bare.get("/api/models")
         assert missing.status_code == 401 and "needs its token" in missing.json()["detail"]
         assert bare.get("/", headers={"Authorization": "Bearer nope"}).status_code == 401
-        assert bare.get("/static/app.js").status_code == 401
+        assert bare.get("/static/page.js").status_code == 401
         page = bare.get("/?token=s3cret")  # the page's address carries it once; a cookie carries it after
         assert page.status_code == 200 and "llmpipe_token" in page.headers["set-cookie"]
-        assert bare.get("/static/app.js").status_code == 200
+        assert bare.get("/static/page.js").status_code == 200
         client = httpx.Client(base_url=url, timeout=60, headers={"Authorization": "Bearer s3cret"})
         cases = {
             "empty message": ({"model": SFT, "messages": [{"role": "user", "content": "  "}]}, 422, "empty"),

@@ -1,6 +1,6 @@
 """The web chat's HTTP API and page (`create_app`).
 
-    GET  /                  the page (static/index.html, with static/base.js, app.js and style.css)
+    GET  /                  the page (static/index.html, with static/base.js, page.js and style.css)
     GET  /api/models        the served models, the default first, and the server's limits
     GET  /api/status        the queue: replies being written, waiting, done, cancelled
     POST /api/chat          a reply, streamed as server-sent events (see `worker` for the events)

@@ -1,5 +1,5 @@
 // The web chat page's shared pieces: its state and saved settings, element helpers, the JSON + server-sent-events
-// calls to llm_core/web/app.py, and a reply's view as it streams (app.js builds the chat, arena and leaderboard
+// calls to llm_core/web/app.py, and a reply's view as it streams (page.js builds the chat, arena and leaderboard
 // on them). Text from a model or a person is only ever set with textContent (never parsed as HTML).
 "use strict";
 
