@@ -18,7 +18,8 @@ root, commands = sys.argv[1], json.loads(sys.argv[2])
 report = []
 for args in commands:
     result = CliRunner().invoke(app, [*args, "--set", f"run.artifact_root={root}"] if "--help" not in args else args)
-    report.append({"args": args, "exit_code": result.exit_code, "output": result.output, "prefect": "prefect" in sys.modules,
+    report.append({"args": args, "exit_code": result.exit_code, "output": result.output,
+                   "prefect": "prefect" in sys.modules,
                    "flows": sorted(m for m in sys.modules if m.startswith("flows."))})
 print(json.dumps(report))
 """

@@ -41,7 +41,8 @@ def test_the_tokenizer_holds_the_call_tokens_of_the_registry_in_its_order():
 
 def test_a_tool_added_to_the_registry_is_opened_and_called_by_its_tokens(monkeypatch):
     monkeypatch.setattr(registry, "TOOLS", [*registry.TOOLS, SHOUT])
-    tok = BpeTokenizer(train_bpe([m["content"] for m in TOOL_CONVO] * 20, 320, (*DEFAULT_SPECIAL_TOKENS, *SHOUT.tokens)))
+    specials = (*DEFAULT_SPECIAL_TOKENS, *SHOUT.tokens)
+    tok = BpeTokenizer(train_bpe([m["content"] for m in TOOL_CONVO] * 20, 320, specials))
     tools = registry.open_tools(ToolInputs(), ["shout"])
     assert [t.name for t in tools] == ["shout"]
     assert [t.name for t in registry.open_tools(ToolInputs())] == ["python", "shout"]  # search needs an index

@@ -8,13 +8,13 @@ GPT suites, `reward` for preference pairs) and commits one artifact:
     items.parquet     what every model answered to every item, correct or not and why, contaminated or not
                       (schema `EVAL_ITEMS`), so a person can read what each model said
 
-Suites (`suites.SUITES`: `lm_suites`, `chat_suites`, `tool_suites`, `reward_suite`, `rl_suite`): bits per byte
-per text group and multiple choice (every GPT model); identity, "I don't know" on made-up entities beside over-refusal on known questions, held-out sums, GSM8K, the
-`<|im_end|>` rate and special-token leaks (every GPT model, through the chat template, greedy by default); the tool
-suites, each asked with the tools and without (`tool_suites`: the chat models SFT and RL, when the tokenizer has
-the tool tokens; search needs the `index` artifact); reward accuracy per source on held-back pairs beside "longer
-wins" and "shorter wins", and the share of pairs cut by the context; RL reward, KL, reply end rate and length on the
-RL stage's held-out prompts before (SFT) and after.
+Suites (`suites.SUITES`: `lm_suites`, `chat_suites`, `tool_suites`, `reward_suite`, `rl_suite`): bits per byte per
+text group and multiple choice (every GPT model); identity, "I don't know" on made-up entities beside over-refusal
+on known questions, held-out sums, GSM8K, the `<|im_end|>` rate and special-token leaks (every GPT model, through
+the chat template, greedy by default); the tool suites, each asked with the tools and without (`tool_suites`: the
+chat models SFT and RL, when the tokenizer has the tool tokens; search needs the `index` artifact); reward accuracy
+per source on held-back pairs beside "longer wins" and "shorter wins", and the share of pairs cut by the context; RL
+reward, KL, reply end rate and length on the RL stage's held-out prompts before (SFT) and after.
 
 Decontamination (`contamination`, `data`): each item is checked against the training data of the model under test
 (base: the pretraining text; sft: + SFT conversations; rlhf: + RL prompts; reward: + SFT conversations + preference

@@ -4,8 +4,9 @@ table beside its baselines, and a few per-item examples.
 Reads `results.parquet` (one row per model x suite x metric) and `items.parquet` (per-item outputs) of an `eval`
 artifact. Rows are rendered generically, in the order the eval stage wrote them; only model names get pretty labels.
 Each row goes to the table its suite declares (`SuiteReport` in `llm_core.evals.suite`): the before/after table,
-the reward model's table, or the tool table (each model with its tools beside the same model without them); a row whose metric is `baseline:NAME` is a further baseline of the
-suite's first metric (e.g. "longer wins" beside "shorter wins"). Computes nothing but differences.
+the reward model's table, or the tool table (each model with its tools beside the same model without them); a row
+whose metric is `baseline:NAME` is a further baseline of the suite's first metric (e.g. "longer wins" beside
+"shorter wins"). Computes nothing but differences.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """The arena: one prompt, two anonymous answers (two models, or two samples of one), one vote, and the leaderboard
 the votes make.
 
-A vote is a RANKINGS row (`llm_core/preference/rankings.py`), the schema of the `rank` stage, so the reward data reads it with the
-rest: answers [A, B] (and the person's better answer, when written, ranked above both), tiers by the verdict
-(`A` / `B`: the better one first; `tie` and `both_bad`: A and B tied, `both_bad` with rating -1), labeler
-`web:NAME` (or the browser's anonymous id), the time and any comment. The two models are kept in `source`
+A vote is a RANKINGS row (`llm_core/preference/rankings.py`), the schema of the `rank` stage, so the reward data
+reads it with the rest: answers [A, B] (and the person's better answer, when written, ranked above both), tiers by
+the verdict (`A` / `B`: the better one first; `tie` and `both_bad`: A and B tied, `both_bad` with rating -1),
+labeler `web:NAME` (or the browser's anonymous id), the time and any comment. The two models are kept in `source`
 (`arena:MODEL_A,MODEL_B`), where the leaderboard finds them.
 
 The leaderboard is Chatbot Arena's: a Bradley-Terry model fitted to every vote (a tie counts half a win each way;
