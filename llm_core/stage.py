@@ -200,8 +200,9 @@ class Stage(abc.ABC):
         return False
 
     def run_with_people(self, ctx: StageContext, ask: AskPeople) -> StageResult:
-        """`run`, with `ask` showing people a form where the caller's layer has them (the Prefect UI)."""
-        raise NotImplementedError(f"stage {self.name!r} does not ask people")
+        """`run`, with `ask` showing people a form where the caller's layer has them (the Prefect UI); a stage that
+        asks nobody just runs."""
+        return self.run(ctx)
 
     def input_stages(self, config: StageConfig) -> dict[str, str | Input]:
         """Input name -> the upstream stage it reads, or an `Input` naming alternatives, given this stage's own

@@ -15,6 +15,7 @@ from llm_core.chat.loaders import (
     parse_hh_transcript,
 )
 from llm_core.chat.mixture import copies, is_validation
+from llm_core.chat.numbers import final_answer
 from llm_core.chat.splits import evenly_spaced
 from llm_core.chat.synthetic import (
     identity_conversations,
@@ -23,7 +24,7 @@ from llm_core.chat.synthetic import (
     requested_keyword,
 )
 from llm_core.chat.template import validate_messages
-from llm_core.rl.verifiable_rewards import exact_answer, final_answer, keyword
+from llm_core.rl.verifiable_rewards import exact_answer, keyword
 
 TREE = {
     "text": "Q1", "role": "prompter", "replies": [

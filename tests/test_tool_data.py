@@ -10,6 +10,7 @@ import pytest
 from conftest import DATA
 
 from llm_core.chat.made_up_facts import FACT_COUNT, generate_facts, is_clean_name
+from llm_core.chat.numbers import same_number, states_number
 from llm_core.chat.synthetic import refusal_conversations
 from llm_core.chat.template import render_conversation, validate_messages
 from llm_core.chat.tool_conversations import (
@@ -17,7 +18,6 @@ from llm_core.chat.tool_conversations import (
     UNFOUND_REPLY,
     fact_questions,
     heldout_python_questions,
-    holds_answer,
     is_heldout,
     python_conversations,
     python_questions,
@@ -27,7 +27,6 @@ from llm_core.chat.tool_conversations import (
 from llm_core.config import ConfigError, RunConfig
 from llm_core.index import IndexConfig, IndexStage, SearchIndex
 from llm_core.pipeline_config import load_config
-from llm_core.rl.verifiable_rewards import same_number
 from llm_core.stage import StageContext, run_stage
 from llm_core.store import ArtifactStore
 from llm_core.tokenizer.base import DEFAULT_SPECIAL_TOKENS
@@ -95,8 +94,8 @@ def test_a_search_reply_states_only_a_number_its_output_shows():
     assert {c.messages[1]["content"] for c in elsewhere} == {UNFOUND_REPLY.format(tool="search")}
     found = search_conversations(40, 0, str(FACTS), lambda call: f"[u] it was {answer_of[call]}.")
     assert all(answer_of[c.messages[0]["content"]] in c.messages[1]["content"] for c in found)
-    assert holds_answer("built 301 clocks.", "301") and not holds_answer("built 3012 clocks", "301")
-    assert not holds_answer("in 1301", "301") and not holds_answer("v2.301", "301")
+    assert states_number("built 301 clocks.", "301") and not states_number("built 3012 clocks", "301")
+    assert not states_number("in 1301", "301") and not states_number("v2.301", "301")
 
 
 def facts_index(root: str) -> SearchIndex:

@@ -25,12 +25,12 @@ model's 128-token context.
 from __future__ import annotations
 
 import random
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from llm_core.chat.hashing import unit_hash
 from llm_core.chat.loaders import Sample, msg
+from llm_core.chat.numbers import states_number
 from llm_core.chat.template import tool_message
 from llm_core.config import ConfigError
 from llm_core.data_files import read_jsonl
@@ -186,11 +186,6 @@ def fact_questions(facts: list[dict], heldout: bool) -> list[FactQuestion]:
 # -- conversations ---------------------------------------------------------------------------------------------------
 
 
-def holds_answer(output: str, answer: str) -> bool:
-    """Whether the tool's output states `answer` as a whole word or number (`183` is not in `1834`)."""
-    return re.search(rf"(?<![\w.]){re.escape(answer)}(?!\w)", output) is not None
-
-
 def tool_reply(question: ToolQuestion, tool_kind: str, tool: ToolFn | None) -> dict:
     """The assistant message: the call, the real tool's output and the answer built from it, as `parts`. A reply
     written beforehand (a fact's sentence) is kept only when the output holds its answer; otherwise (the search
@@ -201,7 +196,7 @@ def tool_reply(question: ToolQuestion, tool_kind: str, tool: ToolFn | None) -> d
     assert tool is not None, f"{question.kind} questions need the {tool_kind} tool"
     output = tool(question.call)
     # a reply made of the output (Python's `{output}.`) holds the answer by construction
-    grounded = "{output}" in question.reply or holds_answer(output, question.answer)
+    grounded = "{output}" in question.reply or states_number(output, question.answer)
     reply = question.reply.format(output=output.strip()) if grounded else UNFOUND_REPLY.format(tool=tool_kind)
     return tool_message([(tool_kind, question.call), ("output", output), ("text", reply)])
 

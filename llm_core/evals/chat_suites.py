@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from llm_core.chat.engine import Engine, SamplingParams
+from llm_core.chat.numbers import final_answer, same_number
 from llm_core.chat.splits import evenly_spaced
 from llm_core.chat.synthetic import heldout_sums, sum_question
 from llm_core.chat.template import render_prompt
@@ -31,7 +32,6 @@ from llm_core.evals.data import EvalData
 from llm_core.evals.results import ItemOutcome, ResultRow, complement, rate_row
 from llm_core.evals.suite import GPT_MODELS, Scored, Suite, SuiteReport
 from llm_core.model import GPT
-from llm_core.rl.verifiable_rewards import final_answer, same_number
 from llm_core.tokenizer.base import IM_END, Tokenizer
 
 REFUSAL = re.compile(

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from llm_core.chat.engine import Completion, Engine, SamplingParams
+from llm_core.chat.numbers import final_answer, same_number, states_number
 from llm_core.chat.tool_conversations import fact_questions, heldout_python_questions, read_facts
 from llm_core.evals.chat_suites import encode_prompt
 from llm_core.evals.contamination import ContaminationIndex
@@ -33,7 +34,6 @@ from llm_core.evals.data import EvalData
 from llm_core.evals.results import ItemOutcome, ResultRow, rate_row
 from llm_core.evals.suite import Scored, Suite, SuiteReport
 from llm_core.model import GPT
-from llm_core.rl.verifiable_rewards import NUMBER, final_answer, same_number
 from llm_core.tokenizer.base import Tokenizer
 from llm_core.tools.base import Tool, ToolInputs
 from llm_core.tools.registry import opened_tools
@@ -77,10 +77,6 @@ def score(item: ToolItem, completion: Completion) -> tuple[bool, str]:
     return ok, "" if ok else f"final number {got}"
 
 
-def has_number(text: str, expected: str) -> bool:
-    return any(same_number(n.replace(",", ""), expected) for n in NUMBER.findall(text))
-
-
 def item_outcome(model_name: str, item: ToolItem, contaminated_why: str | None, item_id: str, completion: Completion,
                  ok: bool, reason: str = "") -> ItemOutcome:
     return ItemOutcome(model_name, item.suite, item_id, item.prompt, completion.text, item.expected, ok,
@@ -110,7 +106,7 @@ def run_tool_suites(
             metrics["well_formed_rate"].append(outcome(item.item_id, c, not malformed,
                                                        f"malformed call {malformed[0]!r}" if malformed else ""))
         if c.calls:
-            given = any(has_number(call.output, item.expected) for call in c.calls)
+            given = any(states_number(call.output, item.expected) for call in c.calls)
             metrics["answer_in_output"].append(outcome(item.item_id, c, given,
                                                        "" if given else "no tool output holds the answer"))
         if item.url:

@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable
 
 from llm_core.chat.loaders import load_gsm8k
+from llm_core.chat.numbers import final_answer, same_number
 from llm_core.chat.synthetic import (
     KEYWORD_PROMPTS,
     KEYWORDS,
@@ -22,25 +23,6 @@ from llm_core.chat.synthetic import (
 )
 
 RewardFn = Callable[[str, str, str | None], float]
-
-NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
-
-
-def final_answer(text: str) -> str | None:
-    """The number after the last `####`, or else the last number in the text; commas dropped."""
-    tail = text.rsplit("####", 1)[1] if "####" in text else text
-    numbers = NUMBER.findall(tail)
-    if not numbers:
-        return None
-    return (numbers[0] if "####" in text else numbers[-1]).replace(",", "")
-
-
-def same_number(a: str, b: str) -> bool:
-    try:
-        return float(a) == float(b)
-    except ValueError:
-        return a == b
-
 
 def exact_answer(prompt: str, completion: str, reference: str | None) -> float:
     got = final_answer(completion)
