@@ -116,7 +116,7 @@ def slow_run_warnings(config: PipelineConfig, stages: Iterable[str] | None = Non
             f"{load / cores:.1f}x slower than their reference; stop other jobs or run when it is quiet"
             + (f", or set run.workers={max(1, cores // 2)} to leave room" if config.run.workers in (0, cores) else ""))
     for name in STAGES if stages is None else stages:
-        section = getattr(config, name)
+        section = config.section(name)
         if section.enabled:
             warnings += STAGES[name].machine_warnings(section, cores, load)
     return warnings
