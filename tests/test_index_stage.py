@@ -16,6 +16,7 @@ from hostile import dying_after
 from llm_core.config import ConfigError, RunConfig
 from llm_core.index import IndexConfig, IndexStage, SearchIndex
 from llm_core.index.passages import cut_passages
+from llm_core.index.search_index import TOKENIZER
 from llm_core.pipeline import plan
 from llm_core.pipeline_config import load_config
 from llm_core.schemas import FILTERED_DOCUMENTS
@@ -167,6 +168,21 @@ def test_curated_only_and_empty_indexes(tmp_path):
     assert len(empty) == 0 and SearchTool(empty)("anything") == "no results"
 
 
+def test_question_words_do_not_outweigh_the_name_asked_about(tmp_path, monkeypatch):
+    """The Glasgow stop words drop "how" and "many": a page full of them no longer beats the one passage holding the
+    rare name. An index records the list it was built with and is searched with that list."""
+    store = ArtifactStore(str(tmp_path / "artifacts"))
+    lines = ['{"url": "u:faq", "text": "How many? How many more? Ask how many times, and how."}',
+             '{"url": "u:town", "text": "Wenwenmon was founded in 1846 and has 4513 inhabitants."}']
+    (tmp_path / "facts.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    index = curated_index(store, "facts", tmp_path / "facts.jsonl")
+    assert [h.url for h in index.search("How many people live in Wenwenmon?", k=2)] == ["u:town"]
+    assert index.stopwords == "glasgow_en"
+    monkeypatch.setitem(TOKENIZER, "stopwords", "en")  # an index built before: bm25s's 33 words keep "how many"
+    before = curated_index(store, "facts-en", tmp_path / "facts.jsonl")
+    assert before.stopwords == "en" and before.search("How many people live in Wenwenmon?", k=1)[0].url == "u:faq"
+
+
 def test_index_on_s3(s3_server, tmp_path):
     store = ArtifactStore(s3_server["root"], s3_server["storage_options"])
     (tmp_path / "facts.jsonl").write_text(FACT, encoding="utf-8")
@@ -186,6 +202,11 @@ def test_bad_index_artifacts_are_clear_errors(built, tmp_path):
     writer.commit(version="1", config={}, inputs={})
     with pytest.raises(FileNotFoundError, match="lacks passages/part-00000.parquet"):
         SearchIndex.load(broken.reader(broken.ref("index", "nobm25")))
+    writer = broken.writer(broken.ref("index", "stopwords"))
+    writer.write_json("index.json", {"format": 1, "passage_files": [], "passages": 0, "tokenizer": {"stopwords": "xx"}})
+    writer.commit(version="1", config={}, inputs={})
+    with pytest.raises(ValueError, match="built with stop words 'xx'; this code knows"):
+        SearchIndex.load(broken.reader(broken.ref("index", "stopwords")))
 
 
 def test_planned_after_filter_and_curated_files_checked_at_config_load(tmp_path):

@@ -7,7 +7,8 @@ Layout of the artifact:
     rejected/{shard}.json      curated lines that were not documents, with why
 
 Tokenisation is bm25s's (`TOKENIZER`): lowercase, runs of two or more word characters (`\\b\\w\\w+\\b`), English
-stopwords removed, no stemming ("cats" does not match "cat"). Chinese and Japanese have no spaces and `\\w` covers
+stop words removed (the Glasgow list of `stopwords.py`; an index built with bm25s's shorter list, `en`, records
+that in its `index.json` and is searched with it), no stemming ("cats" does not match "cat"). Chinese and Japanese have no spaces and `\\w` covers
 their characters, so a whole run between punctuation is one token: such a query matches only a passage holding
 the same run. Queries are tokenised the same way; tokens the index never saw are dropped.
 
@@ -28,6 +29,7 @@ from typing import Any
 import bm25s
 import numpy as np
 
+from llm_core.index.stopwords import GLASGOW_ENGLISH
 from llm_core.store import ArtifactReader, ArtifactWriter
 
 logging.getLogger("bm25s").setLevel(logging.INFO)  # bm25s sets its own logger to DEBUG: its debug lines would show in run logs
@@ -35,7 +37,9 @@ logging.getLogger("bm25s").setLevel(logging.INFO)  # bm25s sets its own logger t
 INDEX_FILE = "index.json"
 BM25_DIR = "bm25"
 FORMAT = 1
-TOKENIZER: dict[str, Any] = {"lower": True, "token_pattern": r"(?u)\b\w\w+\b", "stopwords": "en", "stemmer": None}
+STOPWORDS: dict[str, str | list[str]] = {"en": "en", "glasgow_en": list(GLASGOW_ENGLISH)}  # name -> bm25s's argument
+TOKENIZER: dict[str, Any] = {"lower": True, "token_pattern": r"(?u)\b\w\w+\b", "stopwords": "glasgow_en",
+                             "stemmer": None}
 
 
 @dataclass(frozen=True)
@@ -46,16 +50,17 @@ class Hit:
     doc_id: str
 
 
-def tokenize(texts: Sequence[str], return_ids: bool = False) -> Any:
-    """bm25s's tokens of each text (`TOKENIZER`), or with `return_ids` its (ids, vocabulary) for indexing."""
+def tokenize(texts: Sequence[str], stopwords: str, return_ids: bool = False) -> Any:
+    """bm25s's tokens of each text (`TOKENIZER`, with the `STOPWORDS` list named), or with `return_ids` its (ids,
+    vocabulary) for indexing."""
     return bm25s.tokenize(list(texts), lower=TOKENIZER["lower"], token_pattern=TOKENIZER["token_pattern"],
-                          stopwords=TOKENIZER["stopwords"], return_ids=return_ids, show_progress=False)
+                          stopwords=STOPWORDS[stopwords], return_ids=return_ids, show_progress=False)
 
 
 def write_bm25(writer: ArtifactWriter, texts: Sequence[str], k1: float, b: float) -> dict[str, int]:
     """Index `texts` (the passages, in index order) into `bm25/`; returns the vocabulary size."""
     retriever = bm25s.BM25(k1=k1, b=b)
-    retriever.index(tokenize(texts, return_ids=True), show_progress=False)
+    retriever.index(tokenize(texts, TOKENIZER["stopwords"], return_ids=True), show_progress=False)
     with tempfile.TemporaryDirectory() as tmp:
         retriever.save(tmp, allow_pickle=False, show_progress=False)
         for path in sorted(Path(tmp).iterdir()):
@@ -66,8 +71,10 @@ def write_bm25(writer: ArtifactWriter, texts: Sequence[str], k1: float, b: float
 class SearchIndex:
     """A loaded `index` artifact: `search(query, k)` -> the best passages with their URL."""
 
-    def __init__(self, retriever: bm25s.BM25 | None, doc_ids: list[str], urls: list[str], texts: list[str]):
+    def __init__(self, retriever: bm25s.BM25 | None, doc_ids: list[str], urls: list[str], texts: list[str],
+                 stopwords: str = TOKENIZER["stopwords"]):
         self.retriever, self.doc_ids, self.urls, self.texts = retriever, doc_ids, urls, texts
+        self.stopwords = stopwords  # queries are tokenised as the passages were
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -84,6 +91,10 @@ class SearchIndex:
         if meta.get("format") != FORMAT:
             raise ValueError(f"index artifact {reader.ref} has format {meta.get('format')!r}; this code reads "
                              f"format {FORMAT}: rebuild it (`llmpipe stage index`)")
+        stopwords = meta.get("tokenizer", {}).get("stopwords", "en")
+        if stopwords not in STOPWORDS:
+            raise ValueError(f"index artifact {reader.ref} was built with stop words {stopwords!r}; this code knows "
+                             f"{sorted(STOPWORDS)}")
         doc_ids: list[str] = []
         urls: list[str] = []
         texts: list[str] = []
@@ -97,14 +108,14 @@ class SearchIndex:
         if len(texts) != meta["passages"]:
             raise ValueError(f"index artifact {reader.ref}: {len(texts)} passages, its {INDEX_FILE} says "
                              f"{meta['passages']}")
-        return cls(load_bm25(reader) if texts else None, doc_ids, urls, texts)
+        return cls(load_bm25(reader) if texts else None, doc_ids, urls, texts, stopwords)
 
     def search(self, query: str, k: int) -> list[Hit]:
         """The `k` best passages for `query` with a score above zero, best first (ties in index order)."""
         if self.retriever is None or k < 1:
             return []
         vocab = self.retriever.vocab_dict
-        ids = [vocab[t] for t in tokenize([query])[0] if t in vocab]
+        ids = [vocab[t] for t in tokenize([query], self.stopwords)[0] if t in vocab]
         if not ids:
             return []
         scores = np.asarray(self.retriever.get_scores_from_ids(ids))

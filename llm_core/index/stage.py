@@ -57,7 +57,7 @@ class IndexConfig(StageConfig):
 class IndexStage(ShardedStage):
     name = "index"
     config_model = IndexConfig
-    version = "1"
+    version = "2"  # 2: the Glasgow stop words
 
     def input_stages(self, config: IndexConfig) -> dict[str, str | Input]:
         return {"documents": UPSTREAM_DOCUMENTS}
