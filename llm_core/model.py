@@ -312,6 +312,13 @@ class GPT(nn.Module):
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX)
         return logits, loss
 
+    def masked_loss(self, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The loss of `forward(idx, targets)` with the LM head applied only where targets != IGNORE_INDEX: in SFT
+        most positions are prompt, whose logits (a (positions, vocab) matmul each) nothing reads."""
+        keep = targets != IGNORE_INDEX
+        logits = self.lm_head(self.trunk(idx)[keep]).float()
+        return F.cross_entropy(logits, targets[keep])
+
     def token_logprobs(self, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """log p(targets[b, t] | idx[b, :t+1]) for every position, shape (B, T); 0 where targets == IGNORE_INDEX."""
         logits, _ = self(idx)

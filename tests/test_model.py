@@ -99,6 +99,19 @@ def test_token_logprobs_match_loss(model):
     torch.testing.assert_close(-logp.sum() / (targets != IGNORE_INDEX).sum(), loss)
 
 
+def test_masked_loss_is_the_loss_and_gradient_of_the_full_forward(model):
+    idx = torch.randint(0, 97, (3, 20))
+    targets = torch.randint(0, 97, (3, 20))
+    targets[:, :12] = IGNORE_INDEX  # a prompt, as in SFT
+    targets[2, 15:] = IGNORE_INDEX  # padding
+    full = model(idx, targets)[1]
+    (full_grad,) = torch.autograd.grad(full, model.lm_head.weight)
+    masked = model.masked_loss(idx, targets)
+    (masked_grad,) = torch.autograd.grad(masked, model.lm_head.weight)
+    torch.testing.assert_close(masked, full)
+    torch.testing.assert_close(masked_grad, full_grad)
+
+
 def test_depth_dial_and_counts():
     config = GPTConfig.from_depth(4, vocab_size=1000, block_size=128)
     assert (config.n_layer, config.n_embd, config.n_head, config.head_dim) == (4, 256, 4, 64)

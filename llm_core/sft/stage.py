@@ -62,9 +62,9 @@ class SftConfig(StageConfig):
     runtime_fields: ClassVar[frozenset[str]] = frozenset({"device", "checkpoint_every", "log_every"})
 
 
-def masked_lm_loss(model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+def masked_lm_loss(model: GPT, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
     x, y = batch
-    return model(x, y)[1]
+    return model.masked_loss(x, y)
 
 
 @torch.no_grad()
@@ -74,7 +74,7 @@ def eval_loss(model: GPT, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> f
     total, count = 0.0, 0
     for x, y in batches:
         n = int((y >= 0).sum())
-        total += float(model(x.to(device), y.to(device))[1]) * n
+        total += float(model.masked_loss(x.to(device), y.to(device))) * n
         count += n
     return total / max(count, 1)
 
