@@ -312,12 +312,15 @@ class GPT(nn.Module):
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX)
         return logits, loss
 
+    def logits_where(self, idx: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """`forward(idx)[0][keep]`, the logits (N, vocab) at the N positions `keep` (B, T) marks, with the LM head
+        (a (positions, vocab) matmul) applied only there: SFT's and RL's prompt positions need none."""
+        return self.lm_head(self.trunk(idx)[keep]).float()
+
     def masked_loss(self, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """The loss of `forward(idx, targets)` with the LM head applied only where targets != IGNORE_INDEX: in SFT
-        most positions are prompt, whose logits (a (positions, vocab) matmul each) nothing reads."""
+        """The loss of `forward(idx, targets)`, computed only where targets != IGNORE_INDEX (`logits_where`)."""
         keep = targets != IGNORE_INDEX
-        logits = self.lm_head(self.trunk(idx)[keep]).float()
-        return F.cross_entropy(logits, targets[keep])
+        return F.cross_entropy(self.logits_where(idx, keep), targets[keep])
 
     def token_logprobs(self, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """log p(targets[b, t] | idx[b, :t+1]) for every position, shape (B, T); 0 where targets == IGNORE_INDEX."""

@@ -39,6 +39,9 @@ class ScriptedGPT(GPT):
         logits, loss = super().forward(idx, targets, cache)
         return logits + self.bias[idx], loss
 
+    def logits_where(self, idx, keep):
+        return super().logits_where(idx, keep) + self.bias[idx][keep]
+
 
 class Reverser:
     """A deterministic fake tool that records its calls: the output is the call reversed."""
@@ -236,8 +239,9 @@ def test_rl_scores_rollouts_under_the_bans_they_were_sampled_with():
     reply = engine.generate([prompt], SamplingParams(max_tokens=6, temperature=1.0), seed=0)[0][0]
     seq = torch.tensor([prompt + reply.ids])
     with torch.no_grad():
-        free, _ = token_logprobs(model, seq, 1.0)
-        held, entropy = token_logprobs(model, seq, 1.0, with_entropy=True, banned=banned)
+        everywhere = torch.ones(seq[:, 1:].shape)
+        free, _ = token_logprobs(model, seq, 1.0, everywhere)
+        held, entropy = token_logprobs(model, seq, 1.0, everywhere, with_entropy=True, banned=banned)
         logits = model(seq[:, :-1])[0]
     at = len(prompt) - 1  # the position after <|im_sep|>, where the model puts almost all mass on the call
     allowed = logits[0, at].clone()

@@ -20,6 +20,7 @@ from llm_core.model import GPT, GPTConfig
 from llm_core.preference.reward_model import ScalarHeadModel
 from llm_core.rl.grpo import Grpo, group_advantages
 from llm_core.rl.ppo import Ppo, gae
+from llm_core.rl.rollout import token_logprobs
 from llm_core.rl.stage import (
     ALGORITHMS,
     RlhfConfig,
@@ -43,6 +44,24 @@ def test_gae_with_gamma_and_lambda_one_is_reward_to_go_minus_value():
     adv, returns = gae(rewards, values * mask, mask, gamma=1.0, lam=1.0)
     assert adv[0].tolist() == pytest.approx([0.0, 2.5, 1.5, 1.5, 0.0])
     assert (returns * mask)[0].tolist() == pytest.approx([0.0, 3.0, 2.0, 2.0, 0.0])
+
+
+def test_token_logprobs_at_reply_positions_are_those_of_the_whole_sequence():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=50, block_size=32, n_layer=1, n_head=2, n_embd=16)).eval()
+    ids = torch.randint(0, 50, (3, 12))
+    reply = torch.zeros(3, 11)
+    reply[0, 4:] = 1
+    reply[1, 6:9] = 1  # a shorter reply, then padding
+    reply[2, 2:] = 1
+    logp, entropy = token_logprobs(model, ids, 0.7, reply, with_entropy=True, banned=[3])
+    logits = model(ids[:, :-1])[0] / 0.7
+    logits[..., 3] = float("-inf")
+    every = torch.log_softmax(logits, -1)
+    want = every.gather(-1, ids[:, 1:, None]).squeeze(-1) * reply
+    want_entropy = -(every.exp() * every).nan_to_num(0.0).sum(-1) * reply
+    torch.testing.assert_close(logp, want)
+    torch.testing.assert_close(entropy, want_entropy)
 
 
 def test_group_advantages_are_normalised_within_each_group():

@@ -71,8 +71,11 @@ class Grpo(RLAlgorithm):
         batch, rewards = rollouts.batch, self.reward(rollouts)
         adv = group_advantages(rewards, n)
         with torch.no_grad():
-            old_logp, _ = token_logprobs(self.policy, batch.ids, temp, banned=self.banned)
-            ref_logp = token_logprobs(self.ref, batch.ids, temp, banned=self.banned)[0] if cfg.kl_coef > 0 else None
+            mask = batch.response_mask
+            old_logp, _ = token_logprobs(self.policy, batch.ids, temp, mask, banned=self.banned)
+            ref_logp = None
+            if cfg.kl_coef > 0:
+                ref_logp = token_logprobs(self.ref, batch.ids, temp, mask, banned=self.banned)[0]
         live = (rewards.view(-1, n).std(1) > 0).repeat_interleave(n).nonzero().flatten()
         stats: dict[str, list[float]] = {"loss": [], "kl": [], "clipfrac": [], "entropy": []}
         g = torch.Generator().manual_seed(seed)
@@ -82,7 +85,7 @@ class Grpo(RLAlgorithm):
             for s in range(0, len(order), cfg.minibatch_size):
                 idx = order[s:s + cfg.minibatch_size]
                 mb, m = batch.select(idx), batch.response_mask[idx]
-                logp, entropy = token_logprobs(self.policy, mb.ids, temp, with_entropy=True, banned=self.banned)
+                logp, entropy = token_logprobs(self.policy, mb.ids, temp, m, with_entropy=True, banned=self.banned)
                 ratio = torch.exp(logp - old_logp[idx])
                 a = adv[idx].unsqueeze(1)
                 per_token = -torch.min(ratio * a, ratio.clamp(1 - cfg.cliprange, 1 + cfg.cliprange) * a)

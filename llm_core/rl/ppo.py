@@ -116,8 +116,8 @@ class Ppo(RLAlgorithm):
         (`scores`, as TRL names them) and the reward model's score alone."""
         rollouts = self.rollout(prompts, 1, seed)
         batch, temp = rollouts.batch, self.sampling.temperature
-        logp, _ = token_logprobs(self.policy, batch.ids, temp, banned=self.banned)
-        ref_logp, _ = token_logprobs(self.ref, batch.ids, temp, banned=self.banned)
+        logp, _ = token_logprobs(self.policy, batch.ids, temp, batch.response_mask, banned=self.banned)
+        ref_logp, _ = token_logprobs(self.ref, batch.ids, temp, batch.response_mask, banned=self.banned)
         values = self.value.per_token(batch.ids)[:, :-1]
         score = self.scores(rollouts)["score"]
         scores = self.penalised(score, batch.finished)
@@ -147,7 +147,7 @@ class Ppo(RLAlgorithm):
             for s in range(0, len(order), cfg.minibatch_size):
                 rows = order[s:s + cfg.minibatch_size]
                 mb, m = batch.select(rows), batch.response_mask[rows]
-                logp, entropy = token_logprobs(self.policy, mb.ids, temp, with_entropy=True, banned=self.banned)
+                logp, entropy = token_logprobs(self.policy, mb.ids, temp, m, with_entropy=True, banned=self.banned)
                 ratio = torch.exp(logp - data["logp"][rows])
                 adv = data["adv"][rows]
                 pg = torch.max(-adv * ratio, -adv * ratio.clamp(1 - cfg.cliprange, 1 + cfg.cliprange))

@@ -45,23 +45,31 @@ def make_batch(prompts: Sequence[Sequence[int]], completions: Sequence[Completio
 
 
 def token_logprobs(
-    model: GPT, ids: torch.Tensor, temperature: float, with_entropy: bool = False, banned: Sequence[int] = ()
+    model: GPT, ids: torch.Tensor, temperature: float, where: torch.Tensor, with_entropy: bool = False,
+    banned: Sequence[int] = (),
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Log-probs (B, T-1) of each next token at `temperature`, and optionally the entropies of those distributions.
+    """Log-probs (B, T-1) of each next token at `temperature`, and optionally the entropies of those distributions,
+    at the positions `where` (B, T-1) marks (a rollout's `response_mask`), 0 elsewhere: the LM head and softmax run
+    only there, not over the prompt.
 
     `banned` ids get no probability, as when the rollout sampled them (`Engine.never_sampled`): the log-probs are
     then those of the distribution the replies were drawn from."""
-    logits = model(ids[:, :-1])[0] / max(temperature, 1e-6)
+    keep = where.bool()
+    logits = model.logits_where(ids[:, :-1], keep) / max(temperature, 1e-6)
     if banned:
-        logits = logits.clone()
-        logits[..., list(banned)] = float("-inf")
+        logits[:, list(banned)] = float("-inf")
     logp_all = torch.log_softmax(logits, dim=-1)
-    logp = logp_all.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+    logp = scatter_rows(keep, logp_all.gather(-1, ids[:, 1:][keep].unsqueeze(-1)).squeeze(-1))
     entropy = None
     if with_entropy:
         terms = logp_all.exp() * logp_all
-        entropy = -(terms.nan_to_num(0.0) if banned else terms).sum(-1)  # 0 * -inf of a banned id counts 0
+        entropy = scatter_rows(keep, -(terms.nan_to_num(0.0) if banned else terms).sum(-1))  # 0 * -inf counts 0
     return logp, entropy
+
+
+def scatter_rows(keep: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """`values` (one per True of `keep`) at their positions in a zero tensor shaped like `keep`."""
+    return torch.zeros(keep.shape, dtype=values.dtype, device=values.device).masked_scatter(keep, values)
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:

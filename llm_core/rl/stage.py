@@ -87,9 +87,10 @@ def evaluate_policy(
     kl = []
     for s in range(0, len(batch.ids), 32):
         part = batch.ids[s:s + 32]
-        diff = (token_logprobs(algorithm.policy, part, temperature, banned=algorithm.banned)[0]
-                - token_logprobs(algorithm.ref, part, temperature, banned=algorithm.banned)[0])
-        kl.append((diff * batch.response_mask[s:s + 32]).sum(1))
+        mask = batch.response_mask[s:s + 32]
+        diff = (token_logprobs(algorithm.policy, part, temperature, mask, banned=algorithm.banned)[0]
+                - token_logprobs(algorithm.ref, part, temperature, mask, banned=algorithm.banned)[0])
+        kl.append((diff * mask).sum(1))
     extra = algorithm.scores(rollouts)
     rows = {"reward": algorithm.reward(rollouts), **extra, "kl": torch.cat(kl),
             "finished": batch.finished.float(), "length": batch.response_mask.sum(1).float()}
