@@ -8,9 +8,10 @@ Layout of the artifact:
 
 Tokenisation is bm25s's (`TOKENIZER`): lowercase, runs of two or more word characters (`\\b\\w\\w+\\b`), English
 stop words removed (the Glasgow list of `stopwords.py`; an index built with bm25s's shorter list, `en`, records
-that in its `index.json` and is searched with it), no stemming ("cats" does not match "cat"). Chinese and Japanese have no spaces and `\\w` covers
-their characters, so a whole run between punctuation is one token: such a query matches only a passage holding
-the same run. Queries are tokenised the same way; tokens the index never saw are dropped.
+that in its `index.json` and is searched with it), no stemming ("cats" does not match "cat"). Chinese and Japanese
+have no spaces and `\\w` covers their characters, so a whole run between punctuation is one token: such a query
+matches only a passage holding the same run. Queries are tokenised the same way; tokens the index never saw are
+dropped.
 
 Search scores every passage (bm25s, Lucene's BM25 variant) and returns the best `k` with a score above zero, ties
 in index order (documents in their artifact's order, then curated files in config order), so results are the same
