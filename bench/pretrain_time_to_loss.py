@@ -3,6 +3,7 @@ checkout's train.py with its README recipe, alternated.
 
     python bench/pretrain_time_to_loss.py --nanogpt-dir ~/nanoGPT              # 2 pairs, 2 threads
     python bench/pretrain_time_to_loss.py --nanogpt-dir ~/nanoGPT --pairs 3 --target 1.88
+    python bench/pretrain_time_to_loss.py --nanogpt-dir ~/nanoGPT --target 1.905 --our-lr 3e-3 --our-steps 700
 
 Each side runs in its own subprocess with the same thread count (OMP_NUM_THREADS and torch's), and the parent
 stamps every "step N: ... val loss X" line as it arrives; a side's time is from its process start to the first
@@ -14,10 +15,11 @@ line at or below the target (imports, start-up and its own evaluations included)
   batch 12, 2000 iterations, lr decay to 2000, dropout 0, `--eval_iters=20`), evaluating every `--eval-every`
   iterations; its val loss is its own estimate on 20 random val batches. If the checkout has no
   data/shakespeare_char/*.bin, they are written from data/tinyshakespeare/input.txt in prepare.py's format.
-- ours: `llm_core.model.GPT` with the same shapes, batch, AdamW settings and warmup, through the project's
-  `Trainer`, its cosine schedule decaying over `--our-steps` steps (the recipe's only change: a run that aims at
-  1.88 need not plan for 2000 steps); scored every `--eval-every` steps on the first 20 x 12 x 64 val tokens in
-  fixed windows (as many tokens as nanoGPT's estimate).
+- ours: `llm_core.model.GPT` with the same shapes, batch, AdamW betas, weight decay, clipping and warmup, through
+  the project's `Trainer`, its cosine schedule decaying over `--our-steps` steps from `--our-lr` (nanoGPT's 1e-3 by
+  default; QK-norm keeps the model stable at 3e-3, the tiny config's pretraining rate; the floor scales with it), so
+  a run that aims at 1.88 need not plan for 2000 steps; scored every `--eval-every` steps on the first 20 x 12 x 64
+  val tokens in fixed windows (as many tokens as nanoGPT's estimate).
 """
 
 from __future__ import annotations
@@ -51,12 +53,12 @@ EVAL_LINE = re.compile(r"^step (\d+):.*val loss ([\d.]+)")
 EVAL_TOKENS = 20 * BATCH * BLOCK
 
 
-def train_ours(steps: int, eval_every: int, target: float) -> None:
+def train_ours(steps: int, eval_every: int, target: float, lr: float = LR) -> None:
     """The worker: train and print "step N: val loss X" lines until the target is reached or steps run out."""
     train, val, chars = shakespeare_chars()
     torch.manual_seed(1337)
     model = GPT(GPTConfig(vocab_size=len(chars), block_size=BLOCK, n_layer=N_LAYER, n_head=N_HEAD, n_embd=N_EMBD))
-    optim = OptimSection(lr=LR, min_lr=MIN_LR, warmup_steps=WARMUP, beta1=BETAS[0], beta2=BETAS[1],
+    optim = OptimSection(lr=lr, min_lr=MIN_LR * lr / LR, warmup_steps=WARMUP, beta1=BETAS[0], beta2=BETAS[1],
                          weight_decay=WEIGHT_DECAY, grad_clip=CLIP)
     batches = RandomWindowBatches(TokenWindows.from_arrays([train], BLOCK), BATCH, 1, seed=1337)
     trainer = Trainer(model, optim, batches, next_token_loss, LoopSettings(max_steps=steps, seed=1337),
@@ -122,11 +124,12 @@ def main() -> None:
     parser.add_argument("--target", type=float, default=1.88)
     parser.add_argument("--eval-every", type=int, default=100)
     parser.add_argument("--our-steps", type=int, default=1000, help="length of our cosine schedule")
+    parser.add_argument("--our-lr", type=float, default=LR, help="our peak learning rate (nanoGPT's recipe: 1e-3)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.worker:
-        train_ours(args.our_steps, args.eval_every, args.target)
+        train_ours(args.our_steps, args.eval_every, args.target, args.our_lr)
         return
     if args.nanogpt_dir is None:
         parser.error("give --nanogpt-dir (or NANOGPT_DIR): a karpathy/nanoGPT checkout")
@@ -142,7 +145,7 @@ def main() -> None:
             "nanoGPT": ([sys.executable, "train.py", *NANOGPT_CPU_ARGS, "--compile=False",
                          f"--eval_interval={args.eval_every}", f"--out_dir={out_dir}"], checkout),
             "ours": ([sys.executable, str(Path(__file__).resolve()), "--worker", f"--threads={args.threads}",
-                      f"--our-steps={args.our_steps}", f"--eval-every={args.eval_every}",
+                      f"--our-steps={args.our_steps}", f"--our-lr={args.our_lr}", f"--eval-every={args.eval_every}",
                       f"--target={args.target}"], repo),
         }
         for pair in range(args.pairs):
