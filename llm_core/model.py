@@ -74,6 +74,11 @@ class GPTConfig:
         return 4 * self.n_embd
 
 
+def scatter_at(keep: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """A zero tensor shaped like the mask `keep`, holding `values` (one per True, in order) where it is True."""
+    return torch.zeros(keep.shape, dtype=values.dtype, device=values.device).masked_scatter(keep, values)
+
+
 class _RMSNormCPU(torch.autograd.Function):
     """RMSNorm with a hand-written backward. On CPU, `F.rms_norm` is a composite of five kernels whose autograd
     backward runs about a dozen full-size kernels; this one runs seven, and a small step is bound by kernel count."""
@@ -323,11 +328,11 @@ class GPT(nn.Module):
         return F.cross_entropy(self.logits_where(idx, keep), targets[keep])
 
     def token_logprobs(self, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """log p(targets[b, t] | idx[b, :t+1]) for every position, shape (B, T); 0 where targets == IGNORE_INDEX."""
-        logits, _ = self(idx)
-        safe = targets.clamp_min(0)
-        logp = torch.log_softmax(logits, dim=-1).gather(-1, safe.unsqueeze(-1)).squeeze(-1)
-        return logp.masked_fill(targets == IGNORE_INDEX, 0.0)
+        """log p(targets[b, t] | idx[b, :t+1]) for every position, shape (B, T); 0 where targets == IGNORE_INDEX
+        (computed only at the others, `logits_where`)."""
+        keep = targets != IGNORE_INDEX
+        logp = torch.log_softmax(self.logits_where(idx, keep), dim=-1).gather(-1, targets[keep].unsqueeze(-1))
+        return scatter_at(keep, logp.squeeze(-1))
 
     # -- generation
     @torch.no_grad()

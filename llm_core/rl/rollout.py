@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from llm_core.chat.engine import Completion
-from llm_core.model import GPT
+from llm_core.model import GPT, scatter_at
 
 
 @dataclass
@@ -59,17 +59,12 @@ def token_logprobs(
     if banned:
         logits[:, list(banned)] = float("-inf")
     logp_all = torch.log_softmax(logits, dim=-1)
-    logp = scatter_rows(keep, logp_all.gather(-1, ids[:, 1:][keep].unsqueeze(-1)).squeeze(-1))
+    logp = scatter_at(keep, logp_all.gather(-1, ids[:, 1:][keep].unsqueeze(-1)).squeeze(-1))
     entropy = None
     if with_entropy:
         terms = logp_all.exp() * logp_all
-        entropy = scatter_rows(keep, -(terms.nan_to_num(0.0) if banned else terms).sum(-1))  # 0 * -inf counts 0
+        entropy = scatter_at(keep, -(terms.nan_to_num(0.0) if banned else terms).sum(-1))  # 0 * -inf counts 0
     return logp, entropy
-
-
-def scatter_rows(keep: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-    """`values` (one per True of `keep`) at their positions in a zero tensor shaped like `keep`."""
-    return torch.zeros(keep.shape, dtype=values.dtype, device=values.device).masked_scatter(keep, values)
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
