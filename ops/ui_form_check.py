@@ -14,7 +14,9 @@ import base64
 import contextlib
 import itertools
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -65,16 +67,17 @@ class Page:
 
 @contextlib.contextmanager
 def headless_chromium(window: str = "1440,1800") -> Iterator[Page]:
-    """A headless Chromium (its own temporary profile) and its first tab; the browser is stopped on exit."""
+    """A headless Chromium (its own temporary profile) and its first tab; the browser and its child processes are
+    stopped on exit (a renderer still writing into the profile would make removing it fail)."""
     browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     if browser is None:
         raise FileNotFoundError("no chromium found (apt-get install -y chromium)")
     port = free_port()
-    with tempfile.TemporaryDirectory() as profile:
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         proc = subprocess.Popen(
             [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars",
              f"--remote-debugging-port={port}", f"--user-data-dir={profile}", f"--window-size={window}",
-             "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         try:
             targets_url = f"http://127.0.0.1:{port}/json"
             wait_until(lambda: urllib.request.urlopen(targets_url, timeout=2).status == 200, "Chromium", 30, proc)
@@ -86,7 +89,8 @@ def headless_chromium(window: str = "1440,1800") -> Iterator[Page]:
             finally:
                 page.ws.close()
         finally:
-            proc.terminate()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)  # its own session: the browser and every child it started
             proc.wait(15)
 
 
