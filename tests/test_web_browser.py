@@ -41,8 +41,10 @@ def test_chat_stream_tools_thumbs_and_an_arena_vote_in_chromium(tmp_path):
         assert rate_last_reply(page) == "thanks: liked"
         screenshot(page, out / "web-chat.png")
 
-        page.evaluate("location.reload()")  # the conversation survives a reload
-        page.wait_for("document.querySelectorAll('#messages .msg.assistant .call').length === 1", "the kept chat")
+        page.evaluate("window.beforeReload = true; location.reload()")  # the conversation survives a reload
+        # the old page still shows the chat until the new one replaces it: wait for the new page, its tabs wired
+        page.wait_for("!window.beforeReload && document.querySelector('.tab').onclick !== null && "
+                      "document.querySelectorAll('#messages .msg.assistant .call').length === 1", "the kept chat")
 
         answers = arena(page, "Say something in italics.")
         assert sorted([answers["A"], answers["B"]]) == ["12*336It is", "<i>"]
