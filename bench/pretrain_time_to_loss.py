@@ -17,7 +17,7 @@ line at or below the target (imports, start-up and its own evaluations included)
   data/shakespeare_char/*.bin, they are written from data/tinyshakespeare/input.txt in prepare.py's format.
 - ours: `llm_core.model.GPT` with the same shapes, batch, AdamW betas, weight decay, clipping and warmup, through
   the project's `Trainer`, its cosine schedule decaying over `--our-steps` steps from `--our-lr` (nanoGPT's 1e-3 by
-  default; QK-norm keeps the model stable at 3e-3, the tiny config's pretraining rate; the floor scales with it), so
+  default; the tiny config pretrains at 3e-3 and trains stably there; the floor scales with it), so
   a run that aims at 1.88 need not plan for 2000 steps; scored every `--eval-every` steps on the first 20 x 12 x 64
   val tokens in fixed windows (as many tokens as nanoGPT's estimate).
 """

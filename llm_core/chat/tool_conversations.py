@@ -8,9 +8,9 @@ no tool is needed.
   the word and the letter, so the call's `"strawberry"` is tokenised as the question's): a copy a small model can
   learn for numbers it never saw (the tiny run does; for words it falls back on the ones it was trained on).
 - Search (`search_conversations`): the question about a made-up fact (`made_up_facts`) is the query, and the reply
-  restates the sentence of the passage that answers it; when the search returned another passage (`How many people
-  live in X?` finds a page about people more often than the fact's "X has N inhabitants"), the reply says the
-  search did not say, so no conversation teaches a number its output does not show.
+  restates the sentence of the passage that answers it; when the search returned another passage, the reply says
+  the search did not say, so no conversation teaches a number its output does not show (with bm25s's 33 stop words
+  every `How many people live in X?` found a page about people; with the index's Glasgow list none does).
 
 A Python reply is the tool's output alone (`4032.`), right after it: the shortest copy, and no stock phrase such as
 "... is the product." that a small model would carry into other answers ("My name is the product.").
