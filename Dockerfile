@@ -17,7 +17,7 @@ ENV PYTHONUNBUFFERED=1 \
     PREFECT_SERVER_ANALYTICS_ENABLED=false \
     PREFECT_HOME=/var/lib/prefect
 
-# gcc: torch.compile builds its kernels with it.
+# gcc: torch.compile builds its kernels with it, and llm_core/cpu_kernels.py the fused CPU kernels.
 RUN apt-get update && apt-get install -y --no-install-recommends gcc g++ \
     && rm -rf /var/lib/apt/lists/*
 RUN pip install "${TORCH_SPEC}" --index-url "${TORCH_INDEX}"

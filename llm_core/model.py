@@ -10,6 +10,8 @@ It follows nanoGPT's layout with the changes modern small models share (nanochat
 - MLP: GELU (4x), SwiGLU (8/3 x, rounded to a multiple of 64) or ReLU^2 (4x).
 - Optional tying of the token embedding and the output head.
 - `F.scaled_dot_product_attention` (flash / memory-efficient kernels on GPU).
+- On CPU in float32, RMSNorm and the attention inputs (QK-norm, gains, rotary, head layout) run as fused C kernels
+  (`cpu_kernels`); the torch code beside them serves GPUs, other dtypes and torch.compile, and computes the same.
 - `GPTConfig.from_depth(depth, ...)`: one dial for people who don't want to tune: width = 64 * depth, one head per
   64 channels.
 
@@ -31,6 +33,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_model, save_model
 
+from llm_core import cpu_kernels
 from llm_core.sampling import sample_tokens
 
 IGNORE_INDEX = -100  # targets with this value take no part in the loss (prompt tokens in SFT, padding)
@@ -79,37 +82,11 @@ def scatter_at(keep: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     return torch.zeros(keep.shape, dtype=values.dtype, device=values.device).masked_scatter(keep, values)
 
 
-class _RMSNormCPU(torch.autograd.Function):
-    """RMSNorm with a hand-written backward. On CPU, `F.rms_norm` is a composite of five kernels whose autograd
-    backward runs about a dozen full-size kernels; this one runs seven, and a small step is bound by kernel count."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor | None, eps: float) -> torch.Tensor:
-        # the norm in one pass over x; the rest is per row (B * T values)
-        rstd = torch.linalg.vector_norm(x, dim=-1, keepdim=True).square_().div_(x.size(-1)).add_(eps).rsqrt_()
-        y = x * rstd
-        ctx.save_for_backward(y, rstd, weight)
-        return y if weight is None else y * weight
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:
-        y, rstd, weight = ctx.saved_tensors
-        grad_weight = None
-        if weight is not None and ctx.needs_input_grad[1]:
-            grad_weight = (grad * y).flatten(0, -2).sum(0)
-        grad_y = grad if weight is None else grad * weight
-        grad_x = None
-        if ctx.needs_input_grad[0]:
-            dot = (grad_y * y).mean(-1, keepdim=True)
-            grad_x = torch.addcmul(grad_y, y, dot, value=-1.0).mul_(rstd)
-        return grad_x, grad_weight, None
-
-
 def rms_norm(x: torch.Tensor, weight: torch.Tensor | None, eps: float) -> torch.Tensor:
-    """RMS-normalise the last dimension of x (times `weight` if given): `F.rms_norm`, with `_RMSNormCPU` when a
-    CPU graph is being recorded (CUDA has a fused kernel; a traced graph fuses the composite itself)."""
-    if x.device.type == "cpu" and torch.is_grad_enabled() and not torch.compiler.is_compiling():
-        return _RMSNormCPU.apply(x, weight, eps)
+    """RMS-normalise the last dimension of x (times `weight` if given): `F.rms_norm`, or on CPU its fused kernel
+    (`cpu_kernels`; torch composes it of about seven kernels there)."""
+    if cpu_kernels.usable(x, weight):
+        return cpu_kernels.RMSNorm.apply(x, weight, eps)
     return F.rms_norm(x, (x.size(-1),), weight, eps)
 
 
@@ -213,20 +190,32 @@ class CausalSelfAttention(nn.Module):
         mask: torch.Tensor | None, causal: bool,
     ) -> torch.Tensor:
         B, T, C = x.shape
-        qk, v = self.c_attn(x).split([2 * C, C], dim=-1)  # split: one `cat` in backward, not a copy per slice
-        # QK-norm's gains folded into the rotary tables: (x * g) * cos + swap(x * g) * sin
-        # = x * (g * cos) + swap(x) * (swap(g) * sin), so the full-size tensor is multiplied twice, not three times
-        cos, sin = cos[:, None, None, :], sin[:, None, None, :]  # (T, 1, 1, D)
-        gain = self.qk_gain.to(x.dtype)  # (2, 1, D): queries, keys
-        qk = rms_norm(qk.view(B, T, 2, self.n_head, self.head_dim), None, self.eps)
-        qk = apply_rotary(qk, cos * gain, sin * swap_halves(gain))
-        q, k = qk.transpose(1, 3).unbind(2)  # (B, H, T, D) each
-        v = v.view(B, T, self.n_head, self.head_dim).transpose(1, 2)
+        qkv = self.c_attn(x)
+        if self.head_dim <= cpu_kernels.MAX_HEAD_DIM and cpu_kernels.usable(qkv, self.qk_gain, cos):
+            q, k, v = cpu_kernels.QKVRotary.apply(qkv, self.qk_gain.view(2, self.head_dim), cos, sin, self.n_head,
+                                                  self.eps)
+        else:
+            q, k, v = self.heads(qkv, cos, sin)
         if cache is not None:
             k, v = cache.update(self.layer, k, v)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal,
                                            dropout_p=self.dropout if self.training else 0.0)
         return self.c_proj(y.transpose(1, 2).reshape(B, T, C))
+
+    def heads(self, qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """q, k, v (B, H, T, D) from c_attn's output (B, T, 3C), with QK-norm and rotary embeddings (the torch path
+        of `cpu_kernels.QKVRotary`)."""
+        B, T, C = qkv.size(0), qkv.size(1), qkv.size(2) // 3
+        qk, v = qkv.split([2 * C, C], dim=-1)  # split: one `cat` in backward, not a copy per slice
+        # QK-norm's gains folded into the rotary tables: (x * g) * cos + swap(x * g) * sin
+        # = x * (g * cos) + swap(x) * (swap(g) * sin), so the full-size tensor is multiplied twice, not three times
+        cos, sin = cos[:, None, None, :], sin[:, None, None, :]  # (T, 1, 1, D)
+        gain = self.qk_gain.to(qkv.dtype)  # (2, 1, D): queries, keys
+        qk = rms_norm(qk.view(B, T, 2, self.n_head, self.head_dim), None, self.eps)
+        qk = apply_rotary(qk, cos * gain, sin * swap_halves(gain))
+        q, k = qk.transpose(1, 3).unbind(2)  # (B, H, T, D) each
+        v = v.view(B, T, self.n_head, self.head_dim).transpose(1, 2)
+        return q, k, v
 
 
 class MLP(nn.Module):

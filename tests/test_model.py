@@ -7,7 +7,6 @@ import torch
 
 from llm_core.model import GPT, IGNORE_INDEX, GPTConfig, KVCache
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
@@ -140,27 +139,16 @@ def test_bad_config_is_explained():
         GPTConfig(vocab_size=10, n_embd=30, n_head=4)
 
 
-def test_cpu_rmsnorm_backward_matches_autograd_of_the_composite():
-    from llm_core.model import rms_norm
-
-    torch.manual_seed(0)
-    x = torch.randn(3, 5, 16, dtype=torch.float64, requires_grad=True)
-    w = torch.randn(16, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda a, b: rms_norm(a, b, 1e-6), (x, w))
-    assert torch.autograd.gradcheck(lambda a: rms_norm(a, None, 1e-6), (x,))
-    out = rms_norm(x, w, 1e-6)
-    grad = torch.randn_like(out)
-    gx, gw = torch.autograd.grad(out, (x, w), grad)
-    ref = torch.nn.functional.rms_norm(x, (16,), w, 1e-6)
-    rx, rw = torch.autograd.grad(ref, (x, w), grad)
-    torch.testing.assert_close(out, ref)
-    torch.testing.assert_close(gx, rx)
-    torch.testing.assert_close(gw, rw)
-
-
-def test_attention_equals_the_unfolded_qk_norm_and_rotary(model):
-    """The folded form (gains inside the rotary tables, roll for the half swap) computes the textbook one:
+@pytest.mark.parametrize("kernels", [True, False], ids=["cpu-kernels", "torch"])
+def test_attention_equals_the_unfolded_qk_norm_and_rotary(model, kernels, monkeypatch):
+    """Both forms (the fused CPU kernel; torch's, gains folded into the rotary tables) compute the textbook one:
     RMS-normalise q and k per head, multiply by their gains, rotate pairs (i, i + D/2), causal attention."""
+    from llm_core import cpu_kernels
+
+    if kernels and cpu_kernels.load() is None:
+        pytest.skip("no C compiler: the CPU kernels are not built")
+    if not kernels:
+        monkeypatch.setattr(cpu_kernels, "usable", lambda *tensors: False)
     torch.manual_seed(1)
     attn = model.blocks[0].attn
     with torch.no_grad():
