@@ -34,9 +34,9 @@ import torch.nn.functional as F
 from safetensors.torch import load_model, save_model
 
 from llm_core import cpu_kernels
+from llm_core.head_loss import IGNORE_INDEX, head_cross_entropy
 from llm_core.sampling import sample_tokens
 
-IGNORE_INDEX = -100  # targets with this value take no part in the loss (prompt tokens in SFT, padding)
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 
@@ -297,14 +297,27 @@ class GPT(nn.Module):
         return self.ln_f(x)
 
     def forward(
-        self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Logits (B, T, vocab) and, given targets, the mean cross-entropy over targets != IGNORE_INDEX."""
-        logits = self.lm_head(self.trunk(idx, cache)).float()
+        self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None,
+        return_logits: bool = True,
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Logits (B, T, vocab) and, given targets, the mean cross-entropy over targets != IGNORE_INDEX. With
+        targets and `return_logits=False` the logits are never formed (`head_loss`) and None is returned for them."""
+        h = self.trunk(idx, cache)
+        if targets is not None and not return_logits:
+            return None, self.head_loss(h.flatten(0, -2), targets.reshape(-1))
+        logits = self.lm_head(h).float()
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX)
         return logits, loss
+
+    def head_loss(self, h: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy of the LM head on hidden states h (N, C) over targets (N,) != IGNORE_INDEX: chunked
+        without the (N, vocab) logits in float32 (`head_loss`); through the logits under autocast or compile."""
+        if h.dtype == torch.float32 and not torch.is_autocast_enabled(h.device.type) \
+                and not torch.compiler.is_compiling():
+            return head_cross_entropy(h, self.lm_head.weight, targets)
+        return F.cross_entropy(self.lm_head(h).float(), targets, ignore_index=IGNORE_INDEX)
 
     def logits_where(self, idx: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         """`forward(idx)[0][keep]`, the logits (N, vocab) at the N positions `keep` (B, T) marks, with the LM head
@@ -312,9 +325,9 @@ class GPT(nn.Module):
         return self.lm_head(self.trunk(idx)[keep]).float()
 
     def masked_loss(self, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """The loss of `forward(idx, targets)`, computed only where targets != IGNORE_INDEX (`logits_where`)."""
+        """The loss of `forward(idx, targets)`, with the head applied only where targets != IGNORE_INDEX."""
         keep = targets != IGNORE_INDEX
-        return F.cross_entropy(self.logits_where(idx, keep), targets[keep])
+        return self.head_loss(self.trunk(idx)[keep], targets[keep])
 
     def token_logprobs(self, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """log p(targets[b, t] | idx[b, :t+1]) for every position, shape (B, T); 0 where targets == IGNORE_INDEX

@@ -53,7 +53,7 @@ UNIGRAM_SAMPLE_TOKENS = 10_000_000
 
 def next_token_loss(model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
     x, y = batch
-    return model(x, y)[1]
+    return model(x, y, return_logits=False)[1]
 
 
 def read_stream(shards: TokenShards, split: str, max_tokens: int) -> np.ndarray:

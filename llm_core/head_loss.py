@@ -1,0 +1,60 @@
+"""Cross-entropy of the LM head, `F.cross_entropy(h @ weight.T, targets)`, without the (N, vocab) logits.
+
+With a vocabulary of thousands, the logits dwarf everything else in a small model's step: for the tiny config's
+2,048 tokens and 8,192 ids they are 67 MB, written by the head's matmul, read and written again by log-softmax,
+filled and scattered by the loss's backward, read twice more by log-softmax's backward. Here the rows go through in
+chunks of about two million logits (8 MB, while they are still in cache), and each chunk's gradient
+(softmax - one-hot) is formed in the forward pass and multiplied into the gradients of h and of the head's weight
+at once (the approach of Liger Kernel's fused linear cross-entropy); backward only scales them. Same FLOPs, same
+result to float rounding (`tests/test_head_loss.py`), about a third less time for the head on the tiny config's
+CPU step (BENCHMARKS.md). Not twice-differentiable.
+"""
+
+from __future__ import annotations
+
+import torch
+
+IGNORE_INDEX = -100  # targets with this value take no part in the loss (prompt tokens in SFT, padding)
+CHUNK_LOGITS = 1 << 21
+
+
+class HeadCrossEntropy(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        n, vocab = h.size(0), weight.size(0)
+        rows = max(1, CHUNK_LOGITS // vocab)
+        valid = targets != IGNORE_INDEX
+        safe_targets = targets.clamp(min=0)
+        want_h, want_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        grad_h = torch.empty_like(h) if want_h else None
+        grad_w = torch.zeros_like(weight) if want_w else None
+        total = h.new_zeros(())
+        for start in range(0, n, rows):
+            end = min(n, start + rows)
+            h_chunk, t_chunk, v_chunk = h[start:end], safe_targets[start:end], valid[start:end]
+            logp = torch.log_softmax(h_chunk @ weight.t(), dim=-1)
+            total -= logp.gather(1, t_chunk[:, None]).squeeze(1).masked_fill(~v_chunk, 0.0).sum()
+            if not (want_h or want_w):
+                continue
+            grad = logp.exp_()  # softmax; minus one at the target, zero on ignored rows
+            grad[torch.arange(end - start, device=h.device), t_chunk] -= 1.0
+            grad.masked_fill_(~v_chunk[:, None], 0.0)
+            if want_h:
+                torch.mm(grad, weight, out=grad_h[start:end])
+            if want_w:
+                grad_w.addmm_(grad.t(), h_chunk)
+        count = valid.sum().to(h.dtype)  # all targets ignored: 0 / 0 = nan, as F.cross_entropy gives
+        ctx.save_for_backward(*(g / count if g is not None else None for g in (grad_h, grad_w)))
+        return total / count
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_loss: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:
+        grad_h, grad_w = ctx.saved_tensors
+        return (None if grad_h is None else grad_h * grad_loss, None if grad_w is None else grad_w * grad_loss, None)
+
+
+def head_cross_entropy(h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of the logits `h @ weight.T` (h (N, C), weight (vocab, C)) over targets (N,) that are
+    not IGNORE_INDEX, in float32 as `GPT.forward` computes it."""
+    return HeadCrossEntropy.apply(h, weight, targets)

@@ -1,0 +1,77 @@
+"""The LM head's chunked cross-entropy against `F.cross_entropy` of the full logits: loss, gradients, ignored
+targets, chunk boundaries, scaling by the upstream gradient, and the GPT paths that use it."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from llm_core import head_loss
+from llm_core.head_loss import IGNORE_INDEX, head_cross_entropy
+from llm_core.model import GPT, GPTConfig
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture
+def inputs():
+    torch.manual_seed(0)
+    h = torch.randn(37, 16, requires_grad=True)
+    weight = (torch.randn(50, 16) * 0.3).requires_grad_()
+    targets = torch.randint(0, 50, (37,))
+    targets[::5] = IGNORE_INDEX
+    return h, weight, targets
+
+
+def reference(h, weight, targets):
+    return F.cross_entropy(h @ weight.t(), targets, ignore_index=IGNORE_INDEX)
+
+
+@pytest.mark.parametrize("chunk_logits", [50, 7 * 50, 1 << 21], ids=["one-row-chunks", "7-row-chunks", "one-chunk"])
+def test_loss_and_gradients_match_the_full_logits(inputs, chunk_logits, monkeypatch):
+    monkeypatch.setattr(head_loss, "CHUNK_LOGITS", chunk_logits)
+    h, weight, targets = inputs
+    got = head_cross_entropy(h, weight, targets)
+    want = reference(h, weight, targets)
+    torch.testing.assert_close(got, want)
+    for a, b in zip(torch.autograd.grad(got * 3.0, (h, weight)), torch.autograd.grad(want * 3.0, (h, weight))):
+        torch.testing.assert_close(a, b)
+    ignored = targets == IGNORE_INDEX
+    assert torch.autograd.grad(head_cross_entropy(h, weight, targets), h)[0][ignored].abs().max() == 0
+
+
+def test_only_the_gradients_asked_for_are_formed(inputs):
+    h, weight, targets = inputs
+    frozen_head = head_cross_entropy(h, weight.detach(), targets)
+    torch.testing.assert_close(torch.autograd.grad(frozen_head, h)[0],
+                               torch.autograd.grad(reference(h, weight.detach(), targets), h)[0])
+    with torch.no_grad():
+        loss = head_cross_entropy(h, weight, targets)
+    assert not loss.requires_grad
+    torch.testing.assert_close(loss, reference(h, weight, targets).detach())
+
+
+def test_all_targets_ignored_gives_nan_as_cross_entropy_does(inputs):
+    h, weight, _ = inputs
+    nothing = torch.full((37,), IGNORE_INDEX)
+    assert torch.isnan(head_cross_entropy(h, weight, nothing)) and torch.isnan(reference(h, weight, nothing))
+
+
+def test_gpt_loss_without_logits_is_the_forward_loss_with_tied_embeddings():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=97, block_size=16, n_layer=2, n_head=2, n_embd=32))
+    assert model.lm_head.weight is model.wte.weight
+    idx, targets = torch.randint(0, 97, (3, 16)), torch.randint(0, 97, (3, 16))
+    targets[0, :5] = IGNORE_INDEX
+
+    def loss_and_grads(return_logits):
+        model.zero_grad()
+        logits, loss = model(idx, targets, return_logits=return_logits)
+        assert (logits is None) == (not return_logits)
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    loss, grads = loss_and_grads(False)
+    ref_loss, ref_grads = loss_and_grads(True)
+    torch.testing.assert_close(loss, ref_loss)
+    for name in ref_grads:
+        torch.testing.assert_close(grads[name], ref_grads[name], msg=name)
