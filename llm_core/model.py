@@ -311,6 +311,11 @@ class GPT(nn.Module):
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX)
         return logits, loss
 
+    def last_logits(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        """`forward(idx, cache=cache)[0][:, -1]`, the logits (B, vocab) at the last position only: what sampling
+        reads, without the LM head at every prompt position of a prefill."""
+        return self.lm_head(self.trunk(idx, cache)[:, -1]).float()
+
     def head_loss(self, h: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy of the LM head on hidden states h (N, C) over targets (N,) != IGNORE_INDEX: chunked
         without the (N, vocab) logits in float32 (`head_loss`); through the logits under autocast or compile."""
@@ -355,9 +360,9 @@ class GPT(nn.Module):
         param = next(self.parameters())
         cache = KVCache(self.config, B, block, idx.device, param.dtype)
         done = torch.zeros(B, dtype=torch.bool, device=idx.device)
-        logits, _ = self(idx[:, -block:], cache=cache)
+        logits = self.last_logits(idx[:, -block:], cache)
         for _ in range(max_new_tokens):
-            next_id = sample_tokens(logits[:, -1, :], temperature, top_k, generator=generator)[:, None]
+            next_id = sample_tokens(logits, temperature, top_k, generator=generator)[:, None]
             if stop_token is not None:
                 next_id = torch.where(done[:, None], torch.full_like(next_id, stop_token), next_id)
                 done |= next_id[:, 0] == stop_token
@@ -365,10 +370,10 @@ class GPT(nn.Module):
             if stop_token is not None and bool(done.all()):
                 break
             if cache.pos < block:
-                logits, _ = self(next_id, cache=cache)
+                logits = self.last_logits(next_id, cache)
             else:
                 cache.reset()
-                logits, _ = self(idx[:, -block:], cache=cache)
+                logits = self.last_logits(idx[:, -block:], cache)
         return idx
 
     # -- sizes

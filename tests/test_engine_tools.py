@@ -42,6 +42,9 @@ class ScriptedGPT(GPT):
     def logits_where(self, idx, keep):
         return super().logits_where(idx, keep) + self.bias[idx][keep]
 
+    def last_logits(self, idx, cache=None):
+        return super().last_logits(idx, cache) + self.bias[idx[:, -1]]
+
 
 class Reverser:
     """A deterministic fake tool that records its calls: the output is the call reversed."""

@@ -67,6 +67,10 @@ class SlowScripted(ScriptedGPT):
         time.sleep(self.delay_s)
         return super().forward(idx, targets, cache)
 
+    def last_logits(self, idx, cache=None):
+        time.sleep(self.delay_s)
+        return super().last_logits(idx, cache)
+
 
 def scripted_loader(scripts: dict[str, dict[int, int]], delay_s: float = 0.0) -> ModelLoader:
     """Loads the store's models, with each model named in `scripts` replaced by one following its script

@@ -245,7 +245,7 @@ class Engine:
             max_new = max(budgets)
             param = next(self.model.parameters())
             cache = KVCache(self.model.config, x.size(0), width + max_new, x.device, param.dtype, left_pad=pad)
-            logits = self.model(x, cache=cache)[0][:, -1]
+            logits = self.model.last_logits(x, cache)
             if n > 1:
                 cache.repeat_rows(n)
                 logits = logits.repeat_interleave(n, 0)
@@ -265,7 +265,7 @@ class Engine:
                 done |= torch.isin(tok, stops) | (budget <= step + 1)
                 if bool(done.all()):
                     break
-                logits = self.model(tok[:, None], cache=cache)[0][:, -1]
+                logits = self.model.last_logits(tok[:, None], cache)
         finally:
             self.model.train(was_training)
 
