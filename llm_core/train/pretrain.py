@@ -219,7 +219,9 @@ def build_result(ctx: StageContext) -> StageResult:
 class PretrainStage(TrainingStage):
     name = "pretrain"
     config_model = PretrainConfig
-    version = "3"  # 2: tokens_per_s moved to run.json; 3: continued pretraining from the champion on a refresh, start_step and replay in the result
+    # 2: tokens_per_s moved to run.json; 3: continued pretraining from the champion on a refresh, start_step and
+    # replay in the result
+    version = "3"
     throughput = Throughput("train_tokens_seen", 3550.0)
     headline = ("val_loss", "val_bpb", "unigram_entropy", "params", "tokens_per_s")
     loss_curve = True
