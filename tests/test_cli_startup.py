@@ -1,5 +1,6 @@
 """`llmpipe` commands that run no flow (help, artifacts, plan, champion, chat and generate) never import Prefect or the
-flows: checked in a fresh interpreter, where nothing else has imported them."""
+flows, nor Hugging Face `datasets` (read only when a stage loads a dataset file): checked in a fresh interpreter,
+where nothing else has imported them."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ report = []
 for args in commands:
     result = CliRunner().invoke(app, [*args, "--set", f"run.artifact_root={root}"] if "--help" not in args else args)
     report.append({"args": args, "exit_code": result.exit_code, "output": result.output,
-                   "prefect": "prefect" in sys.modules,
+                   "prefect": "prefect" in sys.modules, "datasets": "datasets" in sys.modules,
                    "flows": sorted(m for m in sys.modules if m.startswith("flows."))})
 print(json.dumps(report))
 """
@@ -36,3 +37,4 @@ def test_commands_that_run_no_flow_import_neither_prefect_nor_the_flows(tmp_path
     assert [(tuple(r["args"]), r["exit_code"]) for r in report] == list(COMMANDS.items()), report
     assert "stage" in report[1]["output"] and "0 artifacts checked" in report[2]["output"]
     assert [(r["args"], r["prefect"], r["flows"]) for r in report] == [(list(c), False, []) for c in COMMANDS]
+    assert not any(r["datasets"] for r in report), [r["args"] for r in report if r["datasets"]]

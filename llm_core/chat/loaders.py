@@ -22,11 +22,7 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
-import datasets
-
 from llm_core.chat.template import Message
-
-datasets.disable_progress_bars()
 
 
 @dataclass
@@ -45,15 +41,24 @@ class Pair:
     reject: str | None = None
 
 
+def hf_datasets():
+    """Hugging Face `datasets`, imported on first use: it takes most of a second, and every `llmpipe` command imports
+    this module through the stage registry."""
+    import datasets
+
+    datasets.disable_progress_bars()
+    return datasets
+
+
 def read_records(path: str) -> Iterator[dict[str, Any]]:
     """Rows of a local json/jsonl/parquet file (or a hub dataset name) via HF datasets."""
     suffix = Path(path).suffix.lower()
     if suffix in {".json", ".jsonl"}:
-        ds = datasets.load_dataset("json", data_files=path, split="train")
+        ds = hf_datasets().load_dataset("json", data_files=path, split="train")
     elif suffix == ".parquet":
-        ds = datasets.load_dataset("parquet", data_files=path, split="train")
+        ds = hf_datasets().load_dataset("parquet", data_files=path, split="train")
     else:
-        ds = datasets.load_dataset(path, split="train")
+        ds = hf_datasets().load_dataset(path, split="train")
     yield from ds
 
 
@@ -236,7 +241,7 @@ def load_prompts(path: str, field: str = "prompt") -> list[str]:
     """Prompts from a JSONL of strings (the OpenAssistant prompt lottery) or of objects with `field`."""
     suffix = Path(path).suffix.lower()
     if suffix == ".jsonl":
-        ds = datasets.load_dataset("text", data_files=path, split="train")
+        ds = hf_datasets().load_dataset("text", data_files=path, split="train")
         prompts = []
         for row in ds:
             value = json.loads(row["text"]) if row["text"].strip() else None
