@@ -1,11 +1,11 @@
-/* Fused float32 CPU kernels for the GPT's training step (llm_core/cpu_kernels.py compiles and calls them).
+/* Fused float32 CPU kernels for the GPT, training and inference (llm_core/cpu_kernels.py compiles and calls them).
  *
  * On a small model a CPU step is bound by kernel count: torch runs RMSNorm as about seven kernels forward and
  * backward, and QK-norm plus rotary embeddings as about twenty. Each function here is one pass over its rows,
  * split across `threads` OpenMP threads. The library links libgomp.so.1 by its soname, so inside a process that
  * has loaded torch it shares torch's OpenMP runtime and thread pool rather than starting a second one.
  *
- * Layouts (all contiguous, row-major):
+ * Layouts (contiguous, row-major; qkv_rotary_backward reads dq, dk, dv by stride):
  *   rms_norm_*:       x, y, gx (rows, d); w, gw (d) or NULL; rstd (rows)
  *   qkv_rotary_*:     qkv, out, dqkv (B, T, 3, H, D), the c_attn output; gain, dgain (2, D) for queries and
  *                     keys; cos, sin (T, D), the rotary tables of model.py, cos = [c, c] and sin = [-s, s];

@@ -1,12 +1,13 @@
-"""Fused CPU kernels for the training step: RMSNorm, and the attention inputs (QK-norm, gains, rotary, head layout).
+"""Fused CPU kernels for the GPT: RMSNorm, and the attention inputs (QK-norm, gains, rotary, head layout).
 
-A small model's CPU step is bound by how many kernels it launches, not by arithmetic: torch runs RMSNorm as about
-seven kernels forward and backward and the QK-norm + rotary path as about twenty, where LayerNorm has one fused
-kernel each way. `cpu_kernels.c` does each in one pass. It is compiled on first use with the system C compiler
-(`$CC`, else `cc`) into a cache keyed by the source's hash (`$LLMPIPE_KERNEL_CACHE`, else
-`~/.cache/llm-pipeline/kernels`) and called through ctypes: plain C, no torch headers, so it compiles in a
-fraction of a second. Where no compiler works, or with `LLMPIPE_CPU_KERNELS=0`, `load()` returns None and the
-model keeps its torch path (same results to float rounding; `tests/test_cpu_kernels.py` checks both agree).
+A small model's CPU step is bound by passes over memory and kernel launches, not by arithmetic: torch runs RMSNorm
+as about seven kernels forward and backward and the QK-norm + rotary path as about twenty, where LayerNorm has one
+fused kernel each way. `cpu_kernels.c` does each in one pass, on torch's OpenMP threads; training and inference both
+use it. It is compiled on first use with the system C compiler (`$CC`, else `cc`) into a cache keyed by the source,
+the flags and the compiler (`$LLMPIPE_KERNEL_CACHE`, else `~/.cache/llm-pipeline/kernels`) and called through
+ctypes: plain C, no torch headers, so it compiles in a fraction of a second. Where no compiler works, or with
+`LLMPIPE_CPU_KERNELS=0`, `load()` returns None and the model keeps its torch path (same results to float rounding;
+`tests/test_cpu_kernels.py` checks both agree).
 """
 
 from __future__ import annotations
