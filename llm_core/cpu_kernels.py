@@ -68,7 +68,7 @@ def load() -> ctypes.CDLL | None:
         return None
     compiler = shutil.which(os.environ.get("CC", "cc"))
     if compiler is None:
-        log.warning("no C compiler (%s) found: the CPU training step uses torch's kernels for RMSNorm and rotary",
+        log.warning("no C compiler (%s) found: the model uses torch's ops for RMSNorm and rotary on CPU",
                     os.environ.get("CC", "cc"))
         return None
     digest = hashlib.sha256(SOURCE.read_bytes() + " ".join(_flags() + [compiler, platform.machine()]).encode())
@@ -79,7 +79,7 @@ def load() -> ctypes.CDLL | None:
         lib = ctypes.CDLL(str(target))
     except (OSError, subprocess.SubprocessError) as exc:
         detail = getattr(exc, "stderr", "") or exc
-        log.warning("compiling %s with %s failed, so the CPU training step uses torch's kernels: %s", SOURCE,
+        log.warning("compiling %s with %s failed, so the model uses torch's ops on CPU: %s", SOURCE,
                     compiler, detail)
         return None
     for name, argtypes in _SIGNATURES.items():

@@ -1,4 +1,5 @@
-"""Local data files a stage reads beside its input artifacts: where they are found, and their fingerprints.
+"""Local data files a stage reads beside its input artifacts: where they are found, their fingerprints, and the
+Hugging Face `datasets` module that reads the JSON, Parquet and text ones.
 
 A relative path is looked up from the working directory first, then from the project root, so the default configs
 (`data/...`) work both from a checkout and from tests run anywhere. A fingerprint is the sha256 of a file, or of
@@ -19,6 +20,15 @@ from llm_core.config import ConfigError
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 FULL_HASH_BYTES = 64 * 2**20
 EDGE_BYTES = 2**20
+
+
+def hf_datasets():
+    """Hugging Face `datasets`, imported on first use (with its progress bars off): the import takes most of a
+    second, and every `llmpipe` command imports the modules that read data files through the stage registry."""
+    import datasets
+
+    datasets.disable_progress_bars()
+    return datasets
 
 
 def resolve_data_path(path: str) -> Path:

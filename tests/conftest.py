@@ -51,6 +51,23 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture
+def cpu_kernels_built():
+    """The fused CPU kernels, built: a test needing them is skipped where they cannot be (disabled, or no C
+    compiler), and fails where a compiler is present yet the build did not work."""
+    import os
+    import shutil
+
+    from llm_core import cpu_kernels
+
+    if cpu_kernels.load() is None:
+        if os.environ.get("LLMPIPE_CPU_KERNELS") == "0":
+            pytest.skip("the CPU kernels are disabled (LLMPIPE_CPU_KERNELS=0)")
+        assert shutil.which(os.environ.get("CC", "cc")) is None, "a C compiler is here, yet the kernels did not build"
+        pytest.skip("no C compiler: the CPU kernels are not built")
+    return cpu_kernels
+
+
 @pytest.fixture(scope="session")
 def prefect_harness():
     """One temporary Prefect server for the whole test run (starting one costs seconds)."""

@@ -2,8 +2,6 @@
 GPT's loss, gradients and generation with and without them, and the fallback when they cannot be built."""
 
 import logging
-import os
-import shutil
 
 import pytest
 import torch
@@ -12,16 +10,7 @@ import torch.nn.functional as F
 from llm_core import cpu_kernels
 from llm_core.model import GPT, GPTConfig
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(autouse=True)
-def built():
-    if cpu_kernels.load() is None:
-        if os.environ.get("LLMPIPE_CPU_KERNELS") == "0":
-            pytest.skip("the CPU kernels are disabled (LLMPIPE_CPU_KERNELS=0)")
-        assert shutil.which(os.environ.get("CC", "cc")) is None, "a C compiler is here, yet the kernels did not build"
-        pytest.skip("no C compiler: the CPU kernels are not built")
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "cpu_kernels_built")
 
 
 def torch_path(monkeypatch) -> None:

@@ -140,14 +140,14 @@ def test_bad_config_is_explained():
 
 
 @pytest.mark.parametrize("kernels", [True, False], ids=["cpu-kernels", "torch"])
-def test_attention_equals_the_unfolded_qk_norm_and_rotary(model, kernels, monkeypatch):
+def test_attention_equals_the_unfolded_qk_norm_and_rotary(model, kernels, request, monkeypatch):
     """Both forms (the fused CPU kernel; torch's, gains folded into the rotary tables) compute the textbook one:
     RMS-normalise q and k per head, multiply by their gains, rotate pairs (i, i + D/2), causal attention."""
     from llm_core import cpu_kernels
 
-    if kernels and cpu_kernels.load() is None:
-        pytest.skip("no C compiler: the CPU kernels are not built")
-    if not kernels:
+    if kernels:
+        request.getfixturevalue("cpu_kernels_built")
+    else:
         monkeypatch.setattr(cpu_kernels, "usable", lambda *tensors: False)
     torch.manual_seed(1)
     attn = model.blocks[0].attn

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from llm_core.chat.template import Message
+from llm_core.data_files import hf_datasets
 
 
 @dataclass
@@ -39,15 +40,6 @@ class Pair:
     rejected: str
     source: str
     reject: str | None = None
-
-
-def hf_datasets():
-    """Hugging Face `datasets`, imported on first use: it takes most of a second, and every `llmpipe` command imports
-    this module through the stage registry."""
-    import datasets
-
-    datasets.disable_progress_bars()
-    return datasets
 
 
 def read_records(path: str) -> Iterator[dict[str, Any]]:

@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 from pydantic import Field, field_validator
 
 from llm_core.config import StrictModel
+from llm_core.data_files import hf_datasets
 from llm_core.stage import Input
 from llm_core.store import ArtifactReader
 
@@ -81,9 +82,7 @@ class TextSource(StrictModel):
 
 def parquet_texts(path: str, source: str) -> Iterator[str]:
     """The `text` column of a Parquet file of documents, row by row; a null text is an empty document."""
-    import datasets  # a heavy import, needed only by Parquet sources
-
-    rows = datasets.load_dataset("parquet", data_files=[path], split="train", streaming=True)
+    rows = hf_datasets().load_dataset("parquet", data_files=[path], split="train", streaming=True)
     columns = rows.column_names or []
     if "text" not in columns:
         raise ValueError(f"text source {source!r}: {path} has no 'text' column (columns: {columns})")
