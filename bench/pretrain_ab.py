@@ -19,7 +19,8 @@ its own training step as its own code does it:
 Both start from the same seed. The two alternate in rounds of `--steps` steps (A then B, then B then A, ...) so a
 change in the machine's speed hits both alike; the first round of each is warm-up and left out. Printed: ms/step of
 every round, the median of each side, tokens/s and the ratio (ours / nanoGPT; above 1 means ours is faster), with
-the load average before and after. The checkout's code is imported from `--nanogpt-dir`; nothing of it is copied.
+the load average before and after; and the median of the per-round ratios, each from two blocks run back to back,
+which a slow spell of the machine moves less than it moves either side's median. The checkout's code is imported from `--nanogpt-dir`; nothing of it is copied.
 """
 
 from __future__ import annotations
@@ -192,7 +193,9 @@ def main() -> None:
     for name, ms in medians.items():
         print(f"{name:8} median {ms:6.1f} ms/step  {tokens / ms * 1000:8,.0f} tokens/s  "
               f"(rounds: {', '.join(f'{t:.1f}' for t in times[name][1:])})")
-    print(f"ours / nanoGPT: {medians['nanoGPT'] / medians['ours']:.2f}x tokens/s")
+    paired = [a / b for a, b in zip(times["nanoGPT"][1:], times["ours"][1:])]
+    print(f"ours / nanoGPT: {medians['nanoGPT'] / medians['ours']:.2f}x tokens/s; median of the per-round ratios "
+          f"{statistics.median(paired):.2f}x (range {min(paired):.2f}-{max(paired):.2f})")
     print(f"load average before {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}, "
           f"after {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}")
 

@@ -6,7 +6,8 @@
  * has loaded torch it shares torch's OpenMP runtime and thread pool rather than starting a second one.
  *
  * Layouts (contiguous, row-major; qkv_rotary_backward reads dq, dk, dv by stride):
- *   rms_norm_*:       x, y, gx (rows, d); w, gw (d) or NULL; rstd (rows)
+ *   rms_norm_*:       x, res, sum, y, g, gs, gx (rows, d); res, sum, gs optional (NULL); w, gw (d) or NULL;
+ *                     rstd (rows)
  *   qkv_rotary_*:     qkv, out, dqkv (B, T, 3, H, D), the c_attn output; gain, dgain (2, D) for queries and
  *                     keys; cos, sin (T, D), the rotary tables of model.py, cos = [c, c] and sin = [-s, s];
  *                     rstd (B, T, 2, H)
@@ -23,13 +24,21 @@ static float inv_rms(const float *x, long d, float eps) {
     return 1.0f / sqrtf(ss / (float)d + eps);
 }
 
-/* y = x * rstd * w, rstd = 1 / sqrt(mean(x^2) + eps), per row */
-void rms_norm_forward(const float *x, const float *w, float *y, float *rstd, long rows, long d, float eps,
-                      int threads) {
+/* y = x * rstd * w, rstd = 1 / sqrt(mean(x^2) + eps), per row. With `res`, the row normalised is x + res, written
+ * to `sum` first: the residual stream's add fused into the norm that follows it. */
+void rms_norm_forward(const float *x, const float *res, const float *w, float *sum, float *y, float *rstd, long rows,
+                      long d, float eps, int threads) {
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (long i = 0; i < rows; i++) {
         const float *xi = x + i * d;
         float *yi = y + i * d;
+        if (res) {
+            const float *ri = res + i * d;
+            float *si = sum + i * d;
+#pragma omp simd
+            for (long j = 0; j < d; j++) si[j] = xi[j] + ri[j];
+            xi = si;
+        }
         float r = inv_rms(xi, d, eps);
         rstd[i] = r;
         if (w) {
@@ -42,9 +51,9 @@ void rms_norm_forward(const float *x, const float *w, float *y, float *rstd, lon
     }
 }
 
-/* one row of the backward: gx = rstd * (g*w - xhat * mean(g*w * xhat)) with xhat = x * rstd; gw += g * xhat */
-static void rms_norm_backward_row(const float *gi, const float *xi, const float *w, float r, float *gxi, float *gw,
-                                  long d) {
+/* one row of the backward: gx = rstd * (g*w - xhat * mean(g*w * xhat)) (+ gs) with xhat = x * rstd; gw += g * xhat */
+static void rms_norm_backward_row(const float *gi, const float *gsi, const float *xi, const float *w, float r,
+                                  float *gxi, float *gw, long d) {
     float dot = 0.0f;
     if (w) {
 #pragma omp simd reduction(+ : dot)
@@ -61,22 +70,29 @@ static void rms_norm_backward_row(const float *gi, const float *xi, const float 
 #pragma omp simd
         for (long j = 0; j < d; j++) gxi[j] = r * (gi[j] - xi[j] * c);
     }
+    if (gsi) {
+#pragma omp simd
+        for (long j = 0; j < d; j++) gxi[j] += gsi[j];
+    }
     if (gw) {
 #pragma omp simd
         for (long j = 0; j < d; j++) gw[j] += gi[j] * xi[j] * r;
     }
 }
 
-/* gx (rows, d); gw (d) or NULL */
-void rms_norm_backward(const float *g, const float *x, const float *w, const float *rstd, float *gx, float *gw,
-                       long rows, long d, int threads) {
+/* gx (rows, d); gw (d) or NULL. x is the row that was normalised (the sum, for a fused add); gs, the gradient that
+ * reached that sum directly (the residual stream's), or NULL, is added to gx. */
+void rms_norm_backward(const float *g, const float *gs, const float *x, const float *w, const float *rstd, float *gx,
+                       float *gw, long rows, long d, int threads) {
     if (gw) {
         memset(gw, 0, (size_t)d * sizeof(float));
 #pragma omp parallel for num_threads(threads) schedule(static) reduction(+ : gw[:d])
-        for (long i = 0; i < rows; i++) rms_norm_backward_row(g + i * d, x + i * d, w, rstd[i], gx + i * d, gw, d);
+        for (long i = 0; i < rows; i++)
+            rms_norm_backward_row(g + i * d, gs ? gs + i * d : NULL, x + i * d, w, rstd[i], gx + i * d, gw, d);
     } else {
 #pragma omp parallel for num_threads(threads) schedule(static)
-        for (long i = 0; i < rows; i++) rms_norm_backward_row(g + i * d, x + i * d, w, rstd[i], gx + i * d, NULL, d);
+        for (long i = 0; i < rows; i++)
+            rms_norm_backward_row(g + i * d, gs ? gs + i * d : NULL, x + i * d, w, rstd[i], gx + i * d, NULL, d);
     }
 }
 
@@ -150,6 +166,52 @@ void qkv_rotary_backward(const float *dq, const float *dk, const float *dv, cons
             float c = dot * r * r / (float)D;
 #pragma omp simd
             for (long j = 0; j < D; j++) dx[j] = r * dz[j] - x[j] * c;
+        }
+    }
+}
+
+/* e^x for x in [-87, 88] to a few ulp, 0 below (Cephes' expf: x = n ln2 + r, |r| <= ln2 / 2, e^r by a polynomial,
+ * 2^n put into the exponent bits); written so that `omp simd` loops vectorize it, which libm's expf is not here */
+static inline float exp_approx(float x) {
+    const float xc = x < -87.0f ? -87.0f : x;
+    const float n = (xc * 1.44269504f + 12582912.0f) - 12582912.0f; /* round to nearest: 1.5 * 2^23 */
+    const float r = xc - n * 0.693359375f + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    union { float f; int i; } scale = {.i = ((int)n + 127) << 23};
+    return x < -87.0f ? 0.0f : p * scale.f;
+}
+
+/* Phi(v), the standard normal CDF, from erfc(|v| / sqrt 2) by Abramowitz & Stegun 7.1.26 (absolute error
+ * < 1.5e-7); and gauss = e^(-v^2 / 2) */
+static inline float normal_cdf(float v, float *gauss) {
+    const float a = fabsf(v) * 0.70710678f, t = 1.0f / (1.0f + 0.3275911f * a);
+    const float poly = t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f
+                       + t * 1.061405429f))));
+    *gauss = exp_approx(-a * a);
+    const float half_erfc = 0.5f * poly * *gauss;
+    return v >= 0.0f ? 1.0f - half_erfc : half_erfc;
+}
+
+/* y = gelu(x) = x * Phi(x), the exact (erf) GELU; with dy, also gelu'(x) = Phi(x) + x * phi(x) for the backward */
+void gelu_forward(const float *x, float *y, float *dy, long n, int threads) {
+    if (dy) {
+#pragma omp parallel for simd num_threads(threads) schedule(static)
+        for (long i = 0; i < n; i++) {
+            float gauss, cdf = normal_cdf(x[i], &gauss);
+            y[i] = x[i] * cdf;
+            dy[i] = cdf + x[i] * gauss * 0.39894228f; /* 1 / sqrt(2 pi) */
+        }
+    } else {
+#pragma omp parallel for simd num_threads(threads) schedule(static)
+        for (long i = 0; i < n; i++) {
+            float gauss;
+            y[i] = x[i] * normal_cdf(x[i], &gauss);
         }
     }
 }

@@ -1,4 +1,5 @@
-"""Fused CPU kernels for the GPT: RMSNorm, and the attention inputs (QK-norm, gains, rotary, head layout).
+"""Fused CPU kernels for the GPT: RMSNorm (with the residual add before it), the attention inputs (QK-norm, gains,
+rotary, head layout), and the GELU with its derivative.
 
 A small model's CPU step is bound by passes over memory and kernel launches, not by arithmetic: torch runs RMSNorm
 as about seven kernels forward and backward and the QK-norm + rotary path as about twenty, where LayerNorm has one
@@ -26,18 +27,19 @@ from pathlib import Path
 import torch
 
 SOURCE = Path(__file__).with_name("cpu_kernels.c")
-FLAGS = ["-O3", "-fno-math-errno", "-fopenmp", "-shared", "-fPIC"]
+FLAGS = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-fopenmp", "-shared", "-fPIC"]
 # vector extensions by the CPU torch itself dispatches for (its kernels use them too); part of the cache key
-VECTOR_FLAGS = {"AVX2": ["-mavx2", "-mfma"], "AVX512": ["-mavx2", "-mfma"]}
+VECTOR_FLAGS = {"AVX2": ["-mavx2", "-mfma"], "AVX512": ["-mavx2", "-mfma", "-mavx512f", "-mprefer-vector-width=512"]}
 MAX_HEAD_DIM = 1024  # the C side's scratch row
 log = logging.getLogger(__name__)
 
 _P, _L, _F, _I = ctypes.c_void_p, ctypes.c_long, ctypes.c_float, ctypes.c_int
 _SIGNATURES = {
-    "rms_norm_forward": [_P, _P, _P, _P, _L, _L, _F, _I],
-    "rms_norm_backward": [_P, _P, _P, _P, _P, _P, _L, _L, _I],
+    "rms_norm_forward": [_P, _P, _P, _P, _P, _P, _L, _L, _F, _I],
+    "rms_norm_backward": [_P, _P, _P, _P, _P, _P, _P, _L, _L, _I],
     "qkv_rotary_forward": [_P, _P, _P, _P, _P, _P, _L, _L, _L, _L, _F, _I],
     "qkv_rotary_backward": [_P, _P, _P, _P, _P, _P, _P, _P, _P, _P, _P, _L, _L, _L, _L, _I],
+    "gelu_forward": [_P, _P, _P, _L, _I],
 }
 
 
@@ -98,28 +100,64 @@ def _ptr(t: torch.Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
 
 
+def _rms_norm(ctx, x: torch.Tensor, residual: torch.Tensor | None, weight: torch.Tensor | None,
+              eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the rows normalised: x, or x + residual; the norm of them), saving what the backward needs."""
+    x = x.contiguous()
+    d = x.size(-1)
+    residual = None if residual is None else residual.contiguous()  # held here: the kernel reads its memory
+    total = None if residual is None else torch.empty_like(x)
+    y, rstd = torch.empty_like(x), x.new_empty(x.numel() // d)
+    load().rms_norm_forward(x.data_ptr(), _ptr(residual), _ptr(weight), _ptr(total), y.data_ptr(), rstd.data_ptr(),
+                            rstd.numel(), d, eps, torch.get_num_threads())
+    normed = x if total is None else total
+    ctx.save_for_backward(normed, rstd, weight)
+    return normed, y
+
+
+def _rms_norm_backward(ctx, grad: torch.Tensor, grad_sum: torch.Tensor | None) -> tuple[torch.Tensor,
+                                                                                         torch.Tensor | None]:
+    """(the gradient of the rows normalised, plus `grad_sum` if given; the gain's gradient or None)."""
+    x, rstd, weight = ctx.saved_tensors
+    grad = grad.contiguous()
+    grad_sum = None if grad_sum is None else grad_sum.contiguous()
+    grad_x = torch.empty_like(x)
+    grad_weight = torch.empty_like(weight) if weight is not None and ctx.needs_input_grad[-2] else None
+    load().rms_norm_backward(grad.data_ptr(), _ptr(grad_sum), x.data_ptr(),
+                             _ptr(weight), rstd.data_ptr(), grad_x.data_ptr(), _ptr(grad_weight), rstd.numel(),
+                             x.size(-1), torch.get_num_threads())
+    return grad_x, grad_weight
+
+
 class RMSNorm(torch.autograd.Function):
     """`F.rms_norm(x, (x.size(-1),), weight, eps)`, one kernel forward and one backward."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor | None, eps: float) -> torch.Tensor:
-        x = x.contiguous()
-        d = x.size(-1)
-        y, rstd = torch.empty_like(x), x.new_empty(x.numel() // d)
-        load().rms_norm_forward(x.data_ptr(), _ptr(weight), y.data_ptr(), rstd.data_ptr(), rstd.numel(), d, eps,
-                                torch.get_num_threads())
-        ctx.save_for_backward(x, rstd, weight)
-        return y
+        return _rms_norm(ctx, x, None, weight, eps)[1]
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, None]:
-        x, rstd, weight = ctx.saved_tensors
-        grad = grad.contiguous()
-        grad_x = torch.empty_like(x)
-        grad_weight = torch.empty_like(weight) if weight is not None and ctx.needs_input_grad[1] else None
-        load().rms_norm_backward(grad.data_ptr(), x.data_ptr(), _ptr(weight), rstd.data_ptr(), grad_x.data_ptr(),
-                                 _ptr(grad_weight), rstd.numel(), x.size(-1), torch.get_num_threads())
-        return grad_x, grad_weight, None
+        return *_rms_norm_backward(ctx, grad, None), None
+
+
+class AddRMSNorm(torch.autograd.Function):
+    """(s, `F.rms_norm(s, (s.size(-1),), weight, eps)`) for s = x + residual: a residual stream's add and the norm
+    after it in one kernel each way; in backward the stream's gradient is added to the norm's in the same pass,
+    where autograd would accumulate it separately."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor | None,
+                eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+        ctx.set_materialize_grads(False)  # an unused output's gradient stays None: no zero tensor to add
+        return _rms_norm(ctx, x, residual, weight, eps)
+
+    @staticmethod
+    def backward(ctx, grad_sum: torch.Tensor | None, grad: torch.Tensor | None):
+        if grad is None:  # only the sum was used (or neither)
+            return grad_sum, grad_sum, None, None
+        grad_x, grad_weight = _rms_norm_backward(ctx, grad, grad_sum)
+        return grad_x, grad_x, grad_weight, None
 
 
 class QKVRotary(torch.autograd.Function):
@@ -153,3 +191,23 @@ class QKVRotary(torch.autograd.Function):
                                    cos.data_ptr(), sin.data_ptr(), rstd.data_ptr(), dqkv.data_ptr(), dgain.data_ptr(),
                                    B, T, H, D, torch.get_num_threads())
         return dqkv, dgain, None, None, None, None
+
+
+class GELU(torch.autograd.Function):
+    """`F.gelu(x)`, the exact (erf) form, to within 5e-7 (torch's own float32 GELU is within about 1e-6 of the
+    exact value): one pass forward that also writes the derivative where a gradient is wanted, so the backward is
+    one multiply instead of recomputing erf and exp from x."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        x = x.contiguous()
+        y = torch.empty_like(x)
+        dy = torch.empty_like(x) if ctx.needs_input_grad[0] else None
+        load().gelu_forward(x.data_ptr(), y.data_ptr(), _ptr(dy), x.numel(), torch.get_num_threads())
+        ctx.save_for_backward(dy)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (dy,) = ctx.saved_tensors
+        return grad * dy

@@ -10,8 +10,9 @@ It follows nanoGPT's layout with the changes modern small models share (nanochat
 - MLP: GELU (4x), SwiGLU (8/3 x, rounded to a multiple of 64) or ReLU^2 (4x).
 - Optional tying of the token embedding and the output head.
 - `F.scaled_dot_product_attention` (flash / memory-efficient kernels on GPU).
-- On CPU in float32, RMSNorm and the attention inputs (QK-norm, gains, rotary, head layout) run as fused C kernels
-  (`cpu_kernels`); the torch code beside them serves GPUs, other dtypes and torch.compile, and computes the same.
+- On CPU in float32, RMSNorm (with the residual add before it), the attention inputs (QK-norm, gains, rotary,
+  head layout) and the GELU run as fused C kernels (`cpu_kernels`); the torch code beside them serves GPUs, other
+  dtypes and torch.compile, and computes the same.
 - `GPTConfig.from_depth(depth, ...)`: one dial for people who don't want to tune: width = 64 * depth, one head per
   64 channels.
 
@@ -98,6 +99,16 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return rms_norm(x, self.weight, self.eps)
+
+    def after_add(self, x: torch.Tensor, residual: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(s, this norm of s) for the residual stream s = x + residual (x itself when residual is None): on CPU the
+        add, the norm and, in backward, the stream's gradient accumulation are one kernel each way."""
+        if residual is None:
+            return x, self(x)
+        if cpu_kernels.usable(x, residual, self.weight):
+            return cpu_kernels.AddRMSNorm.apply(x, residual, self.weight, self.eps)
+        x = x + residual
+        return x, self(x)
 
 
 def rotary_tables(head_dim: int, length: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -234,7 +245,7 @@ class MLP(nn.Module):
         elif self.kind == "relu2":
             h = F.relu(h).square()
         else:
-            h = F.gelu(h)
+            h = cpu_kernels.GELU.apply(h) if cpu_kernels.usable(h) else F.gelu(h)
         return self.c_proj(h)
 
 
@@ -248,11 +259,15 @@ class Block(nn.Module):
         self.drop = nn.Dropout(config.dropout)
 
     def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | None,
-        mask: torch.Tensor | None, causal: bool,
-    ) -> torch.Tensor:
-        x = x + self.drop(self.attn(self.ln_1(x), cos, sin, cache, mask, causal))
-        return x + self.drop(self.mlp(self.ln_2(x)))
+        self, x: torch.Tensor, pending: torch.Tensor | None, cos: torch.Tensor, sin: torch.Tensor,
+        cache: KVCache | None, mask: torch.Tensor | None, causal: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """x + attn(ln_1(x)), then + mlp(ln_2(x)), with each add done by the norm after it (`RMSNorm.after_add`):
+        `pending` is the previous block's MLP output, still to be added to the stream x (None for the first block),
+        and this block returns the stream and its own MLP output, which the next norm adds."""
+        x, h = self.ln_1.after_add(x, pending)
+        x, h = self.ln_2.after_add(x, self.drop(self.attn(h, cos, sin, cache, mask, causal)))
+        return x, self.drop(self.mlp(h))
 
 
 class GPT(nn.Module):
@@ -289,12 +304,12 @@ class GPT(nn.Module):
             f"sequence of {start + T} tokens is longer than block_size={self.config.block_size}")
         cos, sin = self.rope_cos[start:start + T], self.rope_sin[start:start + T]
         mask, causal = cache.attention_mask(T) if cache is not None else (None, True)
-        x = self.drop(self.wte(idx))
+        x, pending = self.drop(self.wte(idx)), None
         for block in self.blocks:
-            x = block(x, cos, sin, cache, mask, causal)
+            x, pending = block(x, pending, cos, sin, cache, mask, causal)
         if cache is not None:
             cache.pos += T
-        return self.ln_f(x)
+        return self.ln_f.after_add(x, pending)[1]
 
     def forward(
         self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache: KVCache | None = None,

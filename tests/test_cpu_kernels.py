@@ -33,12 +33,57 @@ def test_rms_norm_matches_torch_in_value_and_gradient(with_weight, threads):
         torch.testing.assert_close(got, ref)
 
 
+@pytest.mark.parametrize("uses", ["both", "norm", "sum"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_add_rms_norm_matches_the_add_then_the_norm(uses, threads):
+    """The residual add fused into the norm: both outputs and, whichever of them the loss reads, the gradients of
+    x, the residual and the gain (one tensor reaching both summands, the stream's gradient added in the kernel)."""
+    torch.manual_seed(1)
+    torch.set_num_threads(threads)
+    x, residual = torch.randn(3, 7, 40, requires_grad=True), torch.randn(3, 7, 40, requires_grad=True)
+    w = (torch.rand(40) + 0.5).requires_grad_()
+    g_sum, g_norm = torch.randn(3, 7, 40), torch.randn(3, 7, 40)
+
+    def loss(total, normed):
+        return ((total * g_sum).sum() if uses != "norm" else 0) + ((normed * g_norm).sum() if uses != "sum" else 0)
+
+    total, normed = cpu_kernels.AddRMSNorm.apply(x, residual, w, 1e-6)
+    want_total = x + residual
+    want_normed = F.rms_norm(want_total, (40,), w, 1e-6)
+    torch.testing.assert_close(total, want_total)
+    torch.testing.assert_close(normed, want_normed)
+    inputs = (x, residual) if uses == "sum" else (x, residual, w)
+    got = torch.autograd.grad(loss(total, normed), inputs)
+    want = torch.autograd.grad(loss(want_total, want_normed), inputs)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b)
+
+
 def test_rms_norm_without_grad_needs_no_graph():
     x = torch.randn(5, 32)
     with torch.no_grad():
         out = cpu_kernels.RMSNorm.apply(x, None, 1e-6)
     assert not out.requires_grad
     torch.testing.assert_close(out, F.rms_norm(x, (32,), None, 1e-6))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_gelu_and_its_derivative_match_the_exact_form(threads):
+    """Against the erf GELU in float64, over the range where it bends, both tails and the values a layer sees; NaN
+    stays NaN; no derivative is written without a graph."""
+    torch.set_num_threads(threads)
+    x = torch.cat([torch.linspace(-12, 12, 24_001), torch.randn(10_000) * 3, torch.tensor([0.0, -1e-30, 80.0, -80.0])])
+    x = x.requires_grad_()
+    y = cpu_kernels.GELU.apply(x)
+    exact = x.detach().double().requires_grad_()
+    want = F.gelu(exact)
+    torch.testing.assert_close(y.double(), want.detach(), rtol=0, atol=5e-7)
+    (got_grad,) = torch.autograd.grad(y.sum(), x)
+    (want_grad,) = torch.autograd.grad(want.sum(), exact)
+    torch.testing.assert_close(got_grad.double(), want_grad, rtol=0, atol=5e-7)
+    assert cpu_kernels.GELU.apply(torch.tensor([float("nan")])).isnan().all()
+    with torch.no_grad():
+        torch.testing.assert_close(cpu_kernels.GELU.apply(x), y.detach())
 
 
 def reference_heads(qkv, gain, cos, sin, n_head, eps):

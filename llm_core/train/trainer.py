@@ -98,6 +98,14 @@ def step_seed(seed: int, rank: int, step: int) -> int:
     return ((seed * 1_000_003 + step) * 1_009 + rank) % (2**63)
 
 
+def seed_step_rng(seed: int, device: torch.device) -> None:
+    """Seed the generators a training step draws from (dropout): the CPU's, and the device's own. The same state as
+    `torch.manual_seed(seed)` gives them, at about 1 us instead of about 100: that also visits every other backend."""
+    torch.default_generator.manual_seed(seed)
+    if device.type == "cuda":
+        torch.cuda.manual_seed(seed)
+
+
 class Trainer:
     def __init__(
         self,
@@ -158,7 +166,7 @@ class Trainer:
     def train_step(self) -> torch.Tensor:
         """One optimizer step over `grad_accum` micro-batches; returns the mean loss (a tensor on the device)."""
         s = self.settings
-        torch.manual_seed(step_seed(s.seed, self.env.rank, self.step))
+        seed_step_rng(step_seed(s.seed, self.env.rank, self.step), self.env.device)
         lr = self.schedule(self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
