@@ -20,7 +20,8 @@ Both start from the same seed. The two alternate in rounds of `--steps` steps (A
 change in the machine's speed hits both alike; the first round of each is warm-up and left out. Printed: ms/step of
 every round, the median of each side, tokens/s and the ratio (ours / nanoGPT; above 1 means ours is faster), with
 the load average before and after; and the median of the per-round ratios, each from two blocks run back to back,
-which a slow spell of the machine moves less than it moves either side's median. The checkout's code is imported from `--nanogpt-dir`; nothing of it is copied.
+which a slow spell of the machine moves less than it moves either side's median. The checkout's code is imported
+from `--nanogpt-dir`; nothing of it is copied.
 """
 
 from __future__ import annotations
