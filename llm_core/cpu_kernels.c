@@ -215,3 +215,34 @@ void gelu_forward(const float *x, float *y, float *dy, long n, int threads) {
         }
     }
 }
+
+/* Cross-entropy of logit rows (rows, V), in place: a row with a target (0 <= target < V) gets
+ * loss = logsumexp(row) - row[target] and becomes softmax(row) - onehot(target), the loss's gradient; a row
+ * without one (target < 0) gets loss 0 and a zero row. One read for the max, one pass writing e^(z - max), one
+ * scaling: torch's log_softmax, exp, gather, index and masked_fill take about three times the passes. */
+void cross_entropy_rows(float *logits, const long *targets, float *loss, long rows, long V, int threads) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (long i = 0; i < rows; i++) {
+        float *z = logits + i * V;
+        const long t = targets[i];
+        if (t < 0) {
+            memset(z, 0, (size_t)V * sizeof(float));
+            loss[i] = 0.0f;
+            continue;
+        }
+        float m = z[0], s = 0.0f;
+#pragma omp simd reduction(max : m)
+        for (long j = 0; j < V; j++) m = z[j] > m ? z[j] : m;
+        const float target_logit = z[t];
+#pragma omp simd reduction(+ : s)
+        for (long j = 0; j < V; j++) {
+            z[j] = exp_approx(z[j] - m);
+            s += z[j];
+        }
+        loss[i] = logf(s) + m - target_logit;
+        const float inv = 1.0f / s;
+#pragma omp simd
+        for (long j = 0; j < V; j++) z[j] *= inv;
+        z[t] -= 1.0f;
+    }
+}

@@ -1,5 +1,5 @@
 """Fused CPU kernels for the GPT: RMSNorm (with the residual add before it), the attention inputs (QK-norm, gains,
-rotary, head layout), and the GELU with its derivative.
+rotary, head layout), the GELU with its derivative, and the LM head's cross-entropy over a chunk of logits.
 
 A small model's CPU step is bound by passes over memory and kernel launches, not by arithmetic: torch runs RMSNorm
 as about seven kernels forward and backward and the QK-norm + rotary path as about twenty, where LayerNorm has one
@@ -40,6 +40,7 @@ _SIGNATURES = {
     "qkv_rotary_forward": [_P, _P, _P, _P, _P, _P, _L, _L, _L, _L, _F, _I],
     "qkv_rotary_backward": [_P, _P, _P, _P, _P, _P, _P, _P, _P, _P, _P, _L, _L, _L, _L, _I],
     "gelu_forward": [_P, _P, _P, _L, _I],
+    "cross_entropy_rows": [_P, _P, _P, _L, _L, _I],
 }
 
 
@@ -211,3 +212,16 @@ class GELU(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         (dy,) = ctx.saved_tensors
         return grad * dy
+
+
+def cross_entropy_rows_(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per-row cross-entropy of contiguous logits (N, V) against targets (N,) (a negative target: no loss), and
+    the logits overwritten with its gradient, softmax - one-hot (zero rows where there is no target)."""
+    assert logits.is_contiguous() and targets.dtype == torch.long and targets.size(0) == logits.size(0)
+    if targets.numel() and int(targets.max()) >= logits.size(1):
+        raise IndexError(f"target {int(targets.max())} is out of range for {logits.size(1)} classes")
+    targets = targets.contiguous()
+    loss = logits.new_empty(logits.size(0))
+    load().cross_entropy_rows(logits.data_ptr(), targets.data_ptr(), loss.data_ptr(), logits.size(0),
+                              logits.size(1), torch.get_num_threads())
+    return loss

@@ -5,14 +5,17 @@ With a vocabulary of thousands, the logits dwarf everything else in a small mode
 filled and scattered by the loss's backward, read twice more by log-softmax's backward. Here the rows go through in
 chunks of about two million logits (8 MB, while they are still in cache), and each chunk's gradient
 (softmax - one-hot) is formed in the forward pass and multiplied into the gradients of h and of the head's weight
-at once (the approach of Liger Kernel's fused linear cross-entropy); backward only scales them. Same FLOPs, same
-result to float rounding (`tests/test_head_loss.py`); the tiny config's CPU pretraining step goes from 226 to 181 ms
-(BENCHMARKS.md). Not twice-differentiable.
+at once (the approach of Liger Kernel's fused linear cross-entropy); backward only scales them. On CPU in float32
+the softmax, the loss and the gradient of a chunk are one C pass (`cpu_kernels.cross_entropy_rows_`) where torch's
+ops take about five. Same FLOPs, same result to float rounding (`tests/test_head_loss.py`); BENCHMARKS.md has the
+tiny config's step times. Not twice-differentiable.
 """
 
 from __future__ import annotations
 
 import torch
+
+from llm_core import cpu_kernels
 
 IGNORE_INDEX = -100  # targets with this value take no part in the loss (prompt tokens in SFT, padding)
 CHUNK_LOGITS = 1 << 21
@@ -29,16 +32,20 @@ class HeadCrossEntropy(torch.autograd.Function):
         grad_h = torch.empty_like(h) if want_h else None
         grad_w = torch.zeros_like(weight) if want_w else None
         total = h.new_zeros(())
+        fused = cpu_kernels.usable(h, weight)
         for start in range(0, n, rows):
             end = min(n, start + rows)
             h_chunk, t_chunk, v_chunk = h[start:end], safe_targets[start:end], valid[start:end]
-            logp = torch.log_softmax(h_chunk @ weight.t(), dim=-1)
-            total -= logp.gather(1, t_chunk[:, None]).squeeze(1).masked_fill(~v_chunk, 0.0).sum()
-            if not (want_h or want_w):
-                continue
-            grad = logp.exp_()  # softmax; minus one at the target, zero on ignored rows
-            grad[torch.arange(end - start, device=h.device), t_chunk] -= 1.0
-            grad.masked_fill_(~v_chunk[:, None], 0.0)
+            logits = h_chunk @ weight.t()
+            if fused:  # one C pass: the rows' losses, and the logits become the gradient
+                total += cpu_kernels.cross_entropy_rows_(logits, targets[start:end]).sum()
+                grad = logits
+            else:
+                logp = torch.log_softmax(logits, dim=-1)
+                total -= logp.gather(1, t_chunk[:, None]).squeeze(1).masked_fill(~v_chunk, 0.0).sum()
+                grad = logp.exp_()  # softmax; minus one at the target, zero on ignored rows
+                grad[torch.arange(end - start, device=h.device), t_chunk] -= 1.0
+                grad.masked_fill_(~v_chunk[:, None], 0.0)
             if want_h:
                 torch.mm(grad, weight, out=grad_h[start:end])
             if want_w:

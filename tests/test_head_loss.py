@@ -1,15 +1,25 @@
 """The LM head's chunked cross-entropy against `F.cross_entropy` of the full logits: loss, gradients, ignored
-targets, chunk boundaries, scaling by the upstream gradient, and the GPT paths that use it."""
+targets, chunk boundaries, scaling by the upstream gradient, and the GPT paths that use it; each through the CPU
+kernel (`cpu_kernels.cross_entropy_rows_`) and through torch's ops."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from llm_core import head_loss
+from llm_core import cpu_kernels, head_loss
 from llm_core.head_loss import IGNORE_INDEX, head_cross_entropy
 from llm_core.model import GPT, GPTConfig
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(params=["kernels", "torch"])
+def loss_path(request, monkeypatch):
+    if request.param == "kernels":
+        request.getfixturevalue("cpu_kernels_built")
+    else:
+        monkeypatch.setattr(cpu_kernels, "usable", lambda *tensors: False)
+    return request.param
 
 
 @pytest.fixture
@@ -27,7 +37,7 @@ def reference(h, weight, targets):
 
 
 @pytest.mark.parametrize("chunk_logits", [50, 7 * 50, 1 << 21], ids=["one-row-chunks", "7-row-chunks", "one-chunk"])
-def test_loss_and_gradients_match_the_full_logits(inputs, chunk_logits, monkeypatch):
+def test_loss_and_gradients_match_the_full_logits(inputs, chunk_logits, loss_path, monkeypatch):
     monkeypatch.setattr(head_loss, "CHUNK_LOGITS", chunk_logits)
     h, weight, targets = inputs
     got = head_cross_entropy(h, weight, targets)
@@ -39,7 +49,7 @@ def test_loss_and_gradients_match_the_full_logits(inputs, chunk_logits, monkeypa
     assert torch.autograd.grad(head_cross_entropy(h, weight, targets), h)[0][ignored].abs().max() == 0
 
 
-def test_only_the_gradients_asked_for_are_formed(inputs):
+def test_only_the_gradients_asked_for_are_formed(inputs, loss_path):
     h, weight, targets = inputs
     frozen_head = head_cross_entropy(h, weight.detach(), targets)
     torch.testing.assert_close(torch.autograd.grad(frozen_head, h)[0],
@@ -50,10 +60,30 @@ def test_only_the_gradients_asked_for_are_formed(inputs):
     torch.testing.assert_close(loss, reference(h, weight, targets).detach())
 
 
-def test_all_targets_ignored_gives_nan_as_cross_entropy_does(inputs):
+def test_all_targets_ignored_gives_nan_as_cross_entropy_does(inputs, loss_path):
     h, weight, _ = inputs
     nothing = torch.full((37,), IGNORE_INDEX)
     assert torch.isnan(head_cross_entropy(h, weight, nothing)) and torch.isnan(reference(h, weight, nothing))
+
+
+def test_large_logits_and_a_wide_vocabulary_stay_exact(loss_path):
+    """Logits in the hundreds (softmax needs its max subtracted) over 8,192 ids, as the tiny config's head has."""
+    torch.manual_seed(1)
+    h = (torch.randn(9, 32) * 20).requires_grad_()
+    weight = torch.randn(8192, 32).requires_grad_()
+    targets = torch.randint(0, 8192, (9,))
+    got, want = head_cross_entropy(h, weight, targets), reference(h, weight, targets)
+    torch.testing.assert_close(got, want)
+    for a, b in zip(torch.autograd.grad(got, (h, weight)), torch.autograd.grad(want, (h, weight))):
+        torch.testing.assert_close(a, b)
+
+
+def test_a_target_outside_the_vocabulary_is_an_error(inputs, loss_path):
+    h, weight, targets = inputs
+    targets = targets.clone()
+    targets[3] = 50
+    with pytest.raises((IndexError, RuntimeError), match="50 is out of"):  # never a write past the row
+        head_cross_entropy(h, weight, targets)
 
 
 def test_gpt_loss_without_logits_is_the_forward_loss_with_tied_embeddings():
