@@ -32,6 +32,7 @@ from llm_core.stage import (
 )
 from llm_core.stats import ShardStats
 from llm_core.store import ArtifactRef
+from tasks import heartbeat  # noqa: F401  (flow runs end without waiting on Prefect's heartbeat thread)
 from tasks.ask_people import ask_in_ui
 from tasks.publish import ProgressArtifact, RunLogBridge, publish_manifest
 from tasks.runners import make_task_runner

@@ -142,3 +142,35 @@ def test_stage_flow_under_prefect(tmp_path, data_dir, prefect_harness, monkeypat
     manifest = ctx.store().manifest(ctx.output)
     assert manifest.counts["lines"] == _expected_lines(ctx)
     assert [row["shard"] for row in manifest.extra["tables"]["per_shard"]] == ["part-00000", "part-00001", "part-00002"]
+
+
+def test_flow_runs_do_not_wait_on_the_heartbeat_thread(prefect_harness, monkeypatch):
+    """`tasks.heartbeat` leaves Prefect's heartbeat thread to stop on its own: the engine must still look the function
+    up where the patch puts it, and the function must still take `join_on_exit`."""
+    import contextlib
+    import functools
+    import inspect
+
+    from prefect import flow, flow_engine
+
+    import tasks.heartbeat  # noqa: F401
+
+    patched = flow_engine._send_heartbeats
+    assert isinstance(patched, functools.partial) and patched.keywords == {"join_on_exit": False}
+    assert "join_on_exit" in inspect.signature(patched.func).parameters
+    seen = []
+
+    @contextlib.contextmanager
+    def recording(engine, join_on_exit=True):
+        seen.append(join_on_exit)
+        with patched.func(engine, join_on_exit=join_on_exit):
+            yield
+
+    monkeypatch.setattr(flow_engine, "_send_heartbeats", functools.partial(recording, **patched.keywords))
+
+    @flow
+    def parent():
+        return flow(lambda: 1, name="child")()
+
+    assert parent() == 1
+    assert seen == [False, False]  # the parent and its subflow
