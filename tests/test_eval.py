@@ -75,7 +75,9 @@ def test_trained_chat_models_beat_an_untrained_one_on_identity_and_held_out_sums
     before = by_suite(run_chat_suites("base", untrained, tok, sums, params, 1, index, 0, 9)[0])
     held_out = trained[("sums_heldout", "accuracy")]
     assert held_out.n == len(sums) and held_out.contaminated == 0  # none of them was in the training data
-    assert held_out.value >= 0.3 > before[("sums_heldout", "accuracy")].value
+    # better than chance with 95% confidence (at least 4 of the 23): over training seeds 0-3, with the CPU kernels and
+    # with torch's ops, this model scored 0.22-0.70, so a fixed bar near 0.3 tests the seed, not the learning
+    assert held_out.ci_low > held_out.baseline > before[("sums_heldout", "accuracy")].value
 
 
 def test_planted_overlaps_are_found_and_left_out_of_the_score(one_torch_thread):
