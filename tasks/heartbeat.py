@@ -2,8 +2,8 @@
 
 Prefect 3.8's sync flow engine sends heartbeats (for crashed-run detection, README "Zombie runs") from a thread that
 sleeps in steps of one second, and joins that thread when the run ends, so every flow run, each stage's subflow
-included, waits up to a second after its work is done: about 0.5 s a stage on average, 9 s of the tiny pipeline's
-wall time in 18 runs. Prefect's async engine already leaves the thread to stop on its own (`join_on_exit=False`);
+included, waits up to a second after its work is done: about 8 s of the tiny pipeline's wall time over its 18
+flow runs (BENCHMARKS.md). Prefect's async engine already leaves the thread to stop on its own (`join_on_exit=False`);
 importing this module gives the sync engine the same. Heartbeats are sent exactly as before; the thread sees the
 stop at its next one-second tick and exits without sending another. `tests/test_stage_mechanics.py` checks the
 function still takes that argument, so a Prefect upgrade that changes it fails there rather than silently.
