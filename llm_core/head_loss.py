@@ -27,7 +27,9 @@ class HeadCrossEntropy(torch.autograd.Function):
         n, vocab = h.size(0), weight.size(0)
         rows = max(1, CHUNK_LOGITS // vocab)
         valid = targets != IGNORE_INDEX
-        safe_targets = targets.clamp(min=0)
+        out_of_range = valid & ((targets < 0) | (targets >= vocab))
+        if bool(out_of_range.any()):
+            raise IndexError(f"target {int(targets[out_of_range][0])} is out of range for {vocab} classes")
         want_h, want_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         grad_h = torch.empty_like(h) if want_h else None
         grad_w = torch.zeros_like(weight) if want_w else None
@@ -35,12 +37,13 @@ class HeadCrossEntropy(torch.autograd.Function):
         fused = cpu_kernels.usable(h, weight)
         for start in range(0, n, rows):
             end = min(n, start + rows)
-            h_chunk, t_chunk, v_chunk = h[start:end], safe_targets[start:end], valid[start:end]
+            h_chunk = h[start:end]
             logits = h_chunk @ weight.t()
-            if fused:  # one C pass: the rows' losses, and the logits become the gradient
+            if fused:  # one C pass: the rows' losses, and the logits become the gradient (IGNORE_INDEX < 0: no loss)
                 total += cpu_kernels.cross_entropy_rows_(logits, targets[start:end]).sum()
                 grad = logits
             else:
+                t_chunk, v_chunk = targets[start:end].clamp(min=0), valid[start:end]
                 logp = torch.log_softmax(logits, dim=-1)
                 total -= logp.gather(1, t_chunk[:, None]).squeeze(1).masked_fill(~v_chunk, 0.0).sum()
                 grad = logp.exp_()  # softmax; minus one at the target, zero on ignored rows

@@ -78,11 +78,14 @@ def test_large_logits_and_a_wide_vocabulary_stay_exact(loss_path):
         torch.testing.assert_close(a, b)
 
 
-def test_a_target_outside_the_vocabulary_is_an_error(inputs, loss_path):
+@pytest.mark.parametrize("bad", [50, -5])
+def test_a_target_outside_the_vocabulary_is_an_error(inputs, loss_path, bad):
+    """Past the vocabulary, or negative without being IGNORE_INDEX: an error naming it, never a write past a row
+    or a silently ignored (or clamped) row."""
     h, weight, targets = inputs
     targets = targets.clone()
-    targets[3] = 50
-    with pytest.raises((IndexError, RuntimeError), match="50 is out of"):  # never a write past the row
+    targets[3] = bad
+    with pytest.raises(IndexError, match=f"target {bad} is out of range for 50 classes"):
         head_cross_entropy(h, weight, targets)
 
 
