@@ -57,15 +57,12 @@ def web_store(root: Path) -> ArtifactStore:
 
 
 class SlowScripted(ScriptedGPT):
-    """A scripted model that takes `delay_s` more per forward pass: long enough to watch a reply stream in."""
+    """A scripted model that takes `delay_s` more per next-token step (`last_logits`, what the engine calls): long
+    enough to watch a reply stream in."""
 
     def __init__(self, vocab_size: int, script: dict[int, int], delay_s: float):
         super().__init__(vocab_size, script)
         self.delay_s = delay_s
-
-    def forward(self, idx, targets=None, cache=None):
-        time.sleep(self.delay_s)
-        return super().forward(idx, targets, cache)
 
     def last_logits(self, idx, cache=None):
         time.sleep(self.delay_s)
