@@ -7,8 +7,9 @@ chunks of about two million logits (8 MB, while they are still in cache), and ea
 (softmax - one-hot) is formed in the forward pass and multiplied into the gradients of h and of the head's weight
 at once (the approach of Liger Kernel's fused linear cross-entropy); backward only scales them. On CPU in float32
 the softmax, the loss and the gradient of a chunk are one C pass (`cpu_kernels.cross_entropy_rows_`) where torch's
-ops take about five. Same FLOPs, same result to float rounding (`tests/test_head_loss.py`); BENCHMARKS.md has the
-tiny config's step times. Not twice-differentiable.
+ops take about five, and the three products go through oneDNN (`cpu_matmul`), the rows padded to its grid. Same
+FLOPs, same result to float rounding (`tests/test_head_loss.py`); BENCHMARKS.md has the tiny config's step times.
+Not twice-differentiable.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import torch
 
 from llm_core import cpu_kernels
+from llm_core.cpu_matmul import ROW_ALIGN, matmul_nt, onednn_rows, pad_rows, weight_grad
 
 IGNORE_INDEX = -100  # targets with this value take no part in the loss (prompt tokens in SFT, padding)
 CHUNK_LOGITS = 1 << 21
@@ -26,19 +28,23 @@ class HeadCrossEntropy(torch.autograd.Function):
     def forward(ctx, h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         n, vocab = h.size(0), weight.size(0)
         rows = max(1, CHUNK_LOGITS // vocab)
+        rows -= rows % ROW_ALIGN if rows > ROW_ALIGN else 0
+        padded = onednn_rows(n, h, weight)
+        if padded is not None:  # rows of no loss (and no gradient) up to a shape oneDNN keeps a kernel for
+            h, targets = pad_rows(h, padded), pad_rows(targets, padded, IGNORE_INDEX)
         valid = targets != IGNORE_INDEX
         out_of_range = valid & ((targets < 0) | (targets >= vocab))
         if bool(out_of_range.any()):
             raise IndexError(f"target {int(targets[out_of_range][0])} is out of range for {vocab} classes")
         want_h, want_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         grad_h = torch.empty_like(h) if want_h else None
-        grad_w = torch.zeros_like(weight) if want_w else None
+        grad_w = None  # in the layout weight_grad gives: the chunks add up without a strided pass each
         total = h.new_zeros(())
         fused = cpu_kernels.usable(h, weight)
-        for start in range(0, n, rows):
-            end = min(n, start + rows)
+        for start in range(0, h.size(0), rows):
+            end = min(h.size(0), start + rows)
             h_chunk = h[start:end]
-            logits = h_chunk @ weight.t()
+            logits = matmul_nt(h_chunk, weight)
             if fused:  # one C pass: the rows' losses, and the logits become the gradient (IGNORE_INDEX < 0: no loss)
                 total += cpu_kernels.cross_entropy_rows_(logits, targets[start:end]).sum()
                 grad = logits
@@ -50,10 +56,13 @@ class HeadCrossEntropy(torch.autograd.Function):
                 grad[torch.arange(end - start, device=h.device), t_chunk] -= 1.0
                 grad.masked_fill_(~v_chunk[:, None], 0.0)
             if want_h:
-                torch.mm(grad, weight, out=grad_h[start:end])
+                grad_h[start:end] = matmul_nt(grad, weight.t())
             if want_w:
-                grad_w.addmm_(grad.t(), h_chunk)
+                part = weight_grad(grad, h_chunk)
+                grad_w = part if grad_w is None else grad_w.add_(part)
         count = valid.sum().to(h.dtype)  # all targets ignored: 0 / 0 = nan, as F.cross_entropy gives
+        grad_h = None if grad_h is None else grad_h[:n]
+        grad_w = torch.zeros_like(weight) if want_w and grad_w is None else grad_w  # no rows at all
         ctx.save_for_backward(*(g / count if g is not None else None for g in (grad_h, grad_w)))
         return total / count
 

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_model, save_model
 
 from llm_core import cpu_kernels
+from llm_core.cpu_matmul import Linear
 from llm_core.head_loss import IGNORE_INDEX, head_cross_entropy
 from llm_core.sampling import sample_tokens
 
@@ -191,8 +192,8 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, config: GPTConfig, layer: int):
         super().__init__()
         self.layer, self.n_head, self.head_dim = layer, config.n_head, config.head_dim
-        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=False)
-        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=False)
+        self.c_attn = Linear(config.n_embd, 3 * config.n_embd)
+        self.c_proj = Linear(config.n_embd, config.n_embd)
         self.qk_gain = nn.Parameter(torch.ones(2, 1, self.head_dim))  # gains of the query and key RMSNorms
         self.eps, self.dropout = config.norm_eps, config.dropout
 
@@ -234,8 +235,8 @@ class MLP(nn.Module):
         super().__init__()
         self.kind = config.mlp
         hidden = config.mlp_hidden
-        self.c_fc = nn.Linear(config.n_embd, 2 * hidden if self.kind == "swiglu" else hidden, bias=False)
-        self.c_proj = nn.Linear(hidden, config.n_embd, bias=False)
+        self.c_fc = Linear(config.n_embd, 2 * hidden if self.kind == "swiglu" else hidden)
+        self.c_proj = Linear(hidden, config.n_embd)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.c_fc(x)
@@ -278,7 +279,7 @@ class GPT(nn.Module):
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config, i) for i in range(config.n_layer))
         self.ln_f = RMSNorm(config.n_embd, config.norm_eps)
-        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head = Linear(config.n_embd, config.vocab_size)
         if config.tie_embeddings:
             self.lm_head.weight = self.wte.weight
         cos, sin = rotary_tables(config.head_dim, config.block_size, config.rope_theta)

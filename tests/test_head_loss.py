@@ -1,6 +1,6 @@
 """The LM head's chunked cross-entropy against `F.cross_entropy` of the full logits: loss, gradients, ignored
-targets, chunk boundaries, scaling by the upstream gradient, and the GPT paths that use it; each through the CPU
-kernel (`cpu_kernels.cross_entropy_rows_`) and through torch's ops."""
+targets, chunk boundaries, rows padded for oneDNN, scaling by the upstream gradient, and the GPT paths that use it;
+each through the CPU kernel (`cpu_kernels.cross_entropy_rows_`) and through torch's ops."""
 
 import pytest
 import torch
@@ -75,6 +75,21 @@ def test_large_logits_and_a_wide_vocabulary_stay_exact(loss_path):
     got, want = head_cross_entropy(h, weight, targets), reference(h, weight, targets)
     torch.testing.assert_close(got, want)
     for a, b in zip(torch.autograd.grad(got, (h, weight)), torch.autograd.grad(want, (h, weight))):
+        torch.testing.assert_close(a, b)
+
+
+def test_rows_padded_for_onednn_change_neither_loss_nor_gradients(loss_path):
+    """300 rows of 128 over 8,192 ids, as SFT's assistant positions come: padded to 320 rows (of no loss) for
+    oneDNN's products on CPU, chunked 256 + 64; the gradient of h keeps its 300 rows."""
+    torch.manual_seed(2)
+    h = torch.randn(300, 128, requires_grad=True)
+    weight = (torch.randn(8192, 128) * 0.1).requires_grad_()
+    targets = torch.randint(0, 8192, (300,))
+    targets[::7] = IGNORE_INDEX
+    got, want = head_cross_entropy(h, weight, targets), reference(h, weight, targets)
+    torch.testing.assert_close(got, want)
+    for a, b in zip(torch.autograd.grad(got, (h, weight)), torch.autograd.grad(want, (h, weight))):
+        assert a.shape == b.shape
         torch.testing.assert_close(a, b)
 
 
