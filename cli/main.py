@@ -32,7 +32,6 @@ from llm_core.pipeline_config import PipelineConfig
 from llm_core.registry import STAGES
 from llm_core.stage import add_progress_listener, remove_progress_listener
 from llm_core.store import ArtifactStore
-from llm_core.train import optim
 from tasks.run_summary import runs_since, slow_run_warnings
 
 # A busy laptop can take longer than Prefect's default 20 s to start the ephemeral server.
@@ -132,7 +131,6 @@ def _run_and_summarize(cfg: PipelineConfig, flow_name: str, *args, **kwargs) -> 
     from flows import pipeline
 
     if server_start is not None:
-        optim.preload()  # while the server comes up: the first training stage would pay it
         server_start.join()
     started = dt.datetime.now(dt.timezone.utc)
     done = _with_progress(getattr(pipeline, flow_name), *args, config=cfg, **kwargs)

@@ -32,12 +32,6 @@ class OptimSection(StrictModel):
     wsd_decay_fraction: float = Field(0.2, gt=0, le=1, description="wsd: share of steps spent decaying")
 
 
-def preload() -> None:
-    """Pay now what the process's first torch optimizer pays: it imports `torch._dynamo` (about 1.3 s here). For a
-    caller with idle time before training (the CLI while Prefect's server starts)."""
-    import torch._dynamo  # noqa: F401
-
-
 def build_adamw(
     model: nn.Module, lr: float, weight_decay: float, betas: tuple[float, float], device_type: str
 ) -> torch.optim.AdamW:
