@@ -18,7 +18,6 @@ import typer
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cli import prefect_server
 from cli.artifacts_view import ls_table, show_summary
 from cli.champion import promote, show_champion
 from cli.chat import chat, generate
@@ -124,16 +123,11 @@ def _with_progress(fn, *args, **kwargs):
             remove_progress_listener(bars)
 
 
-def _run_and_summarize(cfg: PipelineConfig, flow_name: str, *args, **kwargs) -> None:
-    """Run a flow of flows/pipeline.py (imported here, while Prefect's temporary server starts) with progress bars,
-    then print every stage's time and throughput beside its reference, and what slows this machine down."""
-    server_start = prefect_server.prestart()
-    from flows import pipeline
-
-    if server_start is not None:
-        server_start.join()
+def _run_and_summarize(cfg: PipelineConfig, fn, *args, **kwargs) -> None:
+    """Run a flow with progress bars, then print every stage's time and throughput beside its reference, and what
+    slows this machine down."""
     started = dt.datetime.now(dt.timezone.utc)
-    done = _with_progress(getattr(pipeline, flow_name), *args, config=cfg, **kwargs)
+    done = _with_progress(fn, *args, config=cfg, **kwargs)
     store = cfg.run.store()
     runs = runs_since(store, done, started)
     table = Table(*runs[0].row(), title="run summary (reference: the tiny config on a quiet 2-core CPU)") if runs \
@@ -149,20 +143,23 @@ def _run_and_summarize(cfg: PipelineConfig, flow_name: str, *args, **kwargs) -> 
 @app.command()
 def run(config: ConfigOpt = DEFAULT_CONFIG, set_: SetOpt = None) -> None:
     """Run the whole pipeline (every enabled stage); finished stages are cache hits."""
+    from flows.pipeline import full_pipeline
+
     cfg = load_or_exit(config, set_)
     _checked(cfg)
-    _run_and_summarize(cfg, "full_pipeline")
+    _run_and_summarize(cfg, full_pipeline)
 
 
 @app.command()
 def refresh(config: ConfigOpt = DEFAULT_CONFIG, set_: SetOpt = None,
             snapshot: Annotated[str | None, typer.Option(help="snapshot label (default: today)")] = None) -> None:
     """Crawl a new snapshot and add it to its corpus, through to token shards (what the nightly schedule runs)."""
+    from flows.pipeline import data_refresh
     from flows.run_options import RunOptions
 
     cfg = load_or_exit(config, set_)
     _checked(cfg, data_refresh_targets())
-    _run_and_summarize(cfg, "data_refresh", options=RunOptions(snapshot=snapshot))
+    _run_and_summarize(cfg, data_refresh, options=RunOptions(snapshot=snapshot))
 
 
 @app.command()
@@ -173,6 +170,8 @@ def stage(
     input_: Annotated[list[str] | None, typer.Option("--input", "-i", help="input=ARTIFACT_KEY (repeatable)")] = None,
 ) -> None:
     """Run one stage; its missing upstream stages run first (or read the artifacts named with --input)."""
+    from flows.pipeline import one_stage
+
     cfg = load_or_exit(config, set_)
     given = {}
     for item in input_ or []:
@@ -182,7 +181,7 @@ def stage(
         k, _, v = item.partition("=")
         given[k] = v
     _checked(cfg, [name], given)  # unknown or disabled stage, bad --input, root, sources: before starting Prefect
-    _run_and_summarize(cfg, "one_stage", name, inputs=given or None)
+    _run_and_summarize(cfg, one_stage, name, inputs=given or None)
 
 
 @app.command("plan")
