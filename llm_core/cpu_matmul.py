@@ -7,8 +7,9 @@ arithmetic, summed in a different order: the same result to float rounding (`tes
 
 oneDNN compiles a kernel for each shape it meets, about 1 ms and up to 2 MB that the process keeps (measured: 150
 row counts of the head's three products grew the process by 800 MB). So only a bounded set of shapes goes there:
-every dimension at most `ROW_ALIGN` or a multiple of it. `Linear` pads its rows up to a multiple (SFT batches are as
-wide as their longest conversation, so their row counts vary); `head_loss` pads the head's. oneDNN also costs
+every dimension at most `ROW_ALIGN`, or on a grid of four sizes a doubling (`aligned_rows`). `Linear` pads its rows
+up to the grid (SFT batches are as wide as their longest conversation, so their row counts vary); `head_loss` pads
+the head's. oneDNN also costs
 about 10 us a call more, so a product under `MIN_MACS` multiply-adds (decoding a token for a few rows) stays with
 torch, as does everything off the CPU, outside float32 (autocast), or inside torch.compile.
 """
