@@ -1,6 +1,6 @@
 """The GPT's float32 matmuls on CPU through oneDNN: its linear layers and the LM head.
 
-torch's CPU `F.linear` and `@` call MKL's sgemm for float32. On the AMD EPYC of BENCHMARKS.md that sgemm is 2.0-2.5x
+torch's CPU `F.linear` and `@` call MKL's sgemm for float32. On the AMD EPYC of BENCHMARKS.md that sgemm is 1.7-2.5x
 slower than oneDNN's float32 inner product (`torch.ops.mkldnn._linear_pointwise`, the op torch.compile lowers a CPU
 linear to) at every shape of the tiny GPT's step; MKL picks its code path by CPU vendor. Both are float32
 arithmetic, summed in a different order: the same result to float rounding (`tests/test_cpu_matmul.py`).
@@ -53,6 +53,11 @@ def usable(a: torch.Tensor, b: torch.Tensor) -> bool:
 def aligned_rows(n: int) -> int:
     """`n` rows padded to a shape `usable` accepts."""
     return n if _bounded(n) else n + _step(n) - n % _step(n)
+
+
+def aligned_rows_down(n: int) -> int:
+    """The largest row count on the grid that is at most `n` (a chunk size that stays on it)."""
+    return n if n <= ROW_ALIGN else n - n % _step(n)
 
 
 def onednn_rows(rows: int, x: torch.Tensor, weight: torch.Tensor) -> int | None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from llm_core import cpu_kernels
-from llm_core.cpu_matmul import ROW_ALIGN, matmul_nt, onednn_rows, pad_rows, weight_grad
+from llm_core.cpu_matmul import aligned_rows_down, matmul_nt, onednn_rows, pad_rows, weight_grad
 
 IGNORE_INDEX = -100  # targets with this value take no part in the loss (prompt tokens in SFT, padding)
 CHUNK_LOGITS = 1 << 21
@@ -27,8 +27,7 @@ class HeadCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         n, vocab = h.size(0), weight.size(0)
-        rows = max(1, CHUNK_LOGITS // vocab)
-        rows -= rows % ROW_ALIGN if rows > ROW_ALIGN else 0
+        rows = aligned_rows_down(max(1, CHUNK_LOGITS // vocab))  # full chunks on oneDNN's grid of shapes
         padded = onednn_rows(n, h, weight)
         if padded is not None:  # rows of no loss (and no gradient) up to a shape oneDNN keeps a kernel for
             h, targets = pad_rows(h, padded), pad_rows(targets, padded, IGNORE_INDEX)

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from llm_core import cpu_matmul
-from llm_core.cpu_matmul import Linear, aligned_rows, matmul_nt, usable, weight_grad
+from llm_core.cpu_matmul import Linear, aligned_rows, aligned_rows_down, matmul_nt, usable, weight_grad
 
 needs_onednn = pytest.mark.skipif(cpu_matmul._INNER_PRODUCT is None, reason="this torch has no oneDNN")
 
@@ -39,6 +39,10 @@ def test_aligned_rows_pad_little_onto_a_small_grid():
     assert all(0 <= aligned_rows(n) - n < max(cpu_matmul.ROW_ALIGN, n / 4) for n in range(1, 8193))
     assert len(sizes) == 64 + 3 + 4 * 5  # every size up to 64; 128, 192, 256; then four sizes a doubling
     assert aligned_rows(908) == 1024 and aligned_rows(2048) == 2048 and aligned_rows(65) == 128
+    # chunk sizes rounded down stay on the same grid, losing under 64 rows or a quarter
+    assert all(cpu_matmul._bounded(aligned_rows_down(n)) and 0 <= n - aligned_rows_down(n) < max(64, n / 4)
+               for n in range(1, 8193))
+    assert aligned_rows_down(2995) == 2560 and aligned_rows_down(256) == 256
 
 
 def test_weight_grad_is_grad_transposed_times_x():
@@ -48,12 +52,17 @@ def test_weight_grad_is_grad_transposed_times_x():
         assert close(weight_grad(grad, x), grad.t() @ x)
 
 
-@pytest.mark.parametrize("shape", [(16, 57, 128), (3, 5, 128), (2, 128, 128)])
-def test_linear_matches_nn_linear_forward_and_backward(shape):
-    """Rows padded to the grid (16 x 57 = 912 -> 1024) or not (15: small), with the same outputs and gradients."""
+@pytest.mark.parametrize("shape, padded", [((16, 57, 128), 1024), ((3, 5, 128), None), ((2, 128, 128), 256)])
+def test_linear_matches_nn_linear_forward_and_backward(shape, padded, monkeypatch):
+    """Rows padded to the grid (16 x 57 = 912 -> 1024; 256 as it is) through oneDNN, or a small product (15 rows)
+    through torch, with the same outputs and gradients as F.linear."""
     torch.manual_seed(2)
     layer = Linear(128, 384)
     x = torch.randn(*shape, requires_grad=True)
+    if cpu_matmul._INNER_PRODUCT is not None:
+        calls = []
+        monkeypatch.setattr(cpu_matmul, "_INNER_PRODUCT", lambda a, *rest: calls.append(a.shape) or
+                            torch.ops.mkldnn._linear_pointwise(a, *rest))
     x_ref = x.detach().clone().requires_grad_()
     out, ref = layer(x), F.linear(x_ref, layer.weight)
     assert out.shape == ref.shape and close(out, ref)
@@ -64,6 +73,8 @@ def test_linear_matches_nn_linear_forward_and_backward(shape):
     ref.backward(g)
     assert close(x.grad, x_ref.grad)
     assert close(weight_grad_ours, layer.weight.grad)
+    if cpu_matmul._INNER_PRODUCT is not None:  # the forward and the two gradients, all on the padded rows
+        assert (len(calls), calls[0][0] if calls else None) == ((3, padded) if padded else (0, None))
 
 
 def test_linear_keeps_nn_linear_parameters_and_state_dict():
