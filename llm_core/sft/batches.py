@@ -80,16 +80,17 @@ class LengthBucketBatches:
         assert lengths, "no training examples"
         self.lengths, self.batch_size, self.seed = lengths, batch_size, seed
         self.make, self.grad_accum = make, grad_accum
-        self._orders: dict[int, list[list[int]]] = {}
+        self.per_epoch = -(-len(lengths) // batch_size)  # batch_order's chunks are whole batches: one short batch
+        self._epoch, self._order = -1, []  # only the current epoch's order is kept: each costs a shuffle of all items
 
     def order(self, epoch: int) -> list[list[int]]:
-        if epoch not in self._orders:
-            self._orders = {epoch: batch_order(self.lengths, self.batch_size, random.Random(self.seed + epoch))}
-        return self._orders[epoch]
+        if epoch != self._epoch:
+            rng = random.Random(self.seed + epoch)
+            self._epoch, self._order = epoch, batch_order(self.lengths, self.batch_size, rng)
+        return self._order
 
     def batch(self, step: int, micro_step: int) -> Any:
-        per_epoch = len(self.order(0))
-        epoch, i = divmod(step * self.grad_accum + micro_step, per_epoch)
+        epoch, i = divmod(step * self.grad_accum + micro_step, self.per_epoch)
         return self.make(self.order(epoch)[i])
 
     def state_dict(self) -> dict:
