@@ -184,6 +184,12 @@ class KVCache:
         if self.left_pad is not None:
             self.left_pad = self.left_pad.repeat_interleave(n)
 
+    def keep_rows(self, rows: torch.Tensor) -> None:
+        """Keep only these rows (indices, in order): a batch drops the replies that have finished."""
+        self.k, self.v = self.k.index_select(1, rows), self.v.index_select(1, rows)
+        if self.left_pad is not None:
+            self.left_pad = self.left_pad.index_select(0, rows)
+
     def reset(self) -> None:
         self.pos = 0
 

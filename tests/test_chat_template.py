@@ -11,7 +11,7 @@ from post_fixtures import chat_tokenizer
 
 from llm_core.chat.engine import Engine, SamplingParams
 from llm_core.chat.template import render_conversation, render_prompt, tool_message, validate_messages
-from llm_core.model import GPT, IGNORE_INDEX, GPTConfig, sample_tokens
+from llm_core.model import GPT, IGNORE_INDEX, GPTConfig, KVCache, sample_tokens
 from llm_core.schemas import CONVERSATIONS, PROMPT_MESSAGE
 from llm_core.sft.batches import collate, encode_conversations
 from llm_core.tokenizer.base import DEFAULT_SPECIAL_TOKENS
@@ -128,6 +128,42 @@ def test_prompts_of_different_lengths_share_a_batch_and_reply_as_they_would_alon
     together = engine.generate(prompts, greedy)
     alone = [engine.generate([p], greedy)[0] for p in prompts]
     assert [[c.ids for c in o] for o in together] == [[c.ids for c in o] for o in alone]
+
+
+class EndsOnOddArgmax(SamplingParams):
+    """Greedy, except that a row whose best token is odd ends there: rows of one batch end at different steps,
+    each by its own logits alone."""
+
+    def __init__(self, tokenizer):
+        super().__init__(max_tokens=12, temperature=0)
+        object.__setattr__(self, "im_end", tokenizer.special_ids["<|im_end|>"])
+
+    def sample(self, logits, generator=None):
+        best = logits.argmax(dim=-1)
+        return torch.where(best % 2 == 1, torch.full_like(best, self.im_end), best)
+
+
+def test_rows_that_end_early_leave_the_batch_and_the_others_reply_as_they_would_alone():
+    tok = chat_tokenizer()
+    torch.manual_seed(1)
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=64, n_layer=2, n_head=2, n_embd=32))
+    with torch.no_grad():  # weights far from the small init, so that the best token depends on the context
+        for w in model.parameters():
+            if w.dim() > 1:
+                w.normal_(0, 1.0)
+    engine = Engine(model, tok)
+    prompts = [render_prompt(tok, [{"role": "user", "content": f"Question {i}: {'why ' * (i % 5)}?"}])
+               for i in range(16)]
+    params = EndsOnOddArgmax(tok)
+    kept = []
+    real_keep_rows = KVCache.keep_rows
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(KVCache, "keep_rows", lambda cache, rows: kept.append(len(rows)) or real_keep_rows(cache, rows))
+        together = engine.generate(prompts, params)
+    alone = [engine.generate([p], params)[0] for p in prompts]
+    lengths = sorted(len(o[0].ids) for o in together)
+    assert kept and lengths[0] < lengths[-1]  # rows left the batch, and not all at once
+    assert [o[0].ids for o in together] == [o[0].ids for o in alone]
 
 
 def test_a_long_prompt_is_not_batched_where_its_neighbours_bound_would_not_fit():

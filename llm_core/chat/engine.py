@@ -250,21 +250,27 @@ class Engine:
                 cache.repeat_rows(n)
                 logits = logits.repeat_interleave(n, 0)
             replies = [_Reply() for _ in range(logits.size(0))]
+            rows = list(range(len(replies)))  # the reply of each row still in the batch
             budget = torch.tensor(budgets, device=x.device).repeat_interleave(n)
-            done = torch.zeros(logits.size(0), dtype=torch.bool, device=x.device)
+            done = torch.zeros(len(rows), dtype=torch.bool, device=x.device)
             stops = self.stop_ids.to(x.device)
             for step in range(max_new):
-                tokens = params.sample(self._constrain(logits, replies), generator).tolist()
-                for r in (~done).nonzero().flatten().tolist():
+                tokens = params.sample(self._constrain(logits, [replies[r] for r in rows]), generator).tolist()
+                for i in (~done).nonzero().flatten().tolist():
+                    r = rows[i]
                     forced = bool(replies[r].forced)
                     if forced:
-                        tokens[r] = replies[r].forced.popleft()
-                    self._push(replies[r], tokens[r], forced)
+                        tokens[i] = replies[r].forced.popleft()
+                    self._push(replies[r], tokens[i], forced)
                 yield replies
                 tok = torch.tensor(tokens, device=x.device)
                 done |= torch.isin(tok, stops) | (budget <= step + 1)
                 if bool(done.all()):
                     break
+                if int(done.sum()) * 4 >= len(rows):  # drop finished rows: a step's cost follows the batch's rows
+                    keep = (~done).nonzero().flatten()
+                    cache.keep_rows(keep)
+                    rows, tok, budget, done = [rows[i] for i in keep.tolist()], tok[keep], budget[keep], done[keep]
                 logits = self.model.last_logits(tok[:, None], cache)
         finally:
             self.model.train(was_training)
