@@ -5,7 +5,8 @@
   (RLHF penalises those).
 - N samples per prompt in one batch: the prompt is run once (prefill), its cache is copied N times. Prompts of
   different lengths share a batch, left-padded (the KV cache masks the padding); each reply keeps the token bound it
-  would have alone, and a batch never mixes a prompt with one so long that the bound would not fit.
+  would have alone, and a batch never mixes a prompt with one so long that the bound would not fit. Once a quarter
+  of a batch's rows have ended, they leave it (their KV cache rows are dropped): a step costs about what its rows do.
 - `stream` yields the tokens of one reply as they come, each with its kind (text, a call, a tool's output), so the
   chat CLI prints calls and outputs as they happen.
 
@@ -13,7 +14,7 @@ Tools (the chat format's tool tokens, see `template`). With `tools`, when a row 
 (`<|python_end|>`), the engine decodes the call since its start token, runs the tool (in this process; the Python
 tool starts its own sandbox), and forces `<|output_start|>` + the output's first `max_output_tokens` tokens +
 `<|output_end|>` into that row, one token per step in place of what the row samples, then sampling goes on. Rows
-stay in lockstep and keep their KV cache; every row (every sample of every prompt) calls on its own. Forced tokens
+stay in lockstep and keep their KV cache while they write; every row (every sample of every prompt) calls on its own. Forced tokens
 count against the row's token bound, so the cache bound holds. Rules, all applied as logit bans:
 - a row outside a call may not sample an end token nor an output token (the engine alone writes outputs: a model
   that would start an output itself cannot invent one), nor the start token of a tool the engine lacks;
