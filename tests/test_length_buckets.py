@@ -34,6 +34,6 @@ def test_a_step_is_a_pure_function_of_seed_and_step_and_each_epoch_is_shuffled_o
     steps = range(3 * src.per_epoch // 2)  # three epochs of micro-batches
     run = [src.batch(s, m) for s in steps for m in range(2)]
     assert len(calls) == 3
-    resumed = LengthBucketBatches(lengths, 8, seed=3, make=list, grad_accum=2)
-    assert [resumed.batch(s, m) for s in steps[40:] for m in range(2)] == run[80:]
+    resumed = LengthBucketBatches(lengths, 8, seed=3, make=list, grad_accum=2)  # a restart at step 10
+    assert [resumed.batch(s, m) for s in steps[10:] for m in range(2)] == run[20:] and len(run[20:]) == 18
     assert run[:src.per_epoch] != run[src.per_epoch:2 * src.per_epoch]

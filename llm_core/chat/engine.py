@@ -14,8 +14,8 @@ Tools (the chat format's tool tokens, see `template`). With `tools`, when a row 
 (`<|python_end|>`), the engine decodes the call since its start token, runs the tool (in this process; the Python
 tool starts its own sandbox), and forces `<|output_start|>` + the output's first `max_output_tokens` tokens +
 `<|output_end|>` into that row, one token per step in place of what the row samples, then sampling goes on. Rows
-stay in lockstep and keep their KV cache while they write; every row (every sample of every prompt) calls on its own. Forced tokens
-count against the row's token bound, so the cache bound holds. Rules, all applied as logit bans:
+stay in lockstep and keep their KV cache while they write; every row (every sample of every prompt) calls on its
+own. Forced tokens count against the row's token bound, so the cache bound holds. Rules, all applied as logit bans:
 - a row outside a call may not sample an end token nor an output token (the engine alone writes outputs: a model
   that would start an output itself cannot invent one), nor the start token of a tool the engine lacks;
 - a row inside a call may not start another one (no nesting);
