@@ -24,7 +24,7 @@ import typer
 from cli.options import DEFAULT_CONFIG, ConfigOpt, SetOpt, console, load_or_exit
 from llm_core.chat.chat_model import chat_tools, load_chat_model
 from llm_core.chat.engine import Engine, SamplingParams
-from llm_core.chat.stream_text import ReplyText
+from llm_core.chat.stream_text import Piece, ReplyText
 from llm_core.chat.template import Message, render_prompt
 from llm_core.corpus.champion import champion_key
 from llm_core.corpus.state import corpus_name
@@ -84,6 +84,11 @@ def _engine(model: str, config: Path, overrides: list[str] | None, tools: bool =
     return Engine(gpt, tokenizer, tools=chat_tools(store, name) if tools and tokenizer.has_tools else ()), name
 
 
+def print_piece(piece: Piece) -> None:
+    if piece.text:
+        console.print(piece.text, end="", markup=False, highlight=False, style=None if piece.kind == "text" else "dim")
+
+
 def stream_reply(engine: Engine, messages: list[Message], params: SamplingParams, seed: int | None) -> Message:
     """Print the reply as it is sampled (whole characters only; a call as `[python: ...]` and its output as
     `[-> ...]`, dim) and return it as a message."""
@@ -97,9 +102,10 @@ def stream_reply(engine: Engine, messages: list[Message], params: SamplingParams
             if piece.kind != "text":
                 console.print("[-> " if piece.kind == "output" else f"[{piece.kind}: ", end="", style="dim",
                               markup=False)
-        if piece.text:
-            console.print(piece.text, end="", markup=False, highlight=False,
-                          style=None if piece.kind == "text" else "dim")
+        print_piece(piece)
+    rest = reply.rest()
+    if rest is not None:
+        print_piece(rest)
     if reply.kinds and reply.kinds[-1] != "text":
         console.print("]", end="", style="dim")
     console.print()

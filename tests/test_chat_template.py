@@ -9,7 +9,8 @@ import pytest
 import torch
 from post_fixtures import chat_tokenizer
 
-from llm_core.chat.engine import Engine, SamplingParams
+from llm_core.chat.engine import Engine, SamplingParams, StreamToken
+from llm_core.chat.stream_text import ReplyText
 from llm_core.chat.template import render_conversation, render_prompt, tool_message, validate_messages
 from llm_core.model import GPT, IGNORE_INDEX, GPTConfig, KVCache, sample_tokens
 from llm_core.schemas import CONVERSATIONS, PROMPT_MESSAGE
@@ -249,3 +250,15 @@ def test_tool_conversations_survive_the_parquet_round_trip_and_old_rows_read_as_
     (old,) = pa.Table.from_pylist([{"messages": CONVO, "source": "oasst"}], schema=old_schema).to_pylist()
     assert "parts" not in old["messages"][0] and render_conversation(tok, old["messages"]) == render_conversation(
         tok, CONVO)
+
+
+def test_streamed_pieces_add_up_to_the_reply_even_when_it_ends_inside_a_character():
+    tok = chat_tokenizer()
+    ids = tok.encode("ab日本")
+    for end in range(1, len(ids) + 1):  # every cut, those inside 日 or 本 included
+        reply = ReplyText(tok)
+        pieces = [reply.push(StreamToken(i, "text")) for i in ids[:end]]
+        rest = reply.rest()
+        shown = "".join(p.text for p in pieces) + (rest.text if rest else "")
+        assert shown == tok.decode(ids[:end]) == reply.message()["content"], end
+        assert (rest is not None) == tok.decode(ids[:end]).endswith("\ufffd") and reply.rest() is None

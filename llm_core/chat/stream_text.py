@@ -3,7 +3,8 @@ by segment (the reply's text, a tool call, a tool's output), and, at the end, th
 
 Both chats show a reply with it: the terminal prints a call as `[python: ...]` and its output as `[-> ...]`, the web
 chat draws a box per call and output. Only whole characters are given out: a token that ends inside a UTF-8
-sequence adds nothing until the token that completes it. Tool delimiting tokens add no text; they open a segment.
+sequence adds nothing until the token that completes it, and what a reply never completes comes out at its end
+(`rest`). Tool delimiting tokens add no text; they open a segment.
 """
 
 from __future__ import annotations
@@ -47,6 +48,15 @@ class ReplyText:
             return Piece(token.kind, "", new_segment)
         added, self._shown = text[len(self._shown):], text
         return Piece(token.kind, added, new_segment)
+
+    def rest(self) -> Piece | None:
+        """When the reply has ended: the characters of its last segment not given out yet (a UTF-8 sequence that the
+        reply never completed, shown as U+FFFD as in `message()`), or None. After it the pieces add up to the text."""
+        text = self.tokenizer.decode(self._segment)
+        if len(text) <= len(self._shown):
+            return None
+        added, self._shown = text[len(self._shown):], text
+        return Piece(self.kinds[-1], added, False)
 
     def message(self) -> Message:
         """The reply so far as an assistant message (with `parts` when it called a tool)."""

@@ -137,6 +137,9 @@ class GenerationQueue:
         try:
             token = next(running.tokens)
         except StopIteration:
+            rest = running.text.rest()
+            if rest is not None:
+                job.send({"type": "token", "kind": rest.kind, "text": rest.text, "new": False})
             n = len(running.text.ids)
             stop = "end" if n < job.params.max_tokens else "length"
             return "done", {"type": "done", "message": running.text.message(), "stop": stop, "tokens": n}
