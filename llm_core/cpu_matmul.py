@@ -84,26 +84,26 @@ def weight_grad(grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 class _Linear(torch.autograd.Function):
-    """`x @ weight.T` over x's rows padded to `aligned_rows`: the padding's output rows are dropped, its gradient
-    rows are zero."""
+    """`x @ weight.T` over x's rows padded to `padded_rows` (`onednn_rows`): the padding's output rows are dropped,
+    its gradient rows are zero."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, padded_rows: int) -> torch.Tensor:
         rows = x.reshape(-1, x.size(-1))
-        padded = pad_rows(rows, aligned_rows(rows.size(0)))
+        padded = pad_rows(rows, padded_rows)
         ctx.save_for_backward(padded, weight)
         ctx.shape = x.shape
         return matmul_nt(padded, weight)[: rows.size(0)].view(*x.shape[:-1], weight.size(0))
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:
         padded, weight = ctx.saved_tensors
         rows = grad.numel() // weight.size(0)
         grad = pad_rows(grad.reshape(rows, weight.size(0)), padded.size(0))
         grad_x = matmul_nt(grad, weight.t())[:rows].view(ctx.shape) if ctx.needs_input_grad[0] else None
         grad_w = weight_grad(grad, padded) if ctx.needs_input_grad[1] else None
-        return grad_x, grad_w
+        return grad_x, grad_w, None
 
 
 class Linear(nn.Linear):
@@ -114,6 +114,5 @@ class Linear(nn.Linear):
         super().__init__(in_features, out_features, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if onednn_rows(x.numel() // max(self.in_features, 1), x, self.weight) is not None:
-            return _Linear.apply(x, self.weight)
-        return F.linear(x, self.weight)
+        padded = onednn_rows(x.numel() // max(self.in_features, 1), x, self.weight)
+        return F.linear(x, self.weight) if padded is None else _Linear.apply(x, self.weight, padded)

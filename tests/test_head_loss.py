@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from llm_core import cpu_kernels, head_loss
+from llm_core import cpu_kernels, cpu_matmul, head_loss
+from llm_core.cpu_matmul import pad_rows
 from llm_core.head_loss import IGNORE_INDEX, head_cross_entropy
 from llm_core.model import GPT, GPTConfig
 
@@ -78,7 +79,7 @@ def test_large_logits_and_a_wide_vocabulary_stay_exact(loss_path):
         torch.testing.assert_close(a, b)
 
 
-def test_rows_padded_for_onednn_change_neither_loss_nor_gradients(loss_path):
+def test_rows_padded_for_onednn_change_neither_loss_nor_gradients(loss_path, monkeypatch):
     """300 rows of 128 over 8,192 ids, as SFT's assistant positions come: padded to 320 rows (of no loss) for
     oneDNN's products on CPU, chunked 256 + 64; the gradient of h keeps its 300 rows."""
     torch.manual_seed(2)
@@ -86,7 +87,10 @@ def test_rows_padded_for_onednn_change_neither_loss_nor_gradients(loss_path):
     weight = (torch.randn(8192, 128) * 0.1).requires_grad_()
     targets = torch.randint(0, 8192, (300,))
     targets[::7] = IGNORE_INDEX
+    padded_to = []
+    monkeypatch.setattr(head_loss, "pad_rows", lambda t, rows, *a: padded_to.append(rows) or pad_rows(t, rows, *a))
     got, want = head_cross_entropy(h, weight, targets), reference(h, weight, targets)
+    assert padded_to == ([320, 320] if cpu_matmul._INNER_PRODUCT is not None else [])  # h, and targets as ignored
     torch.testing.assert_close(got, want)
     for a, b in zip(torch.autograd.grad(got, (h, weight)), torch.autograd.grad(want, (h, weight))):
         assert a.shape == b.shape

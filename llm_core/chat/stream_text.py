@@ -46,17 +46,18 @@ class ReplyText:
         text = self.tokenizer.decode(self._segment)
         if text.endswith("\ufffd"):  # an incomplete UTF-8 sequence: wait for its next byte
             return Piece(token.kind, "", new_segment)
-        added, self._shown = text[len(self._shown):], text
-        return Piece(token.kind, added, new_segment)
+        return Piece(token.kind, self._give_out(text), new_segment)
 
     def rest(self) -> Piece | None:
         """When the reply has ended: the characters of its last segment not given out yet (a UTF-8 sequence that the
         reply never completed, shown as U+FFFD as in `message()`), or None. After it the pieces add up to the text."""
-        text = self.tokenizer.decode(self._segment)
-        if len(text) <= len(self._shown):
-            return None
+        added = self._give_out(self.tokenizer.decode(self._segment))
+        return Piece(self.kinds[-1], added, False) if added else None
+
+    def _give_out(self, text: str) -> str:
+        """The characters of the segment's `text` beyond those given out so far; they count as given out now."""
         added, self._shown = text[len(self._shown):], text
-        return Piece(self.kinds[-1], added, False)
+        return added
 
     def message(self) -> Message:
         """The reply so far as an assistant message (with `parts` when it called a tool)."""
