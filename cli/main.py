@@ -1,8 +1,9 @@
 """`llmpipe`: run the pipeline, one stage, or inspect the artifact store, from the shell.
 
-Flows run in Prefect's ephemeral mode when no server is configured, and report to the server (and its UI) when
-`PREFECT_API_URL` is set. Only the commands that run flows (`run`, `refresh`, `stage`, `serve`) import the flow modules
-and Prefect, when they run: the others start without them.
+Flows report to the server (and its UI) when `PREFECT_API_URL` is set; without it, to Prefect's temporary server,
+which the `llmpipe` entry point (cli/launch.py) starts before this module is imported (Prefect starts its own when
+the app runs in-process). Only the commands that run flows (`run`, `refresh`, `stage`, `serve`) import the flow
+modules and Prefect, when they run: the others start without them.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import typer
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from cli import temporary_server
 from cli.artifacts_view import ls_table, show_summary
 from cli.champion import promote, show_champion
 from cli.chat import chat, generate
@@ -32,9 +34,6 @@ from llm_core.registry import STAGES
 from llm_core.stage import add_progress_listener, remove_progress_listener
 from llm_core.store import ArtifactStore
 from tasks.run_summary import runs_since, slow_run_warnings
-
-# A busy laptop can take longer than Prefect's default 20 s to start the ephemeral server.
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 app = typer.Typer(help="llm-pipeline: crawl -> extract -> filter -> tokenizer -> pretrain -> SFT -> RM -> RLHF.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -127,6 +126,7 @@ def _run_and_summarize(cfg: PipelineConfig, fn, *args, **kwargs) -> None:
     """Run a flow with progress bars, then print every stage's time and throughput beside its reference, and what
     slows this machine down."""
     started = dt.datetime.now(dt.timezone.utc)
+    temporary_server.wait_until_ready()
     done = _with_progress(fn, *args, config=cfg, **kwargs)
     store = cfg.run.store()
     runs = runs_since(store, done, started)

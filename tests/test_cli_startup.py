@@ -1,13 +1,22 @@
 """`llmpipe` commands that run no flow (help, artifacts, plan, champion, chat and generate) never import Prefect or the
 flows, nor Hugging Face `datasets` (read only when a stage loads a dataset file): checked in a fresh interpreter,
-where nothing else has imported them."""
+where nothing else has imported them. Commands that run flows start Prefect's temporary server before importing
+anything, and it ends with them, however they end."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
+
+import pytest
+
+from cli import temporary_server
 
 REPO = Path(__file__).resolve().parents[1]
 CHILD = """
@@ -38,3 +47,61 @@ def test_commands_that_run_no_flow_import_neither_prefect_nor_the_flows(tmp_path
     assert "stage" in report[1]["output"] and "0 artifacts checked" in report[2]["output"]
     assert [(r["args"], r["prefect"], r["flows"]) for r in report] == [(list(c), False, []) for c in COMMANDS]
     assert not any(r["datasets"] for r in report), [r["args"] for r in report if r["datasets"]]
+
+
+def _llmpipe_stage_crawl(root: Path, prefect_home: Path) -> subprocess.Popen:
+    """`llmpipe stage crawl` on one small WARC, with no Prefect server configured and its own Prefect home."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_UI_URL")}
+    env["PREFECT_HOME"] = str(prefect_home)
+    command = [str(Path(sys.executable).parent / "llmpipe"), "stage", "crawl", "--set", f"run.artifact_root={root}",
+               "--set", f"crawl.warc=[{REPO / 'data/warc/warcio_example.warc.gz'}]", "--set", "crawl.html_dirs=[]"]
+    return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _answers(api_url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def _server_url(stderr_line: str) -> str:
+    match = re.search(r"temporary server on (http://127\.0\.0\.1:\d+/api)", stderr_line)
+    assert match, stderr_line
+    return match.group(1)
+
+
+@pytest.mark.slow
+def test_llmpipe_starts_prefects_temporary_server_first_and_stops_it_at_exit(tmp_path):
+    run = _llmpipe_stage_crawl(tmp_path / "artifacts", tmp_path / "prefect")
+    out, err = run.communicate(timeout=300)
+    assert run.returncode == 0, err[-2000:]
+    api_url = _server_url(err.splitlines()[0])  # announced before the CLI's imports
+    assert len(list((tmp_path / "artifacts" / "crawl").glob("*/manifest.json"))) == 1, out[-2000:]
+    assert "Beginning subflow run" in out + err and "View at" not in out + err  # it serves no UI to link to
+    assert not _answers(api_url), "the server outlived the command"
+
+
+@pytest.mark.slow
+def test_llmpipe_killed_by_sigkill_takes_its_temporary_server_with_it(tmp_path):
+    run = _llmpipe_stage_crawl(tmp_path / "artifacts", tmp_path / "prefect")
+    api_url = _server_url(run.stderr.readline())
+    deadline = time.monotonic() + 180
+    while not _answers(api_url):
+        assert run.poll() is None and time.monotonic() < deadline, "the server never answered"
+        time.sleep(0.2)
+    run.kill()  # SIGKILL: no atexit hook runs in the CLI
+    run.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while _answers(api_url) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _answers(api_url), "an orphaned server kept running after its llmpipe was killed"
+
+
+@pytest.mark.parametrize("argv, runs", [
+    (["run"], True), (["--debug", "stage", "crawl"], True), (["refresh", "--snapshot", "x"], True),
+    (["run", "--help"], False), (["plan"], False), (["chat", "--model", "run"], False), ([], False),
+])
+def test_only_commands_that_run_flows_start_a_server(argv, runs):
+    assert temporary_server.runs_flows(argv) is runs
