@@ -126,7 +126,7 @@ def _run_and_summarize(cfg: PipelineConfig, fn, *args, **kwargs) -> None:
     """Run a flow with progress bars, then print every stage's time and throughput beside its reference, and what
     slows this machine down."""
     started = dt.datetime.now(dt.timezone.utc)
-    temporary_server.wait_until_ready()
+    temporary_server.use_started_server()
     done = _with_progress(fn, *args, config=cfg, **kwargs)
     store = cfg.run.store()
     runs = runs_since(store, done, started)

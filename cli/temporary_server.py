@@ -1,14 +1,15 @@
 """Prefect's temporary server, started before the command imports the pipeline.
 
-A command that runs flows without `PREFECT_API_URL` needs Prefect's ephemeral API: a uvicorn process serving
+A command that runs flows with no Prefect server configured needs Prefect's ephemeral API: a uvicorn process serving
 `prefect.server.api.server:create_app` on a local port. Left to Prefect, it starts on the first API call, after
 this process has imported the flows (torch, Prefect, pyarrow, ...), and the two start-ups, each several seconds of
-one core, run one after the other. `llmpipe` starts it first instead (the same command and environment Prefect's
-`SubprocessASGIServer` uses) and sets `PREFECT_API_URL` to it, so it comes up on the other core while this process
-imports, and the flows report to it as to any server. `wait_until_ready` is called before the first flow; the
-server is stopped when the process exits.
+one core, run one after the other. `llmpipe` starts it first instead (`start_for`: the same command and environment
+Prefect's `SubprocessASGIServer` uses), so it comes up on the other core while this process imports. Before the
+first flow, `use_started_server` points Prefect at it, in this process and the ones it starts, unless Prefect's own
+settings (a profile, `.env`, `prefect.toml`) name a server: then that one is used and this one stopped. The server
+is stopped when the process exits, however it exits.
 
-This module imports only the standard library: it runs before everything else.
+This module imports only the standard library at the top: it runs before everything else.
 """
 
 from __future__ import annotations
@@ -83,15 +84,12 @@ _started: list[TemporaryServer] = []
 
 
 def start_for(argv: list[str]) -> TemporaryServer | None:
-    """Start the server when the command `argv` (without the program name) runs flows and no server is configured;
-    `PREFECT_API_URL` then points this process, and every process it starts, at it."""
+    """Start the server when the command `argv` (without the program name) runs flows and `PREFECT_API_URL` is not
+    set; nothing reports to it before `use_started_server`."""
     if not runs_flows(argv) or os.environ.get("PREFECT_API_URL"):
         return None
     server = TemporaryServer()
-    os.environ["PREFECT_API_URL"] = server.api_url
-    os.environ.setdefault("PREFECT_UI_URL", "")  # it serves no UI: no "View at" links to a page that is not there
     _started.append(server)
-    print(f"Starting Prefect's temporary server on {server.api_url} (no PREFECT_API_URL set)", file=sys.stderr)
     return server
 
 
@@ -101,10 +99,23 @@ def runs_flows(argv: list[str]) -> bool:
     return command in FLOW_COMMANDS and "--help" not in argv
 
 
-def wait_until_ready() -> None:
-    """Before the first flow: wait for the server `start_for` started, if it started one."""
-    for server in _started:
-        server.wait_until_ready()
+def use_started_server() -> None:
+    """Before the first flow: report to the server `start_for` started, once it answers, unless Prefect's settings
+    name a server of their own. `PREFECT_API_URL` then points this process, and every process it starts, at it."""
+    if not _started:
+        return
+    server = _started.pop()
+    from prefect.context import refresh_global_settings_context
+    from prefect.settings import get_current_settings
+
+    if get_current_settings().api.url:
+        server.stop()
+        return
+    server.wait_until_ready()
+    os.environ["PREFECT_API_URL"] = server.api_url
+    os.environ.setdefault("PREFECT_UI_URL", "")  # it serves no UI: no "View at" links to a page that is not there
+    refresh_global_settings_context()
+    print(f"Prefect's temporary server: {server.api_url} (no Prefect server configured)", file=sys.stderr)
 
 
 def _stop_with_parent() -> None:

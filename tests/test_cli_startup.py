@@ -49,10 +49,10 @@ def test_commands_that_run_no_flow_import_neither_prefect_nor_the_flows(tmp_path
     assert not any(r["datasets"] for r in report), [r["args"] for r in report if r["datasets"]]
 
 
-def _llmpipe_stage_crawl(root: Path, prefect_home: Path) -> subprocess.Popen:
-    """`llmpipe stage crawl` on one small WARC, with no Prefect server configured and its own Prefect home."""
+def _llmpipe_stage_crawl(root: Path, prefect_home: Path, **env_extra: str) -> subprocess.Popen:
+    """`llmpipe stage crawl` on one small WARC, with no PREFECT_API_URL and its own Prefect home."""
     env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_UI_URL")}
-    env["PREFECT_HOME"] = str(prefect_home)
+    env.update(PREFECT_HOME=str(prefect_home), **env_extra)
     command = [str(Path(sys.executable).parent / "llmpipe"), "stage", "crawl", "--set", f"run.artifact_root={root}",
                "--set", f"crawl.warc=[{REPO / 'data/warc/warcio_example.warc.gz'}]", "--set", "crawl.html_dirs=[]"]
     return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -66,10 +66,7 @@ def _answers(api_url: str) -> bool:
         return False
 
 
-def _server_url(stderr_line: str) -> str:
-    match = re.search(r"temporary server on (http://127\.0\.0\.1:\d+/api)", stderr_line)
-    assert match, stderr_line
-    return match.group(1)
+SERVER_LINE = re.compile(r"temporary server: (http://127\.0\.0\.1:\d+/api)")
 
 
 @pytest.mark.slow
@@ -77,7 +74,7 @@ def test_llmpipe_starts_prefects_temporary_server_first_and_stops_it_at_exit(tmp
     run = _llmpipe_stage_crawl(tmp_path / "artifacts", tmp_path / "prefect")
     out, err = run.communicate(timeout=300)
     assert run.returncode == 0, err[-2000:]
-    api_url = _server_url(err.splitlines()[0])  # announced before the CLI's imports
+    api_url = SERVER_LINE.search(err).group(1)
     assert len(list((tmp_path / "artifacts" / "crawl").glob("*/manifest.json"))) == 1, out[-2000:]
     assert "Beginning subflow run" in out + err and "View at" not in out + err  # it serves no UI to link to
     assert not _answers(api_url), "the server outlived the command"
@@ -86,17 +83,32 @@ def test_llmpipe_starts_prefects_temporary_server_first_and_stops_it_at_exit(tmp
 @pytest.mark.slow
 def test_llmpipe_killed_by_sigkill_takes_its_temporary_server_with_it(tmp_path):
     run = _llmpipe_stage_crawl(tmp_path / "artifacts", tmp_path / "prefect")
-    api_url = _server_url(run.stderr.readline())
-    deadline = time.monotonic() + 180
-    while not _answers(api_url):
-        assert run.poll() is None and time.monotonic() < deadline, "the server never answered"
-        time.sleep(0.2)
+    while not (found := SERVER_LINE.search(line := run.stderr.readline())):
+        assert line, "llmpipe ended without reporting to its temporary server"
+    api_url = found.group(1)
+    assert _answers(api_url)
     run.kill()  # SIGKILL: no atexit hook runs in the CLI
     run.wait(timeout=30)
     deadline = time.monotonic() + 30
     while _answers(api_url) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not _answers(api_url), "an orphaned server kept running after its llmpipe was killed"
+
+
+@pytest.mark.slow
+def test_a_server_named_in_prefects_profile_gets_the_runs_not_a_temporary_one(tmp_path, prefect_harness):
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL
+
+    profiles = tmp_path / "profiles.toml"
+    profiles.write_text(f'active = "harness"\n[profiles.harness]\nPREFECT_API_URL = "{PREFECT_API_URL.value()}"\n')
+    with get_client(sync_client=True) as client:
+        before = client.count_flow_runs()
+        run = _llmpipe_stage_crawl(tmp_path / "artifacts", tmp_path / "prefect", PREFECT_PROFILES_PATH=str(profiles))
+        out, err = run.communicate(timeout=300)
+        assert run.returncode == 0, err[-2000:]
+        assert not SERVER_LINE.search(err), err[-2000:]
+        assert client.count_flow_runs() == before + 2  # the `stage` flow and its `crawl` subflow
 
 
 @pytest.mark.parametrize("argv, runs", [
