@@ -124,8 +124,10 @@ def _with_progress(fn, *args, **kwargs):
 
 def _run_and_summarize(cfg: PipelineConfig, fn, *args, **kwargs) -> None:
     """Run a flow with progress bars, then print every stage's time and throughput beside its reference, and what
-    slows this machine down."""
+    slows this machine down: judged by the load before the run, as the flow judges it (the load after it counts the
+    run's own work and would blame other jobs for it)."""
     started = dt.datetime.now(dt.timezone.utc)
+    load_before = os.getloadavg()[0]
     temporary_server.use_started_server()
     done = _with_progress(fn, *args, config=cfg, **kwargs)
     store = cfg.run.store()
@@ -136,7 +138,7 @@ def _run_and_summarize(cfg: PipelineConfig, fn, *args, **kwargs) -> None:
         row = r.row()
         table.add_row(*row.values(), style="yellow" if r.slow else None)
     console.print(table)
-    for warning in slow_run_warnings(cfg, done):
+    for warning in slow_run_warnings(cfg, done, load=load_before):
         console.print(f"[yellow]warning: {warning}[/yellow]")
 
 

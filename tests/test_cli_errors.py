@@ -1,6 +1,7 @@
 """Bad input is one clear line before any work starts (--input keys, input names, WARC folders, an unwritable root,
 no crawl source, a missing prompts file); `artifacts verify` and `plan` report invalid artifacts; an error found
-later is one line unless --debug; and two `llmpipe run` on one root at once both succeed with the same artifacts."""
+later is one line unless --debug; two `llmpipe run` on one root at once both succeed with the same artifacts; and
+the run summary's machine warnings judge the load before the run, not the run's own."""
 
 from __future__ import annotations
 
@@ -39,6 +40,20 @@ def crawled(tmp_path):
     ctx = plan(config, ["crawl"])["crawl"]
     run_stage(STAGES["crawl"], ctx)
     return root, ctx
+
+
+def test_the_summary_judges_the_machine_by_its_load_before_the_run(tmp_path, prefect_harness, monkeypatch):
+    """The run's own work raises the load average; the summary's warnings must not take it for other jobs."""
+    root = tmp_path / "a"
+
+    def load_average():  # quiet until the crawl stage has run, then as busy as the run made it
+        return (9.0, 9.0, 9.0) if list(root.glob("crawl/*/manifest.json")) else (0.5, 0.5, 0.5)
+
+    monkeypatch.setattr(os, "getloadavg", load_average)
+    result = invoke("stage", "crawl", "--set", f"crawl.warc=[{WARC}]", "--set", "crawl.html_dirs=[]", root=root)
+    assert result.exit_code == 0, result.output
+    assert list(root.glob("crawl/*/manifest.json")) and load_average()[0] == 9.0
+    assert "oversubscribed" not in result.output, result.output
 
 
 @pytest.mark.parametrize("given, message", [
