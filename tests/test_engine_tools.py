@@ -252,3 +252,24 @@ def test_rl_scores_rollouts_under_the_bans_they_were_sampled_with():
     assert held[0, at] == pytest.approx(float(torch.log_softmax(allowed, -1)[seq[0, at + 1]]), abs=1e-5)
     assert free[0, at] < held[0, at] - 10  # unbanned, the sampled token looks nearly impossible
     assert torch.isfinite(entropy).all()
+
+
+def test_each_row_gets_exactly_the_bans_of_its_state():
+    """A step sets -inf at the banned ids of each row's state (outside a call, inside a call to each tool) and
+    nowhere else, for states that ban different numbers of ids."""
+    from llm_core.chat.engine import _Reply
+
+    tok = tool_tokenizer()
+    sp = tok.special_ids
+    outputs = {sp["<|output_start|>"], sp["<|output_end|>"]}
+    starts = {sp["<|python_start|>"], sp["<|search_start|>"]}
+    ends = {"python": sp["<|python_end|>"], "search": sp["<|search_end|>"]}
+    model = ScriptedGPT(tok.vocab_size, CALL)
+    for tools, outside in (([], outputs | starts | set(ends.values())),
+                           ([Reverser()], outputs | {sp["<|search_start|>"]} | set(ends.values()))):
+        engine = Engine(model, tok, tools=tools)
+        rows = [_Reply(), _Reply(), _Reply()]
+        rows[1].open, rows[2].open = ("python", 0), ("search", 0)
+        expected = [outside, outputs | starts | {ends["search"]}, outputs | starts | {ends["python"]}]
+        logits = engine._constrain(torch.zeros(3, tok.vocab_size), rows)
+        assert [set(torch.isinf(row).nonzero().flatten().tolist()) for row in logits] == expected

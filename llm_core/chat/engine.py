@@ -161,7 +161,9 @@ class Engine:
         self._start_of: dict[int, str] = {}  # start token id -> tool name
         self._end_id: dict[str, int] = {}
         self._states: list[str | None] = [None, *delimiters]  # outside a call, or inside a call to a tool
-        self._bans: torch.Tensor | None = None  # (states, vocab): what a row in each state may not sample
+        # (states, most banned ids of a state): the ids a row in each state may not sample, a state's list padded with
+        # its own first id; a few special tokens, so a step sets a few logits instead of masking the whole vocabulary
+        self._bans: torch.Tensor | None = None
         if delimiters:
             self._start_of = {special_id(tokenizer, s): name for name, (s, _) in delimiters.items()}
             self._end_id = {name: special_id(tokenizer, e) for name, (_, e) in delimiters.items()}
@@ -171,9 +173,9 @@ class Engine:
             outside = [*outputs, *unavailable, *self._end_id.values()]
             inside = {name: [*outputs, *self._start_of, *(e for t, e in self._end_id.items() if t != name)]
                       for name in delimiters}
-            self._bans = torch.zeros(len(self._states), model.config.vocab_size, dtype=torch.bool)
-            for state, banned in enumerate([outside, *inside.values()]):
-                self._bans[state, banned] = True
+            banned = [sorted(set(ids)) for ids in [outside, *inside.values()]]
+            width = max(len(ids) for ids in banned)
+            self._bans = torch.tensor([ids + ids[:1] * (width - len(ids)) for ids in banned])
 
     @property
     def never_sampled(self) -> list[int]:
@@ -181,7 +183,7 @@ class Engine:
         hold throughout (RL scores its rollouts under the same bans). Empty when calls are possible."""
         if self._bans is None or self.tools:
             return []
-        return self._bans[self._states.index(None)].nonzero().flatten().tolist()
+        return sorted(set(self._bans[self._states.index(None)].tolist()))
 
     @property
     def device(self) -> torch.device:
@@ -195,13 +197,13 @@ class Engine:
         return prompt, min(params.max_tokens, block - len(prompt))
 
     def _constrain(self, logits: torch.Tensor, replies: list[_Reply]) -> torch.Tensor:
-        """Logits with the banned tokens of each row at -inf (see the module docstring)."""
+        """The step's logits, with the banned tokens of each row set to -inf in place (see the module docstring)."""
         if self._bans is None:
             return logits
         if self._bans.device != logits.device:
             self._bans = self._bans.to(logits.device)
         states = [self._states.index(r.open[0] if r.open else None) for r in replies]
-        return logits.masked_fill(self._bans[states], float("-inf"))
+        return logits.scatter_(1, self._bans[states], float("-inf"))
 
     def _push(self, reply: _Reply, token: int, forced: bool) -> None:
         """Append a token to a reply; on a call's end token, run the tool and queue its output to force."""
