@@ -17,7 +17,7 @@ It follows nanoGPT's layout with the changes modern small models share (nanochat
   64 channels.
 
 What a post-training stage needs sits here too: `trunk()` gives the final hidden states (a reward or value head sits
-on them), `token_logprobs()` the log-probability of each target token, and `generate()` samples with a KV cache.
+on them), `token_losses()` the loss at each target token for evaluation, and `generate()` samples with a KV cache.
 Weights are saved as safetensors beside a `config.json`; loading never unpickles anything.
 """
 
@@ -36,7 +36,7 @@ from safetensors.torch import load_model, save_model
 
 from llm_core import cpu_kernels
 from llm_core.cpu_matmul import Linear
-from llm_core.head_loss import IGNORE_INDEX, head_cross_entropy
+from llm_core.head_loss import IGNORE_INDEX, head_cross_entropy, head_token_losses
 from llm_core.sampling import sample_tokens
 
 WEIGHTS_FILE = "model.safetensors"
@@ -356,12 +356,18 @@ class GPT(nn.Module):
         keep = targets != IGNORE_INDEX
         return self.head_loss(self.trunk(idx)[keep], targets[keep])
 
-    def token_logprobs(self, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """log p(targets[b, t] | idx[b, :t+1]) for every position, shape (B, T); 0 where targets == IGNORE_INDEX
-        (computed only at the others, `logits_where`)."""
+    @torch.no_grad()
+    def token_losses(self, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """-log p(targets[b, t] | idx[b, :t+1]) at every position, shape (B, T), 0 where targets == IGNORE_INDEX:
+        what evaluation sums (bits per byte, a choice's likelihood). The head runs only at the targets, and in
+        float32 chunk by chunk (`head_token_losses`) without the (positions, vocab) logits. No gradient."""
         keep = targets != IGNORE_INDEX
-        logp = torch.log_softmax(self.logits_where(idx, keep), dim=-1).gather(-1, targets[keep].unsqueeze(-1))
-        return scatter_at(keep, logp.squeeze(-1))
+        h = self.trunk(idx)[keep]
+        if h.dtype == torch.float32 and not torch.is_autocast_enabled(h.device.type):
+            losses = head_token_losses(h, self.lm_head.weight, targets[keep])
+        else:
+            losses = F.cross_entropy(self.lm_head(h).float(), targets[keep], reduction="none")
+        return scatter_at(keep, losses)
 
     # -- generation
     @torch.no_grad()

@@ -1,6 +1,6 @@
 """The LM head's chunked cross-entropy against `F.cross_entropy` of the full logits: loss, gradients, ignored
-targets, chunk boundaries, rows padded for oneDNN, scaling by the upstream gradient, and the GPT paths that use it;
-each through the CPU kernel (`cpu_kernels.cross_entropy_rows_`) and through torch's ops."""
+targets, chunk boundaries, rows padded for oneDNN, scaling by the upstream gradient, evaluation's per-row losses, and
+the GPT paths that use it; each through the CPU kernel (`cpu_kernels.cross_entropy_rows_`) and through torch's ops."""
 
 import pytest
 import torch
@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from llm_core import cpu_kernels, cpu_matmul, head_loss
 from llm_core.cpu_matmul import pad_rows
-from llm_core.head_loss import IGNORE_INDEX, head_cross_entropy
+from llm_core.head_loss import IGNORE_INDEX, head_cross_entropy, head_token_losses
 from llm_core.model import GPT, GPTConfig
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -95,6 +95,21 @@ def test_rows_padded_for_onednn_change_neither_loss_nor_gradients(loss_path, mon
     for a, b in zip(torch.autograd.grad(got, (h, weight)), torch.autograd.grad(want, (h, weight))):
         assert a.shape == b.shape
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("rows", [37, 300], ids=["off-grid", "padded-for-onednn"])
+def test_token_losses_are_each_rows_cross_entropy(loss_path, rows, monkeypatch):
+    """Evaluation's per-row losses (no gradient): F.cross_entropy(reduction='none') of the full logits, 0 where a
+    target is ignored, across chunk boundaries and with the rows padded for oneDNN (300 -> 320) cut off again."""
+    monkeypatch.setattr(head_loss, "CHUNK_LOGITS", 64 * 8192)
+    torch.manual_seed(3)
+    h, weight = torch.randn(rows, 128), torch.randn(8192, 128) * 0.1
+    targets = torch.randint(0, 8192, (rows,))
+    targets[::7] = IGNORE_INDEX
+    got = head_token_losses(h, weight, targets)
+    want = F.cross_entropy(h @ weight.t(), targets, ignore_index=IGNORE_INDEX, reduction="none")
+    assert got.shape == (rows,) and (got[targets == IGNORE_INDEX] == 0).all()
+    torch.testing.assert_close(got, want)
 
 
 @pytest.mark.parametrize("bad", [50, -5])

@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from llm_core.model import GPT, IGNORE_INDEX, GPTConfig, KVCache
 
@@ -88,14 +89,16 @@ def test_sampling_is_reproducible_and_stops():
         assert len(hits) == 0 or (row[hits[0, 0]:] == stop).all()
 
 
-def test_token_logprobs_match_loss(model):
+def test_token_losses_are_the_per_token_cross_entropy_of_the_logits(model):
     idx = torch.randint(0, 97, (2, 16))
     targets = torch.randint(0, 97, (2, 16))
     targets[0, :4] = IGNORE_INDEX
-    _, loss = model(idx, targets)
-    logp = model.token_logprobs(idx, targets)
-    assert logp.shape == (2, 16) and (logp[0, :4] == 0).all()
-    torch.testing.assert_close(-logp.sum() / (targets != IGNORE_INDEX).sum(), loss)
+    logits, loss = model(idx, targets)
+    losses = model.token_losses(idx, targets)
+    want = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="none")
+    assert losses.shape == (2, 16) and (losses[0, :4] == 0).all()
+    torch.testing.assert_close(losses.flatten(), want)
+    torch.testing.assert_close(losses.sum() / (targets != IGNORE_INDEX).sum(), loss)
 
 
 def test_masked_loss_is_the_loss_and_gradient_of_the_full_forward(model):

@@ -147,7 +147,7 @@ def choice_logprobs(model: GPT, rows: Sequence[tuple[list[int], list[int]]], pad
             x[r, : len(seq) - 1] = torch.tensor(seq[:-1])
             n = min(len(ch), len(seq) - 1)
             y[r, len(seq) - 1 - n: len(seq) - 1] = torch.tensor(seq[len(seq) - n:])
-        out += model.token_logprobs(x.to(device), y.to(device)).sum(dim=1).tolist()
+        out += (-model.token_losses(x.to(device), y.to(device)).sum(dim=1)).tolist()
     return out
 
 

@@ -17,7 +17,6 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from llm_core.model import GPT
 from llm_core.train.data import eval_windows, iter_eval_batches
@@ -56,10 +55,9 @@ class LMEvaluator:
         ordinary_nats = torch.zeros((), dtype=torch.float64, device=device)
         for x, y in iter_eval_batches(self.tokens, self.starts, self.block_size, self.batch_size):
             x, y = x.to(device), y.to(device)
-            logits, _ = model(x)
-            losses = F.cross_entropy(logits.float().flatten(0, 1), y.reshape(-1), reduction="none")
+            losses = model.token_losses(x, y)
             nats += losses.sum().double()
-            ordinary_nats += losses[~torch.isin(y.reshape(-1), special)].sum().double()
+            ordinary_nats += losses[~torch.isin(y, special)].sum().double()
         metrics = {
             "val_loss": nats.item() / self.num_targets,
             "val_bpb": ordinary_nats.item() / math.log(2) / max(1, self.num_bytes),
