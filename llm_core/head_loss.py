@@ -9,7 +9,7 @@ at once (the approach of Liger Kernel's fused linear cross-entropy); backward on
 the softmax, the loss and the gradient of a chunk are one C pass (`cpu_kernels.cross_entropy_rows_`) where torch's
 ops take about five, and the three products go through oneDNN (`cpu_matmul`), the rows padded to its grid. Same
 FLOPs, same result to float rounding (`tests/test_head_loss.py`); BENCHMARKS.md has the tiny config's step times.
-Not twice-differentiable.
+Not twice-differentiable. `head_token_losses` gives evaluation each row's loss from the same chunks, no gradient.
 """
 
 from __future__ import annotations
